@@ -1,0 +1,19 @@
+# paper-repro: MIER, AdMRL and MACAW, from per-task data collection to every figure.
+# Setup and includes only; rules live in workflow/rules/, config keys in config/README.md.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/tasks.smk"
+
+
+wildcard_constraints:
+    family="|".join(envs.FAMILIES),
+    protocol="[a-z0-9-]+",
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,114 @@
+"""The workflow's config: scale merging and validation against the JSON schemas.
+
+``config/config.yaml`` names the experiments; ``config/scales/<scale>.yaml``
+holds the budgets. :func:`resolve` merges the two (keys given by the user win),
+checks the result against ``workflow/schemas/config.schema.yaml`` (which may
+``$ref`` sibling ``*.schema.yaml`` files by name) and checks that every
+experiment names a known family and protocol. Every error names the key, the bad
+value and what is allowed, and is raised before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad workflow config; the message names the key, the value and what is allowed."""
+
+
+def load_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """``base`` updated by ``override``, recursively for nested mappings."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve(config: Mapping, root: str | Path) -> dict:
+    """Merge the scale's budgets under ``config`` and validate the result."""
+    root = Path(root)
+    scale = config.get("scale")
+    scales = sorted(p.name.removesuffix(".yaml") for p in (root / "config" / "scales").glob("*.yaml"))
+    if scale not in scales:
+        raise ConfigError(f"config key 'scale': {scale!r} is not a scale; allowed: {scales}")
+    merged = deep_merge(load_yaml(root / "config" / "scales" / f"{scale}.yaml"), config)
+    validate(merged, root / "workflow" / "schemas")
+    return merged
+
+
+def validate(config: Mapping, schema_dir: str | Path) -> None:
+    """Check ``config`` against ``config.schema.yaml``, then against the task registry."""
+    schema_dir = Path(schema_dir)
+    registry = referencing.Registry().with_resources(
+        (p.name, referencing.Resource.from_contents(load_yaml(p), referencing.jsonschema.DRAFT202012))
+        for p in sorted(schema_dir.glob("*.schema.yaml"))
+    )
+    schema = load_yaml(schema_dir / "config.schema.yaml")
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  - {_describe(e)}" for e in errors))
+    _check_experiments(config)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the key, the bad value and what is allowed."""
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f"in '{key}'" if error.absolute_path else "at the top level"
+        return f"unknown key(s) {extra} {where}; allowed keys: {allowed}"
+    if error.validator == "enum":
+        return f"config key '{key}': {error.instance!r} is not allowed; allowed: {error.validator_value}"
+    if error.validator == "type":
+        return f"config key '{key}': {error.instance!r} has the wrong type; expected {error.validator_value}"
+    if error.validator == "required":
+        return f"config key '{key}': {error.message}"
+    return f"config key '{key}': {error.instance!r}: {error.message}"
+
+
+def _check_experiments(config: Mapping) -> None:
+    from paper_repro import envs
+
+    problems = []
+    for name, exp in config.get("experiments", {}).items():
+        family, protocol = exp.get("family"), exp.get("protocol")
+        if family is None:  # a supervised experiment (Omniglot) names a dataset instead
+            continue
+        if family not in envs.FAMILIES:
+            problems.append(f"config key 'experiments.{name}.family': {family!r} is not a family; allowed: {list(envs.FAMILIES)}")
+        elif protocol not in envs.protocols(family):
+            problems.append(
+                f"config key 'experiments.{name}.protocol': {protocol!r} is not a protocol of {family}; "
+                f"allowed: {list(envs.protocols(family))}"
+            )
+    experiments = set(config.get("experiments", {}))
+    for fig, spec in config.get("figures", {}).items():
+        for exp in spec["experiments"]:
+            if exp not in experiments:
+                problems.append(f"config key 'figures.{fig}.experiments': {exp!r} is not an experiment; allowed: {sorted(experiments)}")
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))

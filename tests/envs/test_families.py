@@ -1,0 +1,229 @@
+"""Every family against TASKS.md: rewards recomputed from the simulator's own state, terminations,
+dynamics changes, splits and determinism."""
+
+from __future__ import annotations
+
+import json
+
+import mujoco
+import numpy as np
+import pytest
+
+from paper_repro import envs
+from paper_repro.envs import cheetah
+
+MUJOCO_FAMILIES = [f for f in envs.FAMILIES if f != "metaworld-ml45"]
+STATS = {k: np.array(v) for k, v in json.loads(cheetah.STATS_FILE.read_text()).items()}
+
+
+def snapshot(sim) -> dict:
+    m, d = sim.model, sim.data
+    com = (m.body_mass[:, None] * d.xipos).sum(0) / m.body_mass.sum()
+    torso = d.body("torso").xpos.copy() if m.nbody > 1 else None
+    return {"qpos": d.qpos.copy(), "qvel": d.qvel.copy(), "torso": torso, "com": com, "cfrc_ext": d.cfrc_ext.copy()}
+
+
+def l2(a) -> float:
+    return float(np.sum(np.square(a)))
+
+
+def expected_reward(family: str, task: dict, a: np.ndarray, s0: dict, s1: dict, dt: float) -> float:
+    """TASKS.md's reward of each family, written from the formula alone."""
+    vx = (s1["qpos"][0] - s0["qpos"][0]) / dt
+    if family == "cheetah-vel":
+        return -abs(vx - task["velocity"]) - 0.05 * l2(a)
+    if family == "cheetah-dir":
+        return task["direction"] * vx - 0.05 * l2(a)
+    if family == "cheetah-negated-joints":
+        return vx - 0.1 * l2(a)
+    if family == "cheetah-highdim":
+        psi = np.array([task[f"psi_{i}"] for i in range(18)])
+        s = np.concatenate([s1["qpos"][:9], s1["qvel"][:9]])
+        return float(psi @ ((s - STATS["mean"]) / STATS["std"])) - 0.05 * l2(a)
+    if family.startswith("ant"):
+        v = (s1["torso"][:2] - s0["torso"][:2]) / dt
+        if family == "ant-dir":
+            th = task["theta"]
+            return v @ [np.cos(th), np.sin(th)] - 0.5 * l2(a) - 0.5e-3 * l2(np.clip(s1["cfrc_ext"], -1, 1)) + 1.0
+        r = -abs(v[0] - task["goal_vx"]) - abs(v[1] - task["goal_vy"]) - 0.005 * l2(a)
+        if family == "ant-2d":
+            return r + 5.05
+        return r - 30 * abs(s1["qpos"][2] - task["goal_z"]) + 3.05
+    if family == "humanoid-dir":
+        v = (s1["com"][:2] - s0["com"][:2]) / dt
+        th = task["theta"]
+        return 1.25 * (v @ [np.cos(th), np.sin(th)]) - 0.1 * l2(a) - min(0.5e-6 * l2(s1["cfrc_ext"]), 10) + 5
+    if family == "walker-params":
+        return vx + 1 - 1e-3 * l2(a)
+    if family in ("walker-2d", "hopper-2d"):
+        return -abs(vx - task["goal_v"]) - 5 * abs(s1["qpos"][1] - task["goal_h"]) - 1e-3 * l2(a) + 10
+    raise AssertionError(family)
+
+
+def expected_terminated(family: str, s1: dict) -> bool:
+    q = s1["qpos"]
+    if family.startswith("cheetah"):
+        return False
+    if family.startswith("ant"):
+        return not 0.2 <= q[2] <= 1.0
+    if family == "humanoid-dir":
+        return not 1.0 < q[2] < 2.0
+    if family in ("walker-params", "walker-2d"):
+        return not (0.8 < q[1] < 2.0 and -1 < q[2] < 1)
+    if family == "hopper-2d":
+        rest = np.concatenate([q[3:], np.clip(s1["qvel"], -10, 10)])
+        return not ((np.abs(rest) < 100).all() and q[1] > 0.7 and abs(q[2]) < 0.2)
+    raise AssertionError(family)
+
+
+def first_task(family: str, split: str = "test") -> dict:
+    protocol = envs.protocols(family)[0]
+    return envs.task_table(family, protocol)[split].iloc[0].to_dict()
+
+
+@pytest.mark.parametrize("family", MUJOCO_FAMILIES)
+def test_reward_and_termination_match_tasks_md(family):
+    task = first_task(family)
+    env = envs.make(family, task, seed=1)
+    sim = env.unwrapped
+    steps = 0
+    for episode in range(2):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            a = env.action_space.sample()
+            s0 = snapshot(sim)
+            _, r, term, trunc, _ = env.step(a)
+            s1 = snapshot(sim)
+            assert r == pytest.approx(expected_reward(family, task, a.astype(float), s0, s1, sim.dt), rel=1e-6, abs=1e-6)
+            assert term == expected_terminated(family, s1)
+            done = term or trunc
+            steps += 1
+        assert trunc == (not term)
+    assert steps >= 20
+
+
+@pytest.mark.parametrize("family", MUJOCO_FAMILIES)
+def test_horizon_truncates_at_exactly_the_family_horizon(family):
+    env = envs.make(family, first_task(family), seed=0)
+    env.reset(seed=0)
+    sim = env.unwrapped
+    for t in range(1, envs.get_family(family).horizon + 1):
+        # hold the robot in its initial pose so only the time limit can end the episode
+        sim.set_state(sim.init_qpos, sim.init_qvel)
+        _, _, term, trunc, _ = env.step(np.zeros(env.action_space.shape))
+        assert not term
+        assert trunc == (t == 200)
+
+
+TERMINAL_STATES = {
+    # family: (qpos index, a value that violates the condition, one that does not)
+    "ant-dir": (2, 1.6, 0.75),
+    "ant-2d": (2, 1.6, 0.75),
+    "ant-3d": (2, 1.6, 0.75),
+    "humanoid-dir": (2, 2.4, 1.4),
+    "walker-params": (2, 1.3, 0.0),
+    "walker-2d": (1, 2.3, 1.25),
+    "hopper-2d": (2, 0.5, 0.0),
+}
+
+
+@pytest.mark.parametrize("family", sorted(TERMINAL_STATES))
+def test_termination_happens_where_stated(family):
+    index, bad, good = TERMINAL_STATES[family]
+    outcomes = []
+    for value in (bad, good):
+        env = envs.make(family, first_task(family), seed=0)
+        env.reset(seed=0)
+        sim = env.unwrapped
+        qpos = sim.init_qpos.copy()
+        qpos[index] = value
+        sim.set_state(qpos, np.zeros(sim.model.nv))
+        _, _, term, _, _ = env.step(np.zeros(env.action_space.shape))
+        outcomes.append(term)
+        assert term == expected_terminated(family, snapshot(sim))
+    assert outcomes == [True, False]
+
+
+def test_negated_joints_mirror_actuator_forces():
+    tables = envs.task_table("cheetah-negated-joints", "mier")
+    plain = envs.make("cheetah-negated-joints", {f"mask_{i}": 1.0 for i in range(6)}, seed=0)
+    rng = np.random.default_rng(0)
+    for split, table in tables.items():
+        for _, row in table.iterrows():
+            mask = np.array([row[f"mask_{i}"] for i in range(6)])
+            env = envs.make("cheetah-negated-joints", row.to_dict(), seed=0)
+            for e in (env, plain):
+                e.reset(seed=0)
+            a = rng.uniform(-1, 1, 6)
+            env.step(a)
+            plain.step(a)
+            forces, reference = env.unwrapped.data.actuator_force, plain.unwrapped.data.actuator_force
+            np.testing.assert_allclose(forces, mask * reference, rtol=1e-12, atol=1e-12)
+            assert (np.sign(forces[mask < 0]) == -np.sign(reference[mask < 0])).all()
+            negated = set(np.flatnonzero(mask < 0))
+            if split == "train":
+                assert len(negated) == 3 and 5 not in negated
+            else:
+                assert len(negated) == 3 and 5 in negated
+
+
+def test_negated_joint_splits_are_exact():
+    tables = envs.task_table("cheetah-negated-joints", "mier")
+    masks = {split: {tuple(r) for r in t.drop(columns="task_id").to_numpy()} for split, t in tables.items()}
+    assert len(masks["train"]) == len(masks["test"]) == 10
+    assert not masks["train"] & masks["test"]
+
+
+def test_walker_params_scale_from_the_nominal_model_and_never_compound():
+    table = envs.task_table("walker-params", "macaw")["train"]
+    env = envs.make("walker-params", table.iloc[0].to_dict(), seed=0)
+    sim = env.unwrapped
+    nominal = {k: v.copy() for k, v in sim.nominal.items()}
+    fresh = envs.get_family("walker-params").env_cls()
+    for name in nominal:  # the copy is the untouched model
+        np.testing.assert_array_equal(nominal[name], getattr(fresh.model, name))
+
+    def fields():
+        return {name: getattr(sim.model, name).copy() for name in nominal}
+
+    def factors(row):
+        return {n: np.array([row[f"{n}_{i}"] for i in range(v.size)]).reshape(v.shape) for n, v in nominal.items()}
+
+    rows = [table.iloc[0].to_dict(), table.iloc[1].to_dict(), table.iloc[0].to_dict()]
+    seen = []
+    for row in rows:
+        sim.set_task(row)
+        got = fields()
+        for name, f in factors(row).items():
+            np.testing.assert_allclose(got[name], nominal[name] * f, rtol=1e-12)
+        seen.append(got)
+    for name in nominal:  # A, B, A: the second A equals the first
+        np.testing.assert_array_equal(seen[0][name], seen[2][name])
+        assert not np.array_equal(seen[0][name], seen[1][name]) or not nominal[name].any()
+    # derived quantities were recomputed (mj_setConst): total mass follows body_mass
+    assert sim.model.body_subtreemass[0] == pytest.approx(sim.model.body_mass.sum())
+    f = factors(rows[0])
+    for name, base in (("body_mass", 1.5), ("body_inertia", 1.5), ("dof_damping", 1.3), ("geom_friction", 1.5)):
+        exponent = np.log(f[name]) / np.log(base)
+        assert (np.abs(exponent) <= 3 + 1e-9).all()
+
+
+def test_walker_params_change_the_dynamics():
+    table = envs.task_table("walker-params", "macaw")["train"]
+    finals = []
+    for i in range(2):
+        env = envs.make("walker-params", table.iloc[i].to_dict(), seed=0)
+        env.reset(seed=0)
+        for _ in range(20):
+            env.step(np.full(6, 0.5))
+        finals.append(env.unwrapped.data.qpos.copy())
+    assert not np.allclose(finals[0], finals[1])
+
+
+def test_mujoco_model_views_are_why_we_copy():
+    model = envs.get_family("walker-params").env_cls().model
+    view = model.body_mass
+    view[1] *= 2
+    assert model.body_mass[1] == view[1]  # a view: scaling it in place would compound
+    assert isinstance(model, mujoco.MjModel)

@@ -1,0 +1,104 @@
+"""Config validation: bad configs stop with a message naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from paper_repro import config as prconfig
+from paper_repro import envs
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    return prconfig.load_yaml(ROOT / "config" / "config.yaml")
+
+
+def resolve(cfg: dict) -> dict:
+    return prconfig.resolve(cfg, ROOT)
+
+
+@pytest.mark.parametrize("scale", ["smoke", "quick", "paper"])
+def test_every_scale_resolves(base, scale):
+    cfg = resolve({**base, "scale": scale})
+    assert cfg["scale"] == scale
+    assert set(cfg["seeds"]) == {"MIER", "AdMRL", "MACAW"}
+
+
+def test_user_keys_override_the_scale(base):
+    cfg = resolve({**base, "scale": "paper", "seeds": {"MIER": 1}})
+    assert cfg["seeds"] == {"MIER": 1, "AdMRL": 3, "MACAW": 4}
+
+
+def test_every_figure_of_figures_md_is_configured(base):
+    figures_md = (ROOT.parent / "shared" / "FIGURES.md")
+    if not figures_md.exists():
+        pytest.skip("../shared/FIGURES.md not beside the checkout")
+    named = {line.split("`")[1] for line in figures_md.read_text().splitlines()
+             if line.startswith("| `fig") or line.startswith("| `table")}
+    assert named == set(base["figures"])
+
+
+def test_every_family_is_used(base):
+    used = {e["family"] for e in base["experiments"].values() if "family" in e}
+    assert used == set(envs.FAMILIES)
+
+
+def mutate(base: dict, path: str, value) -> dict:
+    cfg = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return cfg
+
+
+BAD = [
+    # (key path, bad value, words the message must contain)
+    ("scale", "quik", ["'scale'", "'quik'", "smoke", "quick", "paper"]),
+    ("device", "gpu", ["'device'", "'gpu'", "cpu", "cuda", "auto"]),
+    ("task_seed", "zero", ["'task_seed'", "'zero'", "integer"]),
+    ("seeds.MIER", 0, ["'seeds.MIER'", "0", "minimum"]),
+    ("plot.context", "slides", ["'plot.context'", "'slides'", "paper", "talk"]),
+    ("plot.dpi", "high", ["'plot.dpi'", "'high'", "integer"]),
+    ("experiments.mier-negated-joints.methods", ["mier", "peral"], ["'experiments.mier-negated-joints.methods.1'", "'peral'", "pearl"]),
+    ("experiments.mier-negated-joints.family", "cheetah-negated", ["'experiments.mier-negated-joints.family'", "'cheetah-negated'", "cheetah-negated-joints"]),
+    ("experiments.mier-negated-joints.protocol", "mire", ["'experiments.mier-negated-joints.protocol'", "'mire'", "allowed"]),
+    ("figures.fig4_dynamics_extrapolation.experiments", ["mier-negatedjoints"], ["'figures.fig4_dynamics_extrapolation.experiments'", "'mier-negatedjoints'", "mier-negated-joints"]),
+]
+
+
+@pytest.mark.parametrize("path,value,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_value_names_key_value_and_allowed(base, path, value, words):
+    with pytest.raises(prconfig.ConfigError) as err:
+        resolve(mutate(base, path, value))
+    for w in words:
+        assert w in str(err.value), f"{w!r} missing from: {err.value}"
+
+
+@pytest.mark.parametrize("where", ["", "plot", "task_limit"])
+def test_typo_in_a_key_is_rejected(base, where):
+    cfg = copy.deepcopy(base)
+    node = cfg.setdefault(where, {}) if where else cfg
+    node["sedds"] = 3
+    with pytest.raises(prconfig.ConfigError, match=r"unknown key\(s\) \['sedds'\]") as err:
+        resolve(cfg)
+    assert "allowed keys" in str(err.value)
+
+
+def test_missing_key_is_named(base):
+    cfg = copy.deepcopy(base)
+    del cfg["plot"]["dpi"]
+    with pytest.raises(prconfig.ConfigError, match="'dpi' is a required property"):
+        resolve(cfg)
+
+
+def test_broken_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scale: [smoke\n")
+    with pytest.raises(prconfig.ConfigError, match="bad.yaml: not valid YAML"):
+        prconfig.load_yaml(bad)

@@ -19,7 +19,7 @@ venv: $(STAMP)
 
 ## The main job at the default (quick) scale: every target of `rule all`.
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $(TARGET)
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) $(TARGET) $(SNAKEMAKE_ARGS)
 
 ## The test suite.
 test: $(STAMP)

@@ -1,0 +1,315 @@
+"""MAML-TRPO (Finn et al. 2017, Sec. 5.3 and App. A.2), the on-policy meta-RL baseline of MIER and AdMRL.
+
+Inner loop: one vanilla policy-gradient (REINFORCE) step with a linear feature baseline, from K
+trajectories of the task. Outer loop: TRPO on the post-update trajectories, differentiating through
+the inner step. The inner step is functional (``torch.func``) and batched over the tasks of a
+meta-batch with ``vmap``; the Fisher-vector products of TRPO differentiate through it exactly
+(the paper used finite differences only to avoid third derivatives in its framework).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Config:
+    hidden: tuple[int, ...] = (100, 100)
+    """Policy hidden layers, ReLU (Finn et al. 2017, App. A.2)."""
+    inner_lr: float = 0.1
+    """Step size α of the inner policy-gradient update (App. A.2)."""
+    inner_steps: int = 1
+    """Inner policy-gradient updates (App. A.2: one)."""
+    trajectories: int = 20
+    """Trajectories per task and per update, K (App. A.2: 20)."""
+    meta_batch: int = 40
+    """Tasks per meta-update (App. A.2: 40 for the locomotion tasks)."""
+    meta_iterations: int = 500
+    """Meta-updates (Sec. 5.3: up to 500)."""
+    max_kl: float = 0.01
+    """TRPO trust region δ (rllab's default, used by the MAML code)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the TRPO step."""
+    cg_damping: float = 1e-5
+    """Damping added to the Fisher-vector products (rllab's reg_coeff)."""
+    line_search_steps: int = 15
+    """Backtracking steps, each halving the TRPO step."""
+    gamma: float = 0.99
+    """Discount of returns and of the baseline targets."""
+    baseline_reg: float = 1e-5
+    """Ridge coefficient of the linear feature baseline (Duan et al. 2016)."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of the state-independent Gaussian policy."""
+
+
+# --- policy -------------------------------------------------------------------------
+
+
+class GaussianMLP(torch.nn.Module):
+    """A ReLU MLP mean with a state-independent log standard deviation."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], init_log_std: float = 0.0):
+        super().__init__()
+        sizes = [obs_dim, *hidden, act_dim]
+        layers: list[torch.nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        self.mean = torch.nn.Sequential(*layers)
+        self.log_std = torch.nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean(obs), self.log_std.expand(*obs.shape[:-1], -1)
+
+
+def log_prob(policy: GaussianMLP, params: Params, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    mean, log_std = functional_call(policy, params, (obs,))
+    z = (act - mean) / log_std.exp()
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def gaussian_kl(policy: GaussianMLP, old: Params, new: Params, obs: torch.Tensor) -> torch.Tensor:
+    """KL(π_old || π_new) per observation."""
+    m0, s0 = functional_call(policy, old, (obs,))
+    m1, s1 = functional_call(policy, new, (obs,))
+    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).pow(2)) / (2 * torch.exp(2 * s1)) - 0.5).sum(-1)
+
+
+# --- trajectories and the linear feature baseline -----------------------------------
+
+
+class Batch(NamedTuple):
+    """K trajectories of one task (or [tasks, K, ...] stacked): padded to the horizon, ``mask`` marks real steps."""
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    rew: torch.Tensor
+    mask: torch.Tensor
+    adv: torch.Tensor
+
+
+def discounted_returns(rew: np.ndarray, mask: np.ndarray, gamma: float) -> np.ndarray:
+    """Returns-to-go along the last axis (time), zero after an episode's end."""
+    out = np.zeros_like(rew)
+    running = np.zeros(rew.shape[:-1])
+    for t in reversed(range(rew.shape[-1])):
+        running = (rew[..., t] + gamma * running) * mask[..., t]  # padding after an episode's end resets it
+        out[..., t] = running
+    return out
+
+
+def baseline_features(obs: np.ndarray, horizon: int) -> np.ndarray:
+    """Duan et al. (2016): [s, s², t, t², t³, 1] with t = step/100 (clipped observations)."""
+    obs = np.clip(obs, -10, 10)
+    t = np.broadcast_to(np.arange(obs.shape[-2])[:, None] / 100.0, obs.shape[:-1] + (1,))
+    return np.concatenate([obs, obs**2, t, t**2, t**3, np.ones_like(t)], axis=-1)
+
+
+def fit_baseline(obs: np.ndarray, returns: np.ndarray, mask: np.ndarray, reg: float) -> np.ndarray:
+    """Ridge regression of the returns on the features of one task's trajectories; the fitted values."""
+    feats = baseline_features(obs, obs.shape[-2])
+    f, r = feats[mask > 0], returns[mask > 0]
+    lam = reg
+    for _ in range(5):  # rllab raises the ridge until the solve is finite
+        coef = np.linalg.solve(f.T @ f + lam * np.eye(f.shape[1]), f.T @ r)
+        if np.isfinite(coef).all():
+            break
+        lam *= 10
+    return (feats @ coef) * mask
+
+
+def rollout(policy: GaussianMLP, params: Params, envs: Sequence[gym.Env], horizon: int,
+            generator: torch.Generator) -> tuple[np.ndarray, ...]:
+    """One episode in each env, all stepped together with one policy forward; padded arrays [n, T, ...]."""
+    n = len(envs)
+    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    obs = np.zeros((n, horizon, obs_dim), np.float32)
+    act = np.zeros((n, horizon, act_dim), np.float32)
+    rew = np.zeros((n, horizon), np.float32)
+    mask = np.zeros((n, horizon), np.float32)
+    current = np.stack([env.reset()[0] for env in envs]).astype(np.float32)
+    alive = np.ones(n, bool)
+    low, high = envs[0].action_space.low, envs[0].action_space.high
+    for t in range(horizon):
+        with torch.no_grad():
+            mean, log_std = functional_call(policy, params, (torch.as_tensor(current),))
+            a = (mean + log_std.exp() * torch.randn(mean.shape, generator=generator)).numpy()
+        obs[:, t], act[:, t], mask[:, t] = current, a, alive
+        for i in np.flatnonzero(alive):
+            o, r, term, trunc, _ = envs[i].step(np.clip(a[i], low, high))
+            rew[i, t] = r
+            current[i] = o
+            alive[i] = not (term or trunc)
+        if not alive.any():
+            break
+    return obs, act, rew, mask
+
+
+def make_batch(obs, act, rew, mask, cfg: Config) -> Batch:
+    returns = discounted_returns(rew, mask, cfg.gamma)
+    adv = returns - fit_baseline(obs, returns, mask, cfg.baseline_reg)
+    valid = adv[mask > 0]
+    adv = (adv - valid.mean()) / (valid.std() + 1e-8) * mask  # centred and scaled, as rllab's VPG/TRPO
+    return Batch(*(torch.as_tensor(x, dtype=torch.float32) for x in (obs, act, rew, mask, adv)))
+
+
+# --- losses -------------------------------------------------------------------------
+
+
+def pg_loss(policy: GaussianMLP, params: Params, batch: Batch) -> torch.Tensor:
+    """REINFORCE with the baseline's advantages: -E[log π(a|s) A]."""
+    logp = log_prob(policy, params, batch.obs, batch.act)
+    return -(logp * batch.adv * batch.mask).sum() / batch.mask.sum()
+
+
+def adapt(policy: GaussianMLP, params: Params, batch: Batch, cfg: Config) -> Params:
+    """The inner loop: ``inner_steps`` policy-gradient steps from ``params`` on one task's batch."""
+    for _ in range(cfg.inner_steps):
+        grads = grad(lambda p: pg_loss(policy, p, batch))(params)
+        params = {k: params[k] - cfg.inner_lr * grads[k] for k in params}
+    return params
+
+
+def adapt_tasks(policy: GaussianMLP, params: Params, batches: Batch, cfg: Config) -> Params:
+    """``adapt`` for every task of a stacked batch at once (vmap over the task axis)."""
+    return vmap(lambda b: adapt(policy, params, b, cfg))(batches)
+
+
+def surrogate(policy: GaussianMLP, params: Params, pre: Batch, post: Batch, old_logp: torch.Tensor,
+              cfg: Config) -> torch.Tensor:
+    """TRPO's objective through the inner step: -E_tasks E[π_θ'(a|s) / π_old(a|s) · A] on post-update data."""
+    adapted = adapt_tasks(policy, params, pre, cfg)
+    logp = vmap(lambda p, b: log_prob(policy, p, b.obs, b.act))(adapted, post)
+    ratio = torch.exp(logp - old_logp)
+    return -((ratio * post.adv * post.mask).sum((1, 2)) / post.mask.sum((1, 2))).mean()
+
+
+def mean_kl(policy: GaussianMLP, params: Params, old_adapted: Params, pre: Batch, post: Batch, cfg: Config) -> torch.Tensor:
+    adapted = adapt_tasks(policy, params, pre, cfg)
+    kl = vmap(lambda o, n, b: gaussian_kl(policy, o, n, b.obs))(old_adapted, adapted, post)
+    return ((kl * post.mask).sum((1, 2)) / post.mask.sum((1, 2))).mean()
+
+
+# --- the TRPO meta-update -----------------------------------------------------------
+
+
+def flat(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+def unflat(vector: torch.Tensor, like: Params) -> Params:
+    out, i = {}, 0
+    for k, v in like.items():
+        out[k] = vector[i:i + v.numel()].view_as(v)
+        i += v.numel()
+    return out
+
+
+def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int) -> torch.Tensor:
+    """Solve A x = b for symmetric positive definite A given only products A v."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        Ap = Avp(p)
+        alpha = rr / (p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = r @ r
+        if rr_new < 1e-10:
+            break
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def update(policy: GaussianMLP, params: Params, pre: Batch, post: Batch, cfg: Config) -> tuple[Params, dict[str, float]]:
+    """One TRPO meta-update; returns the new meta-parameters and metrics."""
+    params = {k: v.detach() for k, v in params.items()}
+    with torch.no_grad():
+        old_adapted = adapt_tasks(policy, params, pre, cfg)
+    old_adapted = {k: v.detach() for k, v in old_adapted.items()}
+    old_logp = vmap(lambda p, b: log_prob(policy, p, b.obs, b.act))(old_adapted, post).detach()
+
+    loss_before, g = torch.func.grad_and_value(lambda p: surrogate(policy, p, pre, post, old_logp, cfg))(params)[::-1]
+    g = flat(g)
+
+    def fisher_vector(v: torch.Tensor) -> torch.Tensor:
+        kl_grad = lambda p: flat(grad(lambda q: mean_kl(policy, q, old_adapted, pre, post, cfg))(p)) @ v  # noqa: E731
+        return flat(grad(kl_grad)(params)) + cfg.cg_damping * v
+
+    direction = conjugate_gradient(fisher_vector, -g, cfg.cg_iters)
+    shs = direction @ fisher_vector(direction)
+    step = torch.sqrt(2 * cfg.max_kl / (shs + 1e-12)) * direction
+    theta = flat(params)
+    for i in range(cfg.line_search_steps):
+        candidate = unflat(theta + 0.5**i * step, params)
+        with torch.no_grad():
+            loss = surrogate(policy, candidate, pre, post, old_logp, cfg)
+            kl = mean_kl(policy, candidate, old_adapted, pre, post, cfg)
+        if torch.isfinite(loss) and loss < loss_before and kl <= cfg.max_kl:
+            return candidate, {"train/surrogate_before": loss_before.item(), "train/surrogate": loss.item(),
+                               "train/kl": kl.item(), "train/line_search_steps": i}
+    return params, {"train/surrogate_before": loss_before.item(), "train/surrogate": loss_before.item(),
+                    "train/kl": 0.0, "train/line_search_steps": cfg.line_search_steps}
+
+
+# --- the meta-training loop ---------------------------------------------------------
+
+
+def stack(batches: Sequence[Batch]) -> Batch:
+    return Batch(*(torch.stack(x) for x in zip(*batches)))
+
+
+def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config,
+          seed: int = 0, log: Callable[[dict], None] = print) -> tuple[GaussianMLP, Params]:
+    """Meta-train on ``train_tasks``; ``make_env(task)`` builds a ready env. Returns the policy and its meta-parameters."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    probe = make_env(train_tasks[0])
+    policy = GaussianMLP(probe.observation_space.shape[0], probe.action_space.shape[0], cfg.hidden, cfg.init_log_std)
+    params = {k: v.detach() for k, v in policy.named_parameters()}
+    for iteration in range(cfg.meta_iterations):
+        # collect: K pre-update trajectories per task, adapt, K post-update trajectories
+        tasks = [train_tasks[i] for i in rng.choice(len(train_tasks), cfg.meta_batch, replace=len(train_tasks) < cfg.meta_batch)]
+        task_envs = [[make_env(t) for _ in range(cfg.trajectories)] for t in tasks]
+        for i, envs_of_task in enumerate(task_envs):
+            for j, env in enumerate(envs_of_task):
+                env.reset(seed=int(rng.integers(2**31)))
+        pre = stack([make_batch(*rollout(policy, params, e, horizon, gen), cfg) for e in task_envs])
+        adapted = adapt_tasks(policy, params, pre, cfg)
+        post = stack([make_batch(*rollout(policy, {k: v[i] for k, v in adapted.items()}, e, horizon, gen), cfg)
+                      for i, e in enumerate(task_envs)])
+        # update
+        params, metrics = update(policy, params, pre, post, cfg)
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise FloatingPointError(f"MAML-TRPO: non-finite metrics at meta-iteration {iteration}: {metrics}")
+        # evaluate: the returns seen before and after adaptation
+        log({"iteration": iteration, **metrics,
+             "eval/pre_return": float(pre.rew.sum(-1).mean()), "eval/adapted_return": float(post.rew.sum(-1).mean())})
+    return policy, params
+
+
+def adapt_and_evaluate(policy: GaussianMLP, params: Params, make_env: Callable[[], gym.Env], horizon: int,
+                       cfg: Config, adapt_trajectories: int = 2, eval_episodes: int = 5, seed: int = 0) -> dict[str, float]:
+    """Test time: adapt on ``adapt_trajectories`` trajectories of the task, then evaluate the adapted policy."""
+    gen = torch.Generator().manual_seed(seed)
+    envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
+    for i, env in enumerate(envs):
+        env.reset(seed=seed * 1000 + i)
+    pre = rollout(policy, params, envs[:adapt_trajectories], horizon, gen)
+    adapted = adapt(policy, params, make_batch(*pre, cfg), cfg)
+    post = rollout(policy, adapted, envs[:eval_episodes], horizon, gen)
+    return {"pre_return": float(pre[2].sum(-1).mean()), "adapted_return": float(post[2].sum(-1).mean())}

@@ -130,3 +130,29 @@ def test_maml_learns_to_adapt_on_point_navigation():
     results = [maml.adapt_and_evaluate(policy, params, lambda t=t: make_env(t), 20, cfg, adapt_trajectories=10, eval_episodes=10, seed=i)
                for i, t in enumerate(goals[30:])]
     assert np.mean([r["adapted_return"] for r in results]) > np.mean([r["pre_return"] for r in results])
+
+
+def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
+    goals = [{"goal": g} for g in np.random.default_rng(0).uniform(-0.5, 0.5, (6, 2))]
+
+    def make_env(task):
+        return gym.wrappers.TimeLimit(PointNav(task["goal"]), 5)
+
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=6)
+    _, straight = maml.train(make_env, goals, 5, cfg, seed=3, log=lambda m: None)
+
+    ckpt = tmp_path / "ckpt.pt"
+
+    class Killed(Exception):
+        pass
+
+    def die_at_4(metrics):
+        if metrics["iteration"] == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        maml.train(make_env, goals, 5, cfg, seed=3, log=die_at_4, checkpoint=str(ckpt), checkpoint_every=2)
+    assert ckpt.exists()
+    _, resumed = maml.train(make_env, goals, 5, cfg, seed=3, log=lambda m: None, checkpoint=str(ckpt), checkpoint_every=2)
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], rtol=0, atol=0)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
+from paper_repro import io
+
 Params = dict[str, torch.Tensor]
 
 
@@ -273,15 +275,30 @@ def stack(batches: Sequence[Batch]) -> Batch:
 
 
 def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config,
-          seed: int = 0, log: Callable[[dict], None] = print) -> tuple[GaussianMLP, Params]:
-    """Meta-train on ``train_tasks``; ``make_env(task)`` builds a ready env. Returns the policy and its meta-parameters."""
+          seed: int = 0, log: Callable[[dict], None] = print, checkpoint: str | None = None,
+          checkpoint_every: int = 10) -> tuple[GaussianMLP, Params]:
+    """Meta-train on ``train_tasks``; ``make_env(task)`` builds a ready env. Returns the policy and its meta-parameters.
+
+    With ``checkpoint``, the state (parameters, iteration, every RNG) is saved atomically every
+    ``checkpoint_every`` meta-iterations, and a rerun resumes from it and ends where an
+    uninterrupted run ends.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     probe = make_env(train_tasks[0])
     policy = GaussianMLP(probe.observation_space.shape[0], probe.action_space.shape[0], cfg.hidden, cfg.init_log_std)
     params = {k: v.detach() for k, v in policy.named_parameters()}
-    for iteration in range(cfg.meta_iterations):
+    start = 0
+    state = io.load_checkpoint(checkpoint) if checkpoint else None
+    if state is not None:
+        params, start = state["params"], state["iteration"]
+        rng.bit_generator.state = state["numpy_rng"]
+        gen.set_state(state["torch_rng"])
+    for iteration in range(start, cfg.meta_iterations):
+        if checkpoint and iteration > start and iteration % checkpoint_every == 0:
+            io.save_checkpoint(checkpoint, {"params": params, "iteration": iteration,
+                                            "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state()})
         # collect: K pre-update trajectories per task, adapt, K post-update trajectories
         tasks = [train_tasks[i] for i in rng.choice(len(train_tasks), cfg.meta_batch, replace=len(train_tasks) < cfg.meta_batch)]
         task_envs = [[make_env(t) for _ in range(cfg.trajectories)] for t in tasks]

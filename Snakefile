@@ -6,11 +6,15 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tasks.smk"
+include: "workflow/rules/metatrain.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 wildcard_constraints:
     family="|".join(envs.FAMILIES),
     protocol="[a-z0-9-]+",
+    experiment="|".join(config["experiments"]),
+    seed=r"\d+",
 
 
 rule all:

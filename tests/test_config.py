@@ -102,3 +102,12 @@ def test_broken_yaml_names_the_file(tmp_path):
     bad.write_text("scale: [smoke\n")
     with pytest.raises(prconfig.ConfigError, match="bad.yaml: not valid YAML"):
         prconfig.load_yaml(bad)
+
+
+def test_from_dict_builds_an_algorithm_config_and_names_unknown_keys():
+    from paper_repro.algos import maml
+
+    cfg = prconfig.from_dict(maml.Config, {"meta_batch": 4, "hidden": [8, 8]}, "maml")
+    assert cfg.meta_batch == 4 and cfg.hidden == (8, 8) and cfg.inner_lr == maml.Config().inner_lr
+    with pytest.raises(prconfig.ConfigError, match=r"'maml': unknown key\(s\) \['inner_rl'\]; valid keys: .*inner_lr"):
+        prconfig.from_dict(maml.Config, {"inner_rl": 0.1}, "maml")

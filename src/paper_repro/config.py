@@ -11,6 +11,7 @@ value and what is allowed, and is raised before any job starts.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def from_dict(cls: type, values: Mapping[str, Any], where: str):
+    """A frozen algorithm ``Config`` from the YAML keys that differ from its defaults.
+
+    Unknown keys are rejected with the valid ones listed; lists become tuples.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"config key '{where}': unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def resolve(config: Mapping, root: str | Path) -> dict:

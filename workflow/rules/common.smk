@@ -104,3 +104,47 @@ def plot_params(name):
 def all_targets():
     """What `snakemake` builds with no target: every stage that exists so far."""
     return all_task_tables()
+
+
+# --- meta-training and evaluation ---
+
+
+def experiment_params(wildcards):
+    """The experiment's own entry plus the scale's task limit: what its runs depend on."""
+    exp = config["experiments"][wildcards.experiment]
+    return {"name": wildcards.experiment, **exp, "seed": int(wildcards.seed), "task_limit": config["task_limit"]}
+
+
+def experiment_train_table(wildcards):
+    exp = config["experiments"][wildcards.experiment]
+    return task_table_path(exp["family"], exp["protocol"], "train")
+
+
+def experiment_test_table(wildcards):
+    exp = config["experiments"][wildcards.experiment]
+    return task_table_path(exp["family"], exp["protocol"], "test")
+
+
+def algo_sources(algo):
+    """An input function: the algorithm's module, the shared library files, and the family's modules."""
+
+    def sources(wildcards):
+        family = config["experiments"][wildcards.experiment]["family"]
+        return family_sources(family) + lib(f"algos/{algo}.py", "io.py")
+
+    return sources
+
+
+def metatrain_runtime(wildcards, attempt):
+    """Minutes: a MAML meta-iteration of the paper (40 tasks x 20 x 2 trajectories of 200 steps) takes
+    about 2 minutes on 2 CPU cores; scaled by the configured budget, doubled on a retry."""
+    m = config["maml"]
+    defaults = {"meta_iterations": 500, "meta_batch": 40, "trajectories": 20}
+    work = 1.0
+    for key, paper in defaults.items():
+        work *= m.get(key, paper) / paper
+    return attempt * max(10, int(2 * 2 * 500 * work))
+
+
+def eval_path(experiment, algo, seed):
+    return f"results/eval/{experiment}/{algo}/seed{seed}.csv"

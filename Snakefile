@@ -4,10 +4,15 @@
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tasks.smk"
+include: "workflow/rules/collect.smk"
 include: "workflow/rules/metatrain.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 wildcard_constraints:

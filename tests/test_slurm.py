@@ -26,14 +26,12 @@ pytestmark = pytest.mark.slurm
 START_SLURM = ROOT / "tests" / "slurm" / "start_slurm.sh"
 PROFILE = Path("workflow/profiles/slurm")
 
-# What the project test builds. A tiny target for now; switch to a figure (and drop --force /
-# LOCAL_RULE_GROUPS) once the compute rules exist.
-TARGET = "results/tasks/cheetah-vel/macaw/test.csv"
+# What the project test builds: one complete figure, at the smoke scale. Its compute jobs (the
+# per-family SAC/TD3 collection) go through sbatch; task tables and plots are `localrule`s and run
+# on the submitting host, as they would on a cluster's login node.
+TARGET = "results/figures/fig8_offline_policy_curves.pdf"
+SUBMITTED_RULES = ("collect_cheetah-vel", "collect_cheetah-dir", "collect_walker-params", "collect_ant-dir")
 SCALE = "smoke"
-# Rules marked `localrule: True` run on the submitting host, not through sbatch. A local rule
-# that belongs to a group is submitted like any other job, so the test puts these rules in a
-# group (`--groups`, no change to the workflow). Names of rules that do not exist are ignored.
-LOCAL_RULE_GROUPS = ("task_tables", "task_tables_test_only")
 
 # Test-only options: poll Slurm every second instead of after 40 s, and keep the Slurm logs
 # of successful jobs (deleted by default) so the test can look at them.
@@ -119,17 +117,16 @@ def test_plugin_submits_through_sbatch(slurm: str, tmp_path: Path) -> None:
 def test_workflow_target_through_slurm(slurm: str, tmp_path: Path) -> None:
     """A target of the project's DAG, built by jobs submitted through the Slurm profile."""
     workdir = copy_workflow(tmp_path / "wf")
-    groups = [f"{rule}=slurm_test" for rule in LOCAL_RULE_GROUPS]
-    # `--groups` takes several values: `--` ends it before the target.
-    args = ["--config", f"scale={SCALE}", "--force"]
-    if groups:
-        args += ["--groups", *groups]
-    proc = run_through_slurm(workdir, *args, "--", TARGET)
-    assert_went_through_sbatch(workdir, proc, "task_tables" if groups else "")
-    out = workdir / TARGET
-    assert out.stat().st_size > 0, f"{TARGET} is empty"
-    if out.suffix == ".csv":
-        with out.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        assert rows, f"{TARGET} has no rows"
-        assert "task_id" in rows[0], f"{TARGET} has no task_id column: {list(rows[0])}"
+    # `--config` takes several values: `--` ends it before the target.
+    proc = run_through_slurm(workdir, "--config", f"scale={SCALE}", "--", TARGET)
+    for rule in SUBMITTED_RULES:
+        assert_went_through_sbatch(workdir, proc, rule)
+    assert (workdir / TARGET).stat().st_size > 0, f"{TARGET} is empty"
+    with (workdir / "results/tables/fig8_offline_policy_curves.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["family"] for r in rows} == {"cheetah-vel", "cheetah-dir", "walker-params", "ant-dir"}
+    # the buffers were written by Slurm jobs: their provenance names the job
+    from paper_repro import io
+
+    prov = io.load_json(workdir / "results/data/ant-dir/sac/seed0/task0.npz.provenance.json")
+    assert prov["slurm_job_id"] in slurm_jobs(proc), prov["slurm_job_id"]

@@ -8,6 +8,7 @@ import pytest
 from paper_repro import envs, io
 
 from conftest import ROOT, snakemake
+from smoke_run import FIGURES, smoke_results
 
 
 def test_lint():
@@ -38,11 +39,11 @@ def test_typo_in_configfile_is_named(workflow_dir):
     assert "unknown key(s) ['dpii'] in 'plot'" in proc.stdout + proc.stderr
 
 
-def test_smoke_run_writes_the_task_tables(workflow_dir):
-    snakemake(workflow_dir, "--cores", "2", "--config", "scale=smoke")
-    tables = sorted((workflow_dir / "results" / "tasks").glob("*/*/*.csv"))
-    families = {t.parts[-3] for t in tables}
-    assert families == set(envs.FAMILIES)
+def test_smoke_run_builds_everything(tmp_path_factory):
+    """The whole default DAG at the smoke scale (the run is shared with the provenance and report tests)."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    tables = sorted((workdir / "results" / "tasks").glob("*/*/*.csv"))
+    assert {t.parts[-3] for t in tables} == set(envs.FAMILIES)
     for t in tables:
         family, protocol, split = t.parts[-3], t.parts[-2], t.stem
         written = pd.read_csv(t)
@@ -50,6 +51,21 @@ def test_smoke_run_writes_the_task_tables(workflow_dir):
         pd.testing.assert_frame_equal(written, expected.reset_index(drop=True), check_dtype=False)
         prov = io.load_json(io.provenance_path(t))
         assert prov["config"]["family"] == family and prov["config_hash"]
+    for figure in FIGURES:
+        assert (workdir / "results" / "figures" / f"{figure}.pdf").stat().st_size > 0
+        assert (workdir / "results" / "figures" / f"{figure}.png").stat().st_size > 0
     # a second run has nothing to do
-    proc = snakemake(workflow_dir, "-n", "--cores", "1", "--config", "scale=smoke")
+    proc = snakemake(workdir, "-n", "--cores", "1", "--config", "scale=smoke")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_fig8_table_and_buffers(tmp_path_factory):
+    from paper_repro import buffers
+
+    workdir, _ = smoke_results(tmp_path_factory)
+    table = pd.read_csv(workdir / "results" / "tables" / "fig8_offline_policy_curves.csv")
+    assert set(table.family) == {"cheetah-vel", "cheetah-dir", "walker-params", "ant-dir"}
+    assert set(table[table.family == "cheetah-vel"].algo) == {"td3"} and set(table[table.family != "cheetah-vel"].algo) == {"sac"}
+    for source in table.source.unique():
+        data = buffers.load_buffer(workdir / source.replace(".curve.csv", ".npz"))
+        assert len(data["reward"]) == 400

@@ -123,6 +123,7 @@ def provenance(config: Any, **extra: Any) -> dict[str, Any]:
         "config": config,
         "config_hash": config_hash(config),
         "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "platform": platform.platform(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,

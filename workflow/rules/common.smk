@@ -75,16 +75,18 @@ def all_task_tables():
 
 
 def figure_outputs(name):
-    """A figure's PDF (shown in `snakemake --report`, caption workflow/report/<name>.rst) and PNG."""
+    """A figure's PDF and PNG, both in `snakemake --report` (caption workflow/report/<name>.rst);
+    the PNG shows inline in any browser, the PDF is the print version."""
     fig = config["figures"][name]
     return {
-        "pdf": report(
-            f"results/figures/{name}.pdf",
+        kind: report(
+            f"results/figures/{name}.{kind}",
             caption=f"../report/{name}.rst",
             category=fig["paper"],
-            labels={"figure": name, "paper": fig["paper"], "scale": SCALE},
-        ),
-        "png": f"results/figures/{name}.png",
+            subcategory=name,
+            labels={"figure": name, "format": kind.upper(), "scale": SCALE},
+        )
+        for kind in ("pdf", "png")
     }
 
 
@@ -101,9 +103,93 @@ def plot_params(name):
 # --- targets ---
 
 
+FIGURES_BUILT = ["fig8_offline_policy_curves"]  # the figures whose stages exist so far
+
+
 def all_targets():
-    """What `snakemake` builds with no target: every stage that exists so far."""
-    return all_task_tables()
+    """What `snakemake` builds with no target: every task table and every figure that can be built."""
+    return all_task_tables() + [f"results/figures/{f}.pdf" for f in FIGURES_BUILT]
+
+
+# --- collect: per-task SAC/TD3 offline data ---
+
+COLLECT_PROTOCOL = "macaw"  # the offline data covers MACAW's tasks, train and test
+# Families whose offline data some experiment uses (the experiments that run sac or td3).
+COLLECT_FAMILIES = sorted({e["family"] for e in config["experiments"].values() if {"sac", "td3"} & set(e["methods"])})
+
+
+def collect_dir(family, seed="{seed}"):
+    return f"results/data/{family}/{config['collect']['algo'][family]}/seed{seed}"
+
+
+def collect_task_ids(family):
+    """The tasks that get an agent: the first task_limit tasks of each split, in table order."""
+    tables = envs.task_table(family, COLLECT_PROTOCOL, seed=config["task_seed"])
+    ids = []
+    for split, limit in (("train", config["task_limit"]["train"]), ("test", config["task_limit"]["test"])):
+        ids += [int(i) for i in tables[split]["task_id"].head(limit) if int(i) not in ids]
+    return ids
+
+
+def collect_outputs(family):
+    d = collect_dir(family)
+    out = {"metrics": f"{d}/metrics.csv"}
+    for i in collect_task_ids(family):
+        for kind, suffix in (("buffer", "npz"), ("curve", "curve.csv"), ("policy", "policy.pt")):
+            out[f"{kind}_{i}"] = f"{d}/task{i}.{suffix}"
+    return out
+
+
+def collect_task_tables(family):
+    return {s: task_table_path(family, COLLECT_PROTOCOL, s) for s in ("train", "test")}
+
+
+def collect_sources(family):
+    algo = config["collect"]["algo"][family]
+    return family_sources(family) + lib(f"algos/{algo}.py", "nets.py", "buffers.py", "collect.py", "io.py")
+
+
+def collect_params(family):
+    """This family's slice of the collection config."""
+    c = config["collect"]
+    return {"algo": c["algo"][family], "total_steps": c["steps_per_task"][family], **c["agent"]}
+
+
+# Batched SAC on 2 CPU cores at the quick scale: ~100 env steps (each with its gradient step) per
+# second for a batch of 10 tasks (benchmarks/collect_throughput.py); runtime scales with the tasks.
+COLLECT_TASK_STEPS_PER_S = 1000
+
+
+def collect_runtime(family):
+    """Minutes for a job, from its budget and task count; a retry asks for twice as much."""
+    work = config["collect"]["steps_per_task"][family] * len(collect_task_ids(family))
+
+    def runtime(wildcards, attempt):
+        return attempt * max(10, int(1.5 * work / COLLECT_TASK_STEPS_PER_S / 60))
+
+    return runtime
+
+
+def collect_mem_mb(family):
+    """Every task's lifetime buffer (obs and next obs in float32) plus 4 GB for the rest."""
+    obs_dim = envs.make(family, envs.task_table(family, COLLECT_PROTOCOL)["test"].iloc[0].to_dict()).observation_space.shape[0]
+    buffer_bytes = config["collect"]["steps_per_task"][family] * len(collect_task_ids(family)) * (2 * obs_dim + 12) * 4
+
+    def mem_mb(wildcards, attempt):
+        return attempt * (4000 + int(1.5 * buffer_bytes / 1e6))
+
+    return mem_mb
+
+
+def collect_curves(figure):
+    """Every learning-curve file behind a figure: its experiments' families, every seed."""
+    files = []
+    for name in config["figures"][figure]["experiments"]:
+        exp = config["experiments"][name]
+        for seed in range(config["seeds"][exp["paper"]]):
+            d = collect_dir(exp["family"], seed)
+            files += [f"{d}/task{i}.curve.csv" for i in collect_task_ids(exp["family"])]
+    return files
 
 
 # --- meta-training and evaluation ---

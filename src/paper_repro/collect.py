@@ -1,0 +1,243 @@
+"""Batched per-task data collection: K independent SAC/TD3 agents, one computation.
+
+``train(env_fns, algo, cfg, out_dir)`` steps K environments together (one
+batched policy forward, then each env in turn, stepped by hand so that no
+auto-reset transition ever enters a buffer), makes one gradient step per
+environment step after the warm-up, checkpoints at a steady rate and resumes
+from the checkpoint to end exactly where an uninterrupted run ends.
+
+Randomness is per task and independent of K: task k owns a ``torch.Generator``
+(initial weights, policy and target noise), a numpy ``Generator`` (warm-up
+actions, minibatch indices) and its env seeded with ``seeds[k]``; the eval env
+of task k is reset with ``seeds[k] + 10_000 + i`` for its i-th episode.
+
+Outputs per task (written atomically, only once training has finished):
+``<name>.npz`` (buffer, see :mod:`paper_repro.buffers`), ``<name>.curve.csv``
+(env_steps, eval_return) and ``<name>.policy.pt`` (that task's actor slice); plus
+``metrics.csv`` (one row per task per ``log_every`` steps: losses, return, steps/s).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from paper_repro import io
+from paper_repro.buffers import Batch, ReplayBuffer, sample_batched, save_buffer
+
+log = logging.getLogger("paper_repro.collect")
+CHECKPOINT = "checkpoint.pt"
+
+
+# --- env state (for checkpoints taken mid-episode) -------------------------------------------
+
+def _time_limit(env):
+    while env is not None:
+        if hasattr(env, "_elapsed_steps"):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def env_state(env) -> dict[str, Any]:
+    """Everything needed to continue an episode: RNG, physics state, step count."""
+    u = env.unwrapped
+    st: dict[str, Any] = {"np_random": copy.deepcopy(u.np_random.bit_generator.state)}
+    if hasattr(u, "data") and hasattr(u, "set_state"):  # MuJoCo
+        st["mujoco"] = (u.data.qpos.copy(), u.data.qvel.copy(), u.data.act.copy(), float(u.data.time))
+    else:  # classic control and other envs with plain-attribute state
+        st["attrs"] = {k: copy.deepcopy(v) for k, v in vars(u).items()
+                       if k in ("state", "last_u", "steps_beyond_terminated")}
+    tl = _time_limit(env)
+    if tl is not None:
+        st["elapsed"] = tl._elapsed_steps
+    return st
+
+
+def set_env_state(env, st: dict[str, Any], seed: int) -> None:
+    env.reset(seed=seed)  # marks the env as reset for the wrappers
+    u = env.unwrapped
+    u.np_random.bit_generator.state = st["np_random"]
+    if "mujoco" in st:
+        qpos, qvel, act, t = st["mujoco"]
+        u.set_state(qpos, qvel)
+        u.data.act[:] = act
+        u.data.time = t
+    for k, v in st.get("attrs", {}).items():
+        setattr(u, k, copy.deepcopy(v))
+    tl = _time_limit(env)
+    if tl is not None and "elapsed" in st:
+        tl._elapsed_steps = st["elapsed"]
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+def train(
+    env_fns: Sequence[Callable[[], Any]],
+    algo: ModuleType,
+    cfg: Any,
+    out_dir: str | os.PathLike,
+    seeds: Sequence[int],
+    tasks: Sequence[Any] | None = None,
+    names: Sequence[str] | None = None,
+    callback: Callable[[int], None] | None = None,
+    write_outputs: bool = True,
+) -> dict[str, Any]:
+    """Train ``len(env_fns)`` agents of ``algo`` (``paper_repro.algos.sac`` or ``.td3``) together.
+
+    ``env_fns[k]()`` builds task k's env (train and eval copies); ``tasks[k]`` is
+    its JSON-able task description (stored in the buffer); ``names[k]`` prefixes
+    its output files (default ``task<k>``). ``callback(step)`` runs after every
+    env step (tests use it to simulate a crash). Returns the agent, buffers and
+    learning curves.
+    """
+    out_dir = Path(out_dir)
+    K = len(env_fns)
+    assert len(seeds) == K, "one seed per task"
+    tasks = list(tasks) if tasks is not None else [{} for _ in range(K)]
+    names = list(names) if names is not None else [f"task{k}" for k in range(K)]
+    envs = [f() for f in env_fns]
+    eval_envs = [f() for f in env_fns]
+    obs_dim = envs[0].observation_space.shape[0]
+    act_dim = envs[0].action_space.shape[0]
+    low, high = envs[0].action_space.low.astype(np.float32), envs[0].action_space.high.astype(np.float32)
+
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    agent = algo.init(cfg, gens, obs_dim, act_dim, low, high)
+    buffers = [ReplayBuffer(cfg.total_steps, obs_dim, act_dim) for _ in range(K)]
+    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    ep_ret, last_ret = np.zeros(K), np.full(K, np.nan)
+    curves: list[list[tuple[int, float]]] = [[] for _ in range(K)]
+    metric_rows: list[dict[str, Any]] = []  # one row per task per log_every steps -> metrics.csv
+    metrics: dict[str, torch.Tensor] = {}
+    start = 0
+
+    ckpt_path = out_dir / CHECKPOINT
+    ckpt = io.load_checkpoint(ckpt_path)
+    if ckpt is not None:
+        if ckpt["config"] != dataclasses.asdict(cfg) or list(ckpt["seeds"]) != list(seeds):
+            raise ValueError(f"{ckpt_path}: written with another config or seeds; delete it to start over")
+        start = ckpt["step"]
+        for name, obj in agent.items():
+            if hasattr(obj, "load_state_dict"):
+                obj.load_state_dict(ckpt["agent"][name])
+            elif isinstance(obj, torch.Tensor):
+                with torch.no_grad():
+                    obj.copy_(ckpt["agent"][name])
+        for b, arrays in zip(buffers, ckpt["buffers"]):
+            b.load_arrays(arrays)
+        for g, s in zip(gens, ckpt["torch_rng"]):
+            g.set_state(s)
+        for r, s in zip(rngs, ckpt["numpy_rng"]):
+            r.bit_generator.state = s
+        for env, st, s in zip(envs, ckpt["env_states"], seeds):
+            set_env_state(env, st, int(s))
+        obs, ep_ret, last_ret, curves = ckpt["obs"], ckpt["ep_ret"], ckpt["last_ret"], ckpt["curves"]
+        metric_rows = ckpt["metric_rows"]
+        log.info("resumed from %s at step %d", ckpt_path, start)
+
+    def check(loss_name: str, per_task: torch.Tensor) -> None:
+        bad = ~torch.isfinite(per_task.detach())
+        if bad.any():
+            k = int(bad.nonzero()[0])
+            raise FloatingPointError(f"non-finite {loss_name} = {per_task[k].item()} in task {k} "
+                                     f"({names[k]}) at env step {step}")
+
+    def evaluate() -> np.ndarray:
+        rets = np.zeros(K)
+        for i in range(cfg.eval_episodes):
+            o = np.stack([e.reset(seed=int(s) + 10_000 + i)[0] for e, s in zip(eval_envs, seeds)]).astype(np.float32)
+            alive = np.ones(K, bool)
+            while alive.any():
+                a = algo.act(agent, torch.from_numpy(o), gens, True, cfg).numpy()
+                for k in np.flatnonzero(alive):
+                    o[k], r, term, trunc, _ = eval_envs[k].step(a[k])
+                    rets[k] += r
+                    alive[k] = not (term or trunc)
+        return rets / cfg.eval_episodes
+
+    t0, t_last, step_last = time.perf_counter(), time.perf_counter(), start
+    for step in range(start, cfg.total_steps):
+        # collect
+        if step < cfg.learning_starts:
+            actions = np.stack([r.uniform(low, high) for r in rngs]).astype(np.float32)
+        else:
+            actions = algo.act(agent, torch.from_numpy(obs), gens, False, cfg).numpy()
+        for k, env in enumerate(envs):
+            next_obs, r, term, trunc, _ = env.step(actions[k])
+            buffers[k].add(obs[k], actions[k], r, next_obs, term, trunc)
+            ep_ret[k] += r
+            if term or trunc:  # reset by hand: the buffer holds the true final observation
+                last_ret[k], ep_ret[k] = ep_ret[k], 0.0
+                next_obs, _ = env.reset()
+            obs[k] = next_obs
+
+        # update
+        if step >= cfg.learning_starts:
+            b = sample_batched(buffers, rngs, cfg.batch_size)
+            batch = Batch(*(torch.from_numpy(np.asarray(x, np.float32)) for x in b))
+            metrics = algo.update(agent, batch, gens, step, cfg, check)
+
+        # evaluate
+        done_steps = step + 1
+        if cfg.eval_episodes and (done_steps % cfg.eval_every == 0 or done_steps == cfg.total_steps):
+            for k, ret in enumerate(evaluate()):
+                curves[k].append((done_steps, float(ret)))
+        if done_steps % cfg.log_every == 0:
+            now = time.perf_counter()
+            speed = (done_steps - step_last) / (now - t_last)
+            log.info("step %d/%d  %.1f steps/s  recent return per task %s", done_steps, cfg.total_steps,
+                     speed, np.array2string(last_ret, precision=1))
+            for k in range(K):
+                metric_rows.append({"env_steps": done_steps, "task": names[k], "train/episode_return": last_ret[k],
+                                    **{n: float(v[k]) for n, v in metrics.items()}, "time/steps_per_s": speed})
+            t_last, step_last = now, done_steps
+        if done_steps % cfg.checkpoint_every == 0 and done_steps < cfg.total_steps:
+            io.save_checkpoint(ckpt_path, {
+                "step": done_steps, "config": dataclasses.asdict(cfg), "seeds": list(seeds),
+                "agent": {n: (o.state_dict() if hasattr(o, "state_dict") else o.detach().clone())
+                          for n, o in agent.items() if hasattr(o, "state_dict") or isinstance(o, torch.Tensor)},
+                "buffers": [{k: v.copy() for k, v in b.arrays().items()} for b in buffers],
+                "torch_rng": [g.get_state() for g in gens],
+                "numpy_rng": [r.bit_generator.state for r in rngs],
+                "env_states": [env_state(e) for e in envs],
+                "obs": obs.copy(), "ep_ret": ep_ret.copy(), "last_ret": last_ret.copy(), "curves": copy.deepcopy(curves),
+                "metric_rows": copy.deepcopy(metric_rows),
+            })
+        if callback is not None:
+            callback(done_steps)
+
+    log.info("done: %d steps per task in %.1f s", cfg.total_steps - start, time.perf_counter() - t0)
+    if write_outputs:
+        cfg_dict = dataclasses.asdict(cfg)
+        for k in range(K):
+            stem = out_dir / names[k]
+            save_buffer(stem.with_suffix(".npz"), buffers[k].arrays(), tasks[k], cfg_dict)
+            with io.atomic_path(stem.with_suffix(".curve.csv")) as tmp, open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["env_steps", "eval_return"])
+                w.writerows(curves[k])
+            with io.atomic_path(stem.with_suffix(".policy.pt")) as tmp:
+                torch.save(algo.policy_state(agent, k), tmp)
+            io.write_provenance(stem.with_suffix(".npz"), cfg_dict, seeds={"task": int(seeds[k])}, device="cpu",
+                                task=tasks[k], algo=algo.__name__)
+        if metric_rows:
+            fields = list(dict.fromkeys(f for row in metric_rows for f in row))
+            with io.atomic_path(out_dir / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(metric_rows)
+        ckpt_path.unlink(missing_ok=True)
+    return {"agent": agent, "buffers": buffers, "curves": curves}

@@ -1,0 +1,119 @@
+"""Batched (per-task) networks: K independent MLPs evaluated as one computation.
+
+A :class:`BatchedLinear` holds weights of shape ``[K, in, out]`` and maps
+``[K, N, in] -> [K, N, out]`` with one ``torch.baddbmm``. Task ``k`` only ever
+touches slice ``k``, so K stacked networks are K independent networks. Each
+slice is initialised from its own ``torch.Generator`` (nn.Linear's default
+uniform(+-1/sqrt(in)) init), so task k's weights do not depend on K.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class BatchedLinear(nn.Module):
+    """K independent linear layers: ``y[k] = x[k] @ W[k] + b[k]``."""
+
+    def __init__(self, gens: Sequence[torch.Generator], n_in: int, n_out: int, copies: int = 1):
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        ws, bs = [], []
+        for g in gens:  # ``copies`` networks per task (twin critics), drawn from that task's generator
+            for _ in range(copies):
+                ws.append((torch.rand(n_in, n_out, generator=g) * 2 - 1) * bound)
+                bs.append((torch.rand(1, n_out, generator=g) * 2 - 1) * bound)
+        self.weight = nn.Parameter(torch.stack(ws))
+        self.bias = nn.Parameter(torch.stack(bs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class BatchedMLP(nn.Module):
+    """K (times ``copies``) independent ReLU MLPs; input ``[K*copies, N, in]``."""
+
+    def __init__(self, gens, sizes: Sequence[int], copies: int = 1):
+        super().__init__()
+        self.layers = nn.ModuleList(BatchedLinear(gens, a, b, copies) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+class TwinQ(nn.Module):
+    """Two independent Q networks per task: ``(obs [K,N,O], act [K,N,A]) -> [K, 2, N]``."""
+
+    def __init__(self, gens, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.net = BatchedMLP(gens, [obs_dim + act_dim, *hidden, 1], copies=2)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, act], -1)
+        k, n, d = x.shape
+        x = x.unsqueeze(1).expand(k, 2, n, d).reshape(2 * k, n, d)  # row 2k+j = task k, critic j
+        return self.net(x).float().reshape(k, 2, n)
+
+
+def task_noise(gens: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:
+    """Standard normal noise ``[K, *shape]``; slice k drawn from task k's own generator."""
+    return torch.stack([torch.randn(*shape, generator=g) for g in gens])
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's squashed Gaussian policy, K tasks at once."""
+
+    def __init__(self, gens, obs_dim, act_dim, hidden, act_scale, act_bias):
+        super().__init__()
+        self.net = BatchedMLP(gens, [obs_dim, *hidden, 2 * act_dim])
+        self.register_buffer("act_scale", torch.as_tensor(act_scale, dtype=torch.float32))
+        self.register_buffer("act_bias", torch.as_tensor(act_bias, dtype=torch.float32))
+
+    def forward(self, obs, gens=None, deterministic: bool = False):
+        """Action ``[K,N,A]`` and its log-probability ``[K,N]`` (None when deterministic)."""
+        mean, log_std = self.net(obs).float().chunk(2, -1)
+        if deterministic:
+            return torch.tanh(mean) * self.act_scale + self.act_bias, None
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        std = log_std.exp()
+        eps = task_noise(gens, mean.shape[1:])
+        u = mean + std * eps
+        y = torch.tanh(u)
+        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - torch.log(self.act_scale * (1 - y.pow(2)) + 1e-6).sum(-1)
+        return y * self.act_scale + self.act_bias, logp
+
+
+class DeterministicActor(nn.Module):
+    """TD3's deterministic tanh policy, K tasks at once."""
+
+    def __init__(self, gens, obs_dim, act_dim, hidden, act_scale, act_bias):
+        super().__init__()
+        self.net = BatchedMLP(gens, [obs_dim, *hidden, act_dim])
+        self.register_buffer("act_scale", torch.as_tensor(act_scale, dtype=torch.float32))
+        self.register_buffer("act_bias", torch.as_tensor(act_bias, dtype=torch.float32))
+
+    def forward(self, obs):
+        return torch.tanh(self.net(obs).float()) * self.act_scale + self.act_bias
+
+
+def task_slice(module: nn.Module, k: int) -> dict[str, torch.Tensor]:
+    """State dict of task ``k``'s own network: the [k] slice of every parameter, buffers whole."""
+    params = dict(module.named_parameters())
+    return {name: (t[k] if name in params else t).detach().clone() for name, t in module.state_dict().items()}
+
+
+@torch.no_grad()
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

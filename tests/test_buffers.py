@@ -1,0 +1,76 @@
+"""Buffer format: round trip, validation of damaged files, episode arithmetic."""
+
+import numpy as np
+import pytest
+
+from paper_repro import buffers as B
+
+
+def _arrays(n=10, done_at=(3, 7)):
+    rng = np.random.default_rng(0)
+    term = np.zeros(n, bool)
+    trunc = np.zeros(n, bool)
+    term[done_at[0]] = True
+    trunc[done_at[1]] = True
+    return {"obs": rng.normal(size=(n, 3)).astype(np.float32), "action": rng.normal(size=(n, 1)).astype(np.float32),
+            "reward": np.arange(n, dtype=np.float32), "next_obs": rng.normal(size=(n, 3)).astype(np.float32),
+            "terminated": term, "truncated": trunc}
+
+
+def test_round_trip(tmp_path):
+    a = _arrays()
+    B.save_buffer(tmp_path / "b.npz", a, {"velocity": 1.5}, {"lr": 3e-4})
+    out = B.load_buffer(tmp_path / "b.npz")
+    for k in B.ARRAYS:
+        np.testing.assert_array_equal(out[k], a[k])
+    assert out["task"] == {"velocity": 1.5} and out["config"] == {"lr": 3e-4}
+    assert [p.name for p in tmp_path.iterdir()] == ["b.npz"]  # no temporary left
+
+
+def test_truncated_file_is_rejected(tmp_path):
+    p = tmp_path / "b.npz"
+    B.save_buffer(p, _arrays(), {}, {})
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="b.npz"):
+        B.load_buffer(p)
+
+
+def test_missing_key_and_bad_lengths_are_rejected(tmp_path):
+    a = _arrays()
+    p = tmp_path / "c.npz"
+    np.savez(p, **{k: v for k, v in a.items() if k != "reward"}, task="{}", config="{}", format_version=1)
+    with pytest.raises(ValueError, match=r"c.npz.*reward"):
+        B.load_buffer(p)
+    a["reward"] = a["reward"][:-1]
+    np.savez(p, **a, task="{}", config="{}", format_version=1)
+    with pytest.raises(ValueError, match=r"c.npz.*rows"):
+        B.load_buffer(p)
+
+
+def test_episode_bounds_and_returns():
+    a = _arrays()
+    starts, ends = B.episode_bounds(a["terminated"], a["truncated"])
+    assert starts.tolist() == [0, 4, 8] and ends.tolist() == [4, 8, 10]
+    done = a["terminated"] | a["truncated"]
+    g = B.monte_carlo_returns(a["reward"], done, 0.5)
+    assert g[3] == 3 and g[2] == pytest.approx(2 + 0.5 * 3) and g[9] == 9 and g[8] == pytest.approx(8 + 4.5)
+
+
+def test_trajectory_slice_whole_episodes():
+    n = 100
+    a = _arrays(n, (9, 19))
+    a["truncated"][9::10] = True  # episodes of 10
+    for which, expect in [("first", slice(0, 30)), ("last", slice(70, 100)), ("middle", slice(30, 70))]:
+        s = B.trajectory_slice(a, which, n=30)
+        assert s.start % 10 == 0 and s.stop % 10 == 0 and s.stop - s.start >= 30, (which, s)
+    assert B.trajectory_slice(a, "first", 30) == slice(0, 30)
+    assert B.trajectory_slice(a, "last", 30) == slice(70, 100)
+
+
+def test_buffer_never_overwrites():
+    b = B.ReplayBuffer(2, 1, 1)
+    b.add([0], [0], 0, [0], False, False)
+    b.add([0], [0], 0, [0], False, False)
+    with pytest.raises(IndexError):
+        b.add([0], [0], 0, [0], False, False)

@@ -1,0 +1,34 @@
+# Per-task SAC/TD3 agents: every task of a family trained as one batched job (paper_repro.collect).
+# Their lifetime replay buffers are the offline data of MACAW and its baselines (MACAW App. D.2).
+# One rule per family, since the tasks (and so the output files) differ per family:
+#   results/data/<family>/<algo>/seed<s>/task<id>.{npz,curve.csv,policy.pt} and metrics.csv
+# A job's checkpoint.pt sits beside its outputs: it survives a failed job, so a rerun resumes.
+
+for _family in COLLECT_FAMILIES:
+
+    rule:
+        name:
+            f"collect_{_family}"
+        output:
+            **collect_outputs(_family),
+        input:
+            **collect_task_tables(_family),
+            code=collect_sources(_family),
+        params:
+            family=_family,
+            task_ids=collect_task_ids(_family),
+            collect=collect_params(_family),
+            device=config["device"],
+        log:
+            f"results/logs/collect/{_family}/seed{{seed}}.log",
+        benchmark:
+            f"results/benchmarks/collect/{_family}/seed{{seed}}.tsv"
+        threads: 2
+        resources:
+            runtime=collect_runtime(_family),
+            mem_mb=collect_mem_mb(_family),
+            cpus_per_task=2,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/collect.py"

@@ -1,0 +1,43 @@
+"""Train one SAC/TD3 agent per task of a family, batched; write each task's buffer, curve and policy."""
+
+import importlib
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from paper_repro import collect, envs, io
+from paper_repro import config as prconfig
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+torch.set_num_threads(snakemake.threads)
+
+family, seed = snakemake.params.family, int(snakemake.wildcards.seed)
+params = dict(snakemake.params.collect)
+algo = importlib.import_module(f"paper_repro.algos.{params.pop('algo')}")
+cfg = prconfig.from_dict(algo.Config, params, f"collect (family {family})")
+
+table = pd.concat([pd.read_csv(snakemake.input.train), pd.read_csv(snakemake.input.test)])
+table = table.drop_duplicates("task_id").set_index("task_id", drop=False)
+tasks = [table.loc[i].to_dict() for i in snakemake.params.task_ids]
+# Task k's randomness depends on (seed, task id) only, never on which other tasks share the job.
+seeds = [seed * 100_000 + int(t["task_id"]) for t in tasks]
+logging.info("%s: %s on %d tasks, seed %d, %s", family, algo.__name__, len(tasks), seed, cfg)
+
+collect.train(
+    env_fns=[lambda t=t: envs.make(family, t) for t in tasks],
+    algo=algo,
+    cfg=cfg,
+    out_dir=Path(snakemake.output.metrics).parent,
+    seeds=seeds,
+    tasks=[{"family": family, **t} for t in tasks],
+    names=[f"task{int(t['task_id'])}" for t in tasks],
+)
+
+# Provenance beside every output (the buffers already carry theirs, with the task and its seed).
+for path in snakemake.output:
+    if not io.provenance_path(path).exists():
+        io.write_provenance(path, {"family": family, **snakemake.params.collect}, seeds={"job": seed, "tasks": seeds},
+                            device=snakemake.params.device, tasks=list(snakemake.params.task_ids))

@@ -94,3 +94,14 @@ def test_family_definition_change_reruns_that_family_only(built):
 def test_task_seed_change_reruns_every_table(built):
     rebuilt = planned(built, TABLES, "--config", "scale=smoke", "task_seed=1")
     assert set(TABLES) <= set(rebuilt)
+
+
+def test_plot_option_change_reruns_the_plot_only(tmp_path_factory):
+    from smoke_run import smoke_results
+
+    workdir, _ = smoke_results(tmp_path_factory)
+    target = ["results/figures/fig8_offline_policy_curves.pdf"]
+    assert planned(workdir, target) == []
+    (workdir / "restyle.yaml").write_text("scale: smoke\nplot: {dpi: 300, context: talk, palette: colorblind, ci: 95}\n")
+    assert planned(workdir, target, "--configfile", "restyle.yaml") == [
+        "results/figures/fig8_offline_policy_curves.pdf", "results/figures/fig8_offline_policy_curves.png"]

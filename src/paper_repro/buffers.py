@@ -151,20 +151,17 @@ def monte_carlo_returns(reward: np.ndarray, done: np.ndarray, gamma: float) -> n
 
 
 def trajectory_slice(buffer: dict[str, np.ndarray], which: str, n: int = 500) -> slice:
-    """Slice of about ``n`` transitions, whole episodes, from the first/middle/last of the buffer.
+    """The first, middle or last ``n`` trajectories (episodes) of a lifetime buffer, as one slice.
 
-    Index arithmetic on episode boundaries only; index the arrays with the result (a view).
+    MACAW's data-quality ablation (App. D.3): "first, middle, and last 500 trajectories". Index
+    arithmetic on episode boundaries only; index the arrays with the result (a view, no copy).
     """
     if which not in ("first", "middle", "last"):
         raise ValueError(f"which={which!r}; expected 'first', 'middle' or 'last'")
     starts, ends = episode_bounds(buffer["terminated"], buffer["truncated"])
-    total = int(ends[-1]) if len(ends) else 0
-    if which == "first":
-        a = 0
-    elif which == "last":
-        a = max(total - n, 0)
-    else:
-        a = max(total // 2 - n // 2, 0)
-    a = int(starts[np.searchsorted(starts, a, side="right") - 1]) if len(starts) else 0  # snap to an episode start
-    b = ends[np.searchsorted(ends, min(a + n, total), side="left")] if len(ends) else 0
-    return slice(a, int(b))
+    count = len(starts)
+    if count == 0:
+        return slice(0, 0)
+    n = min(n, count)
+    first = {"first": 0, "middle": (count - n) // 2, "last": count - n}[which]
+    return slice(int(starts[first]), int(ends[first + n - 1]))

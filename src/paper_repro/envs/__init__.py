@@ -10,6 +10,7 @@ every departure from the authors' code.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,8 +47,12 @@ def _protocol(family: str, protocol: str):
 
 
 def task_table(family: str, protocol: str, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """The tasks of every split of ``protocol``: split -> table (``task_id`` + parameter columns)."""
-    return to_tables(_protocol(family, protocol)(np.random.default_rng(seed)))
+    """The tasks of every split of ``protocol``: split -> table (``task_id`` + parameter columns).
+
+    Each (family, protocol) draws from its own stream, so no two protocols share draws.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(family.encode()), zlib.crc32(protocol.encode())])
+    return to_tables(_protocol(family, protocol)(rng))
 
 
 def splits(family: str, protocol: str) -> tuple[str, ...]:

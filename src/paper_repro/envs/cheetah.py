@@ -141,7 +141,8 @@ def mier_benchmark(rng):
 def mier_extrapolation(rng):
     """MIER Fig 3: train velocities from U(0, 1), test 0.5, 1.0, ..., 2.5 (adapting on 2 trajectories).
 
-    The paper gives no count of training velocities; we use 100, PEARL's benchmark count.
+    The paper gives no count; the authors' half_cheetah_vel.py task set "restricted-0-1" draws 130
+    velocities from U(0, 1) of which the first 100 train.
     """
     tasks = _velocities(rng.uniform(0.0, 1.0, size=100)) + _velocities([0.5, 1.0, 1.5, 2.0, 2.5])
     return by_index(tasks, train=range(100), test=range(100, 105))
@@ -155,20 +156,22 @@ def macaw(rng):
 def macaw_ood(rng):
     """MACAW Table 1: train indices 0-25 (v ≤ 1.95), test 26-39 (v ≥ 2.025).
 
-    That is 14 test tasks where the paper reports 13; we keep every velocity above 2 rather than
-    guess which one the authors dropped.
+    That is 14 test tasks where the paper reports 13; the authors' config/cheetah_vel/extrapolation.json
+    also lists indices 26-39.
     """
     return by_index(_velocities(MACAW_VELOCITIES), train=range(26), test=range(26, 40))
 
 
 def macaw_sparsity(n_train: int):
-    """MACAW Fig 4 right: n_train tasks from every (40 / n_train)-th even index; test = the odd indices."""
+    """MACAW Fig 4 right: n_train tasks at every (40 / n_train)-th index; test = every other velocity
+    (the authors' config/cheetah_vel/{half,quarter,eighth,sixteenth}_tasks_offline.json)."""
     stride = {20: 2, 10: 4, 5: 8, 3: 16}[n_train]
 
     def protocol(rng):
-        return by_index(_velocities(MACAW_VELOCITIES), train=range(0, 40, stride)[:n_train], test=range(1, 40, 2))
+        train = list(range(0, 40, stride)[:n_train])
+        return by_index(_velocities(MACAW_VELOCITIES), train=train, test=complement(40, train))
 
-    protocol.__doc__ = f"MACAW Fig 4 right: {n_train} train tasks (indices 0, {stride}, ...); test = odd indices."
+    protocol.__doc__ = f"MACAW Fig 4 right: {n_train} train tasks (indices 0, {stride}, ...); test = the other {40 - n_train}."
     return protocol
 
 
@@ -211,8 +214,10 @@ FAMILIES = [
     }),
     Family("cheetah-dir", CheetahDir, HORIZON, {"macaw": macaw_dir}),
     Family("cheetah-negated-joints", CheetahNegatedJoints, HORIZON, {"mier": mier_negated}),
+    # AdMRL observes (qpos, qvel), 18 numbers: the x position the reward reads is kept.
     Family("cheetah-highdim", CheetahHighDim, HORIZON, {"admrl": admrl_highdim},
-           task_box={f"psi_{i}": (-1.0, 1.0) for i in range(18)}),
+           task_box={f"psi_{i}": (-1.0, 1.0) for i in range(18)},
+           env_kwargs={"exclude_current_positions_from_observation": False}),
 ]
 
 if __name__ == "__main__":

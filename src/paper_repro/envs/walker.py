@@ -1,6 +1,7 @@
 """Walker2d families: walker-params (MACAW) and walker-2d (AdMRL), on gymnasium's Walker2d-v5
-(17-d observation). v5's assets give both feet the same friction (0.9 in gym's v2 left foot was 1.9):
-a departure from the authors' gym 0.12 assets that applies to every task alike.
+(17-d observation). v5's assets give both feet friction 1.9; the authors' walker2d.xml (gym's v2 and
+rand_param_envs) has 0.9 on the right foot and 1.9 on the left: a departure that applies to every
+task alike. The control period is gymnasium's 0.008 s (rand_param_envs: 0.016 s; AdMRL: 0.002 s).
 
 ``v_x`` is the x displacement over ``dt`` (0.008 s); ``h = qpos[1]``, torso angle ``qpos[2]``.
 """
@@ -82,12 +83,15 @@ def sample_params(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) 
     return task
 
 
+WALKER_PARAMS_TEST = [43, 15, 12, 39, 2]  # the authors' config/walker_params/50tasks_offline.json
+
+
 def macaw_params(rng):
-    """MACAW walker-params: 50 parameter sets; the last 5 are held out for test."""
+    """MACAW walker-params: 50 parameter sets; indices [43, 15, 12, 39, 2] held out for test."""
     model = Walker2dEnv().model
     shapes = {name: getattr(model, name).shape for name in PARAM_BASE}
     tasks = [sample_params(rng, shapes) for _ in range(50)]
-    return by_index(tasks, train=range(45), test=range(45, 50))
+    return by_index(tasks, train=[i for i in range(50) if i not in WALKER_PARAMS_TEST], test=WALKER_PARAMS_TEST)
 
 
 def admrl_2d(rng):

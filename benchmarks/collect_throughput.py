@@ -1,31 +1,42 @@
 """Batched K-task SAC/TD3 collection vs Stable-Baselines3, side by side.
 
-For each task count, runs our batched loop (one process, K tasks at once) and SB3
-(one model per task, one after the other) with the same hyperparameters
+For each task count, runs our batched loop (K tasks at once) and SB3 (one model
+per task, one after the other) with the same family, tasks, hyperparameters
 (256-256, Adam 3e-4, batch 256, gamma 0.99, tau 0.005, one gradient step per env
-step after the same random warm-up) and the same env steps per task. Throughput
-is total env steps over wall time, warm-up included in both. The last line is
-JSON: per algorithm, precision and task count, ours and SB3's env steps/s
-(summed over tasks, and per task) and their ratio. SB3 has no bf16 switch, so
-the bf16 ratio is ours-bf16 over SB3-fp32.
+step after the same random warm-up) and the same env steps per task. Every
+measurement runs in its own fresh child process, one after the other (so no
+run inherits another's thread pools, allocator state or warm caches).
+Throughput is env steps over wall time, warm-up included in both. The last line
+is JSON: per algorithm, precision and task count, ours and SB3's env steps/s
+(summed over tasks, and per task) and their ratio (ours / SB3, per task count).
+SB3 has no bf16 switch, so the bf16 ratio is ours-bf16 over SB3-fp32.
 
-    python benchmarks/collect_throughput.py --steps 1500 --tasks 10
+With ``--family`` only that family's collector runs (MACAW App. D.2: TD3 for
+cheetah-vel, SAC for the others) unless ``--algo`` names algorithms.
+
+    python benchmarks/collect_throughput.py --steps 1500 --tasks 10 --family cheetah-vel
+    python benchmarks/collect_throughput.py --steps 5000 --tasks 1,5,10 --algo sac,td3 --precision fp32,bf16
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
-import torch
+
+FAMILY_ALGO = {"cheetah-vel": "td3"}  # MACAW App. D.2; config/scales/paper.yaml collect.algo; default sac
 
 
 def env_factory(family: str | None, task_index: int, seed: int):
     """Task ``task_index`` of the family's MACAW protocol (train then test tasks), or plain HalfCheetah-v5."""
+    import gymnasium as gym
+
     if family:
         from paper_repro import envs
 
@@ -70,31 +81,61 @@ def sb3(algo_name: str, k: int, steps: int, warmup: int, family: str | None) -> 
     return time.perf_counter() - t0
 
 
+def _worker(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker == "sb3":
+        t = sb3(args.algo, args.k, args.steps, args.warmup, args.family)
+    else:
+        t = ours(args.algo, args.k, args.steps, args.warmup, args.worker == "ours-bf16", args.family)
+    print(json.dumps({"seconds": t}))
+
+
+def _run(kind: str, algo: str, k: int, args, warmup: int) -> float:
+    """One measurement in a fresh child process; its wall time in seconds."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--algo", algo, "--k", str(k),
+           "--steps", str(args.steps), "--warmup", str(warmup), "--threads", str(args.threads)]
+    if args.family:
+        cmd += ["--family", args.family]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["seconds"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=5000, help="env steps per task")
-    p.add_argument("--warmup", type=int, default=None, help="random warm-up steps (default steps // 3)")
-    p.add_argument("--tasks", default="1,5,10", help="comma-separated task counts")
-    p.add_argument("--algos", default="sac,td3")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="random warm-up steps before the first gradient step (default steps // 3)")
+    p.add_argument("--tasks", default="1,5,10", help="comma-separated task counts (default 1,5,10)")
+    p.add_argument("--algo", "--algos", dest="algo", default=None,
+                   help="comma-separated algorithms (default: the family's collector, or sac,td3 without --family)")
+    p.add_argument("--precision", default="fp32", help="our precisions to run: fp32 (default), bf16 or fp32,bf16")
     p.add_argument("--family", default=None, help="a paper_repro.envs family instead of HalfCheetah-v5")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--worker", choices=["sb3", "ours-fp32", "ours-bf16"], help=argparse.SUPPRESS)
+    p.add_argument("--k", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.worker:
+        return _worker(args)
+    algos = (args.algo.split(",") if args.algo
+             else [FAMILY_ALGO.get(args.family, "sac")] if args.family else ["sac", "td3"])
+    precisions = args.precision.split(",")
     warmup = args.warmup if args.warmup is not None else args.steps // 3
     results = []
-    for algo in args.algos.split(","):
+    for algo in algos:
         for k in (int(x) for x in args.tasks.split(",")):
-            t_sb3 = sb3(algo, k, args.steps, warmup, args.family)
+            t_sb3 = _run("sb3", algo, k, args, warmup)
             row = {"algo": algo, "tasks": k, "steps_per_task": args.steps, "warmup": warmup,
                    "sb3_env_steps_per_s": k * args.steps / t_sb3, "sb3_per_task_env_steps_per_s": args.steps / t_sb3}
-            for prec, bf16 in (("fp32", False), ("bf16", True)):
-                t = ours(algo, k, args.steps, warmup, bf16, args.family)
+            line = f"{algo} K={k}: SB3 {row['sb3_per_task_env_steps_per_s']:.1f} steps/s per task"
+            for prec in precisions:
+                t = _run(f"ours-{prec}", algo, k, args, warmup)
                 row[f"ours_{prec}_env_steps_per_s"] = k * args.steps / t
                 row[f"ours_{prec}_per_task_env_steps_per_s"] = args.steps / t
                 row[f"ratio_{prec}"] = t_sb3 / t
-            print(f"{algo} K={k}: SB3 {row['sb3_env_steps_per_s']:.0f} steps/s, ours fp32 "
-                  f"{row['ours_fp32_env_steps_per_s']:.0f} (x{row['ratio_fp32']:.2f}), bf16 "
-                  f"{row['ours_bf16_env_steps_per_s']:.0f} (x{row['ratio_bf16']:.2f})", flush=True)
+                line += f", ours {prec} {args.steps / t:.1f} (x{t_sb3 / t:.2f})"
+            print(line, flush=True)
             results.append(row)
     print(json.dumps({"env": args.family or "HalfCheetah-v5", "threads": args.threads, "results": results}))
 

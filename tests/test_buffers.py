@@ -74,3 +74,28 @@ def test_buffer_never_overwrites():
     b.add([0], [0], 0, [0], False, False)
     with pytest.raises(IndexError):
         b.add([0], [0], 0, [0], False, False)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 0.99, 1.0])
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 5000, 70_001])
+def test_monte_carlo_returns_match_the_loop(n, gamma):
+    rng = np.random.default_rng(n)
+    reward = rng.normal(size=n).astype(np.float32) * 10
+    done = rng.random(n) < 0.005
+    if n > 3:
+        done[-1] = n % 2 == 0  # with and without a trailing unfinished episode
+        done[:2] = True  # one-step episodes
+    got = B.monte_carlo_returns(reward, done, gamma)
+    want = B._monte_carlo_returns_loop(reward, done, gamma)
+    assert got.dtype == np.float32 and got.shape == (n,)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3 if gamma == 1.0 else 1e-4)
+
+
+def test_monte_carlo_returns_fast_on_long_buffers():
+    n = 2_500_000
+    reward = np.ones(n, np.float32)
+    done = np.zeros(n, bool)
+    done[999::1000] = True
+    g = B.monte_carlo_returns(reward, done, 0.99)
+    np.testing.assert_allclose(g[[0, 999, 1000, n - 1]], [(1 - 0.99**1000) / 0.01, 1, (1 - 0.99**1000) / 0.01, 1],
+                               rtol=1e-5)

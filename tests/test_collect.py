@@ -108,3 +108,92 @@ def test_nan_loss_names_task_and_step(tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match=r"critic_loss.*task 1.*step 50"):
         collect.train([pendulum] * 2, sac, small(sac), tmp_path, seeds=[0, 1])
     assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob("*.csv"))
+
+
+def test_checkpoints_write_only_new_rows(tmp_path):
+    cfg = small(td3, total_steps=250)
+
+    def crash(step):
+        if step == 230:
+            raise Crash
+
+    with pytest.raises(Crash):
+        collect.train([pendulum] * 2, td3, cfg, tmp_path, seeds=SEEDS[:2], callback=crash)
+    chunk_dir = tmp_path / collect.CHUNK_DIR
+    assert sorted(p.name for p in chunk_dir.iterdir()) == ["rows000000000100.npz", "rows000000000200.npz"]
+    with np.load(chunk_dir / "rows000000000200.npz") as z:
+        assert int(z["begin"]) == 100 and len(z["t1_reward"]) == 100 and z["t0_obs"].shape == (100, 3)
+    (chunk_dir / "rows000000000300.npz").write_bytes(b"stale")  # not listed by the checkpoint: ignored, removed
+    collect.train([pendulum] * 2, td3, cfg, tmp_path, seeds=SEEDS[:2])
+    assert not chunk_dir.exists() and not (tmp_path / collect.CHECKPOINT).exists()
+    assert len(buffers.load_buffer(tmp_path / "task1.npz")["reward"]) == 250
+
+
+def test_missing_chunk_is_reported(tmp_path):
+    cfg = small(sac, total_steps=250)
+
+    def crash(step):
+        if step == 150:
+            raise Crash
+
+    with pytest.raises(Crash):
+        collect.train([pendulum], sac, cfg, tmp_path, seeds=[0], callback=crash)
+    next((tmp_path / collect.CHUNK_DIR).iterdir()).unlink()
+    with pytest.raises(ValueError, match="chunk"):
+        collect.train([pendulum], sac, cfg, tmp_path, seeds=[0])
+
+
+KILL_CHILD = """
+import sys, time
+from pathlib import Path
+import gymnasium as gym
+import torch
+from paper_repro import collect
+from paper_repro.algos import {algo} as algo
+torch.set_num_threads(1)
+out, pause_at = Path(sys.argv[1]), int(sys.argv[2])
+def hold(step):  # after the first checkpoint, mid-episode: announce, then wait to be killed
+    if step == pause_at:
+        (out / "ready").write_text("")
+        time.sleep(120)
+cfg = algo.Config(total_steps=300, learning_starts=50, batch_size=32, hidden=(32, 32), eval_every=150,
+                  eval_episodes=1, checkpoint_every=100, log_every=100)
+collect.train([lambda: gym.make("Pendulum-v1")] * 2, algo, cfg, out, seeds=[3, 11],
+              callback=hold if pause_at else None)
+"""
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_resume_after_sigkill_is_bit_exact(algo, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = KILL_CHILD.format(algo=algo)
+
+    def run(out, pause_at):
+        out.mkdir(exist_ok=True)
+        return subprocess.Popen([sys.executable, "-c", code, str(out), str(pause_at)])
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    ref = run(full, 0)
+    child = run(cut, 170)
+    deadline = time.monotonic() + 60
+    while not (cut / "ready").exists():
+        assert child.poll() is None and time.monotonic() < deadline, "child ended before its first checkpoint"
+        time.sleep(0.05)
+    assert (cut / collect.CHECKPOINT).exists()
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    assert not list(cut.glob("*.npz"))
+    assert run(cut, 0).wait() == 0 and ref.wait() == 0
+    for k in range(2):
+        x = buffers.load_buffer(full / f"task{k}.npz")
+        y = buffers.load_buffer(cut / f"task{k}.npz")
+        for name in buffers.ARRAYS:
+            np.testing.assert_array_equal(x[name], y[name])
+        assert (cut / f"task{k}.curve.csv").read_text() == (full / f"task{k}.curve.csv").read_text()
+        p, q = torch.load(full / f"task{k}.policy.pt"), torch.load(cut / f"task{k}.policy.pt")
+        assert p.keys() == q.keys() and all(torch.equal(p[n], q[n]) for n in p)
+    assert not (cut / collect.CHECKPOINT).exists() and not (cut / collect.CHUNK_DIR).exists()

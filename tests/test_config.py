@@ -111,3 +111,14 @@ def test_from_dict_builds_an_algorithm_config_and_names_unknown_keys():
     assert cfg.meta_batch == 4 and cfg.hidden == (8, 8) and cfg.inner_lr == maml.Config().inner_lr
     with pytest.raises(prconfig.ConfigError, match=r"'maml': unknown key\(s\) \['inner_rl'\]; valid keys: .*inner_lr"):
         prconfig.from_dict(maml.Config, {"inner_rl": 0.1}, "maml")
+
+
+@pytest.mark.parametrize("algo", ["maml", "mier", "pearl"])
+def test_algorithm_schema_lists_exactly_the_config_fields(algo):
+    """workflow/schemas/<algo>.schema.yaml checks the YAML before any job; its keys are the Config's."""
+    import dataclasses
+    import importlib
+
+    module = importlib.import_module(f"paper_repro.algos.{algo}")
+    schema = prconfig.load_yaml(ROOT / "workflow" / "schemas" / f"{algo}.schema.yaml")
+    assert set(schema["properties"]) == {f.name for f in dataclasses.fields(module.Config)}

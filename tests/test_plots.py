@@ -17,3 +17,16 @@ def test_offline_policy_curves_has_one_panel_per_family_and_one_line_per_task():
     assert [ax.get_title() for ax in axes] == ["Cheetah-Velocity (TD3)", "Ant-Direction (SAC)"]
     assert [len(ax.get_lines()) for ax in axes] == [3, 2]
     assert axes[0].get_xlabel() == "Environment steps"
+
+
+def test_offline_policy_curves_draws_test_tasks_dashed():
+    rows = [
+        {"family": "cheetah-vel", "algo": "td3", "seed": 0, "task_id": t, "split": split, "env_steps": s,
+         "eval_return": s * (t + 1)}
+        for t, split in ((0, "train"), (1, "train+test"), (2, "test"))
+        for s in (0, 100, 200)
+    ]
+    ax = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8").axes[0]
+    styles = sorted(str(line.get_linestyle()) for line in ax.get_lines()[:3])
+    assert styles == ["-", "-", "--"]  # only the test-only task is dashed
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training tasks", "test tasks"]

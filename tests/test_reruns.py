@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,26 @@ import pytest
 from conftest import snakemake
 
 SMOKE = ("--config", "scale=smoke")
-MAML_EVAL = "results/eval/mier-negated-joints/maml/seed0.csv"
-MAML_RUN = ["results/runs/mier-negated-joints/maml/seed0/metrics.csv", "results/runs/mier-negated-joints/maml/seed0/model.pt"]
+FIG4 = "results/figures/fig4_dynamics_extrapolation.pdf"
+FIG4_DOWNSTREAM = ["results/tables/fig4_dynamics_extrapolation.csv", FIG4, FIG4.replace(".pdf", ".png")]
+NEGATED = "results/runs/mier-negated-joints"
+
+
+def run(algo: str) -> list[str]:
+    return [f"{NEGATED}/{algo}/seed0/{name}" for name in ("model.pt", "metrics.csv", "curve.csv")]
+
+
+def evaluation(method: str) -> str:
+    return f"results/eval/mier-negated-joints/{method}/seed0.csv"
+
+
 TABLES = [
     "results/tasks/ant-2d/admrl/test.csv",
     "results/tasks/ant-dir/macaw/test.csv",
     "results/tasks/cheetah-vel/macaw/test.csv",
     "results/tasks/walker-params/macaw/test.csv",
 ]
+TARGETS = [*TABLES, FIG4]
 
 
 def planned(workdir: Path, targets: list[str], *config: str) -> list[str]:
@@ -31,64 +44,67 @@ def planned(workdir: Path, targets: list[str], *config: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    from conftest import copy_workflow
+    """The shared smoke run (tests/smoke_run.py), which builds fig4 and every task table."""
+    from smoke_run import smoke_results
 
-    wf = copy_workflow(tmp_path_factory.mktemp("reruns") / "wf")
-    snakemake(wf, "--cores", "2", *TABLES, MAML_EVAL, *SMOKE)
-    assert planned(wf, [*TABLES, MAML_EVAL]) == []
-    return wf
+    workdir, _ = smoke_results(tmp_path_factory)
+    assert planned(workdir, TARGETS) == []
+    return workdir
+
+
+@contextmanager
+def edited(workdir: Path, path: str):
+    """``path`` gets one more comment line, and its original text back afterwards."""
+    source = workdir / path
+    original = source.read_text()
+    source.write_text(original + "\n# an edit\n")
+    try:
+        yield
+    finally:
+        source.write_text(original)
 
 
 def test_touch_alone_reruns_nothing(built):
     for path in ["src/paper_repro/envs/ant.py", "src/paper_repro/envs/tasks.py", "config/config.yaml",
-                 "src/paper_repro/algos/maml.py", "src/paper_repro/envs/cheetah.py"]:
+                 "src/paper_repro/algos/maml.py", "src/paper_repro/algos/pearl.py", "src/paper_repro/envs/cheetah.py"]:
         (built / path).touch()
-    assert planned(built, [*TABLES, MAML_EVAL]) == []
+    assert planned(built, TARGETS) == []
 
 
 def test_algorithm_hyperparameter_change_reruns_that_algorithm_only(built):
     (built / "override.yaml").write_text("scale: smoke\nmaml: {meta_iterations: 3}\n")
-    rebuilt = planned(built, [*TABLES, MAML_EVAL], "--configfile", "override.yaml")
-    assert rebuilt == sorted([MAML_EVAL, *MAML_RUN])
+    rebuilt = planned(built, TARGETS, "--configfile", "override.yaml")
+    assert rebuilt == sorted([*run("maml"), evaluation("maml"), *FIG4_DOWNSTREAM])
 
 
-def test_algorithm_source_change_reruns_that_algorithm_only(built):
-    source = built / "src/paper_repro/algos/maml.py"
-    original = source.read_text()
-    try:
-        source.write_text(original + "\n# a change to MAML\n")
-        assert planned(built, [*TABLES, MAML_EVAL]) == sorted([MAML_EVAL, *MAML_RUN])
-    finally:
-        source.write_text(original)
+@pytest.mark.parametrize("algo, methods", [("pearl", ["pearl"]), ("maml", ["maml"]),
+                                           ("mier", ["mier", "mier-no-relabel"])])
+def test_algorithm_source_change_reruns_that_algorithm_and_its_figures_only(built, algo, methods):
+    with edited(built, f"src/paper_repro/algos/{algo}.py"):
+        assert planned(built, TARGETS) == sorted([*run(algo), *map(evaluation, methods), *FIG4_DOWNSTREAM])
 
 
 def test_evaluation_protocol_change_reruns_evaluation_only(built):
-    (built / "override.yaml").write_text("scale: smoke\nevaluate: {adapt_trajectories: 2, episodes: 2}\n")
-    rebuilt = planned(built, [*TABLES, MAML_EVAL], "--configfile", "override.yaml")
-    assert rebuilt == [MAML_EVAL]
+    (built / "override.yaml").write_text("scale: smoke\nevaluate: {episodes: 2}\n")
+    rebuilt = planned(built, TARGETS, "--configfile", "override.yaml")
+    methods = ["maml", "mier", "mier-no-relabel", "pearl"]
+    assert rebuilt == sorted([*map(evaluation, methods), *FIG4_DOWNSTREAM])
 
 
 def test_family_definition_change_reruns_that_family_only(built):
-    source = built / "src/paper_repro/envs/ant.py"
-    original = source.read_text()
-    try:
-        source.write_text(original + "\n# a change to the ant families\n")
-        assert planned(built, [*TABLES, MAML_EVAL]) == [
+    with edited(built, "src/paper_repro/envs/ant.py"):
+        assert planned(built, TARGETS) == [
             "results/tasks/ant-2d/admrl/test.csv",
             "results/tasks/ant-dir/macaw/test.csv",
             "results/tasks/ant-dir/macaw/train.csv",
         ]
-    finally:
-        source.write_text(original)
-    source = built / "src/paper_repro/envs/cheetah.py"  # the negated-joint family: its tables, MAML's run
-    original = source.read_text()
-    try:
-        source.write_text(original + "\n# a change to the cheetah families\n")
-        assert planned(built, [*TABLES, MAML_EVAL]) == sorted([
-            "results/tasks/cheetah-negated-joints/mier/test.csv", "results/tasks/cheetah-negated-joints/mier/train.csv",
-            "results/tasks/cheetah-vel/macaw/test.csv", "results/tasks/cheetah-vel/macaw/train.csv", MAML_EVAL, *MAML_RUN])
-    finally:
-        source.write_text(original)
+    with edited(built, "src/paper_repro/envs/cheetah.py"):  # the negated-joint family: its tables and everything on it
+        rebuilt = planned(built, TARGETS)
+    negated = [*run("maml"), *run("mier"), *run("pearl"),
+               *map(evaluation, ["maml", "mier", "mier-no-relabel", "pearl"]), *FIG4_DOWNSTREAM]
+    assert rebuilt == sorted([
+        "results/tasks/cheetah-negated-joints/mier/test.csv", "results/tasks/cheetah-negated-joints/mier/train.csv",
+        "results/tasks/cheetah-vel/macaw/test.csv", "results/tasks/cheetah-vel/macaw/train.csv", *negated])
 
 
 def test_task_seed_change_reruns_every_table(built):
@@ -96,12 +112,9 @@ def test_task_seed_change_reruns_every_table(built):
     assert set(TABLES) <= set(rebuilt)
 
 
-def test_plot_option_change_reruns_the_plot_only(tmp_path_factory):
-    from smoke_run import smoke_results
-
-    workdir, _ = smoke_results(tmp_path_factory)
-    target = ["results/figures/fig8_offline_policy_curves.pdf"]
-    assert planned(workdir, target) == []
-    (workdir / "restyle.yaml").write_text("scale: smoke\nplot: {dpi: 300, context: talk, palette: colorblind, ci: 95}\n")
-    assert planned(workdir, target, "--configfile", "restyle.yaml") == [
-        "results/figures/fig8_offline_policy_curves.pdf", "results/figures/fig8_offline_policy_curves.png"]
+def test_plot_option_change_reruns_the_plots_only(built):
+    targets = ["results/figures/fig8_offline_policy_curves.pdf", FIG4]
+    (built / "restyle.yaml").write_text("scale: smoke\nplot: {dpi: 300, context: talk, palette: colorblind, ci: 95}\n")
+    assert planned(built, targets, "--configfile", "restyle.yaml") == sorted(
+        f"results/figures/{name}.{kind}" for name in ("fig8_offline_policy_curves", "fig4_dynamics_extrapolation")
+        for kind in ("pdf", "png"))

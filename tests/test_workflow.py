@@ -69,3 +69,26 @@ def test_fig8_table_and_buffers(tmp_path_factory):
     for source in table.source.unique():
         data = buffers.load_buffer(workdir / source.replace(".curve.csv", ".npz"))
         assert len(data["reward"]) == 400
+
+
+def test_mier_figure_tables(tmp_path_factory):
+    """Figs 2-4 of MIER: every method, seed and test task is in the tables, with the shared protocol."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    tables = workdir / "results" / "tables"
+    fig4 = pd.read_csv(tables / "fig4_dynamics_extrapolation.csv")
+    assert set(fig4.method) == {"mier", "mier-no-relabel", "pearl", "maml"}
+    assert set(fig4.adapt_trajectories) == {2}
+    test_ids = set(pd.read_csv(workdir / "results/tasks/cheetah-negated-joints/mier/test.csv").task_id[:2])
+    for method, group in fig4.groupby("method"):
+        assert set(group.task_id) == test_ids, method
+        assert set(group.stage) == {"prior", "adapted"}, method
+        steps = sorted(group[group.stage == "adapted"].steps.unique())
+        assert steps == ([0, 10, 20] if method.startswith("mier") else [0]), method
+    assert {"mask_0", "mask_5"} <= set(fig4.columns)  # the test tasks' parameters are joined on
+    fig3 = pd.read_csv(tables / "fig3_reward_extrapolation.csv")
+    assert set(fig3.method) == {"mier", "pearl", "maml"} and fig3.velocity.notna().all()
+    fig2 = pd.read_csv(tables / "fig2_sample_efficiency.csv")
+    assert set(fig2.family) == {"cheetah-vel", "humanoid-dir"}
+    assert set(fig2.method) == {"mier", "pearl", "maml"}
+    for (family, method), group in fig2.groupby(["family", "method"]):
+        assert group.env_steps.nunique() >= 2, (family, method)  # evaluated during training, not only at the end

@@ -137,8 +137,49 @@ def episode_bounds(terminated: np.ndarray, truncated: np.ndarray) -> tuple[np.nd
     return starts, ends.astype(np.int64)
 
 
+def _discounted_cumsum(x: np.ndarray, g: float, block: int = 64) -> np.ndarray:
+    """``y[n] = x[n] + g * y[n-1]`` (``y[-1] = 0``) without a Python loop per element.
+
+    Blocks of ``block`` elements are solved by one matrix product with the [block, block]
+    lower-triangular matrix ``g**(i-j)``; the carries between blocks are the same
+    recurrence on the block ends with ``g**block``, solved recursively.
+    """
+    n = len(x)
+    if n == 0:
+        return x.copy()
+    i = np.arange(block)
+    powers = np.where(i[:, None] >= i[None, :], float(g) ** np.maximum(i[:, None] - i[None, :], 0), 0.0)
+    if n <= block:
+        return powers[:n, :n] @ x
+    nb = -(-n // block)
+    xs = np.zeros(nb * block)
+    xs[:n] = x
+    y0 = xs.reshape(nb, block) @ powers.T  # within-block recurrence
+    carry = _discounted_cumsum(y0[:, -1], float(g) ** block, block)  # y at the end of each block
+    y0[1:] += carry[:-1, None] * float(g) ** (i + 1)[None, :]
+    return y0.ravel()[:n]
+
+
 def monte_carlo_returns(reward: np.ndarray, done: np.ndarray, gamma: float) -> np.ndarray:
-    """Discounted return-to-go within each trajectory (resets at every ``done``)."""
+    """Discounted return-to-go within each trajectory (resets at every ``done``).
+
+    ``G[t] = sum_{j=t}^{e-1} gamma**(j-t) r[j]`` with ``e`` the end (exclusive) of t's episode.
+    Vectorised: ``H`` = the return-to-go ignoring episode ends, then
+    ``G[t] = H[t] - gamma**(e-t) H[e]`` (float64 throughout; float32 out).
+    """
+    reward, done = np.asarray(reward, np.float64), np.asarray(done, bool)
+    n = len(reward)
+    h = np.append(_discounted_cumsum(reward[::-1], gamma)[::-1], 0.0)  # h[n] = 0
+    ends = np.flatnonzero(done) + 1
+    t = np.arange(n)
+    pos = np.searchsorted(ends, t, side="right")  # first episode end strictly after t
+    end = np.append(ends, n)[pos]
+    g = h[:n] - np.power(float(gamma), end - t) * h[end]
+    return g.astype(np.float32)
+
+
+def _monte_carlo_returns_loop(reward: np.ndarray, done: np.ndarray, gamma: float) -> np.ndarray:
+    """Reference implementation (one Python step per transition), for tests."""
     reward, done = np.asarray(reward, np.float64), np.asarray(done, bool)
     out = np.zeros_like(reward)
     g = 0.0

@@ -34,10 +34,79 @@ import numpy as np
 import torch
 
 from paper_repro import io
-from paper_repro.buffers import Batch, ReplayBuffer, sample_batched, save_buffer
+from paper_repro.buffers import ARRAYS, Batch, ReplayBuffer, sample_batched, save_buffer
 
 log = logging.getLogger("paper_repro.collect")
 CHECKPOINT = "checkpoint.pt"
+CHUNK_DIR = "checkpoint.chunks"
+
+
+# --- incremental buffer checkpoints --------------------------------------------------------------
+# A checkpoint holds the small state (weights, optimizers, RNGs, env states, curves) in
+# checkpoint.pt; the buffers go to append-only chunk files checkpoint.chunks/rows<end>.npz, one
+# per checkpoint, each holding every task's rows [previous end, end). Writing a checkpoint thus
+# costs O(rows since the last one), not O(buffer), at any budget. checkpoint.pt lists the chunks
+# it covers; both are written atomically, chunk first.
+
+def _chunk_path(chunk_dir: Path, end: int) -> Path:
+    return chunk_dir / f"rows{end:012d}.npz"
+
+
+def _chunk_end(path: Path) -> int | None:
+    stem = path.name[len("rows"):-len(".npz")]
+    return int(stem) if path.name.startswith("rows") and stem.isdigit() else None
+
+
+def write_chunk(chunk_dir: Path, buffers: Sequence[ReplayBuffer], begin: int, end: int) -> None:
+    """Atomically write rows ``[begin, end)`` of every task's buffer as one chunk file."""
+    arrays = {f"t{k}_{name}": b.data[name][begin:end] for k, b in enumerate(buffers) for name in ARRAYS}
+    with io.atomic_path(_chunk_path(chunk_dir, end)) as tmp:
+        np.savez(tmp, begin=np.array(begin), **arrays)
+
+
+def load_chunks(chunk_dir: Path, ends: Sequence[int], K: int, ckpt_path: Path) -> list[dict[str, np.ndarray]]:
+    """Every task's buffer rows ``[0, ends[-1])`` from the chunks a checkpoint lists."""
+    parts: list[dict[str, list[np.ndarray]]] = [{name: [] for name in ARRAYS} for _ in range(K)]
+    begin = 0
+    for end in ends:
+        path = _chunk_path(chunk_dir, end)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["begin"]) != begin:
+                    raise ValueError(f"starts at row {int(z['begin'])}, expected {begin}")
+                for k in range(K):
+                    for name in ARRAYS:
+                        a = z[f"t{k}_{name}"]
+                        if len(a) != end - begin:
+                            raise ValueError(f"task {k} '{name}' has {len(a)} rows, expected {end - begin}")
+                        parts[k][name].append(a)
+        except (OSError, KeyError, ValueError, EOFError) as e:
+            raise ValueError(f"{ckpt_path}: buffer chunk {path} is missing or damaged ({e}); "
+                             "delete the checkpoint and its chunks to start over") from None
+        begin = end
+    return [{name: (np.concatenate(p[name]) if p[name] else np.zeros((0,))) for name in ARRAYS} for p in parts]
+
+
+# --- allocator ---------------------------------------------------------------------------------
+
+def _tune_malloc() -> None:
+    """Keep freed activation/gradient blocks in the heap instead of returning them to the OS.
+
+    A K-task update allocates and frees many [K, 256, 256] float tensors (MBs each) per
+    step; with glibc's defaults many of them are mmap'ed and unmapped again, and every
+    step pays the page faults of zeroing fresh pages (on a loaded 2-core machine one A/B
+    gave 33 vs 46 ms per K=10 SAC step; the gain is noisy and smaller at 1 thread).
+    A fixed mmap threshold (32 MiB, glibc's maximum) and a high trim threshold keep them
+    in the heap. Process-wide, harmless elsewhere; a no-op off glibc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 # --- env state (for checkpoints taken mid-episode) -------------------------------------------
@@ -102,6 +171,7 @@ def train(
     env step (tests use it to simulate a crash). Returns the agent, buffers and
     learning curves.
     """
+    _tune_malloc()
     out_dir = Path(out_dir)
     K = len(env_fns)
     assert len(seeds) == K, "one seed per task"
@@ -125,7 +195,10 @@ def train(
     start = 0
 
     ckpt_path = out_dir / CHECKPOINT
+    chunk_dir = out_dir / CHUNK_DIR
     ckpt = io.load_checkpoint(ckpt_path)
+    chunks: list[int] = []  # end rows of the buffer chunks the current checkpoint covers
+    saved_rows = 0  # buffer rows already on disk in chunks
     if ckpt is not None:
         if ckpt["config"] != dataclasses.asdict(cfg) or list(ckpt["seeds"]) != list(seeds):
             raise ValueError(f"{ckpt_path}: written with another config or seeds; delete it to start over")
@@ -136,8 +209,11 @@ def train(
             elif isinstance(obj, torch.Tensor):
                 with torch.no_grad():
                     obj.copy_(ckpt["agent"][name])
-        for b, arrays in zip(buffers, ckpt["buffers"]):
+        saved = (ckpt["buffers"] if "buffers" in ckpt  # checkpoints from before the chunk files
+                 else load_chunks(chunk_dir, ckpt["buffer_chunks"], K, ckpt_path))
+        for b, arrays in zip(buffers, saved):
             b.load_arrays(arrays)
+        saved_rows = start if "buffer_chunks" in ckpt else 0
         for g, s in zip(gens, ckpt["torch_rng"]):
             g.set_state(s)
         for r, s in zip(rngs, ckpt["numpy_rng"]):
@@ -146,7 +222,15 @@ def train(
             set_env_state(env, st, int(s))
         obs, ep_ret, last_ret, curves = ckpt["obs"], ckpt["ep_ret"], ckpt["last_ret"], ckpt["curves"]
         metric_rows = ckpt["metric_rows"]
+        chunks = list(ckpt.get("buffer_chunks", []))
         log.info("resumed from %s at step %d", ckpt_path, start)
+
+    # Chunks that no checkpoint lists (a run killed between writing a chunk and its checkpoint,
+    # or a finished/abandoned run's leftovers) are stale: the rows are rewritten when reached.
+    if chunk_dir.exists():
+        for f in chunk_dir.glob("*.npz"):
+            if _chunk_end(f) not in chunks:
+                f.unlink()
 
     def check(loss_name: str, per_task: torch.Tensor) -> None:
         bad = ~torch.isfinite(per_task.detach())
@@ -205,11 +289,16 @@ def train(
                                     **{n: float(v[k]) for n, v in metrics.items()}, "time/steps_per_s": speed})
             t_last, step_last = now, done_steps
         if done_steps % cfg.checkpoint_every == 0 and done_steps < cfg.total_steps:
+            # Only the rows added since the last checkpoint are written (an atomic chunk file);
+            # the checkpoint that lists the chunk is replaced atomically after it.
+            write_chunk(chunk_dir, buffers, saved_rows, done_steps)
+            chunks.append(done_steps)
+            saved_rows = done_steps
             io.save_checkpoint(ckpt_path, {
                 "step": done_steps, "config": dataclasses.asdict(cfg), "seeds": list(seeds),
                 "agent": {n: (o.state_dict() if hasattr(o, "state_dict") else o.detach().clone())
                           for n, o in agent.items() if hasattr(o, "state_dict") or isinstance(o, torch.Tensor)},
-                "buffers": [{k: v.copy() for k, v in b.arrays().items()} for b in buffers],
+                "buffer_chunks": list(chunks),
                 "torch_rng": [g.get_state() for g in gens],
                 "numpy_rng": [r.bit_generator.state for r in rngs],
                 "env_states": [env_state(e) for e in envs],
@@ -240,4 +329,8 @@ def train(
                 w.writeheader()
                 w.writerows(metric_rows)
         ckpt_path.unlink(missing_ok=True)
+        if chunk_dir.exists():
+            for f in chunk_dir.glob("*.npz"):
+                f.unlink()
+            chunk_dir.rmdir()
     return {"agent": agent, "buffers": buffers, "curves": curves}

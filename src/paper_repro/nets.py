@@ -44,10 +44,11 @@ class BatchedMLP(nn.Module):
         self.layers = nn.ModuleList(BatchedLinear(gens, a, b, copies) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
+            if i < last:
+                x = torch.relu_(x)  # in place on a fresh layer output: one [K, N, hidden] allocation less
         return x
 
 
@@ -66,8 +67,15 @@ class TwinQ(nn.Module):
 
 
 def task_noise(gens: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:
-    """Standard normal noise ``[K, *shape]``; slice k drawn from task k's own generator."""
-    return torch.stack([torch.randn(*shape, generator=g) for g in gens])
+    """Standard normal noise ``[K, *shape]``; slice k drawn from task k's own generator.
+
+    Written straight into one preallocated tensor (no per-task tensors, no stack);
+    task k's values are what ``torch.randn(*shape, generator=gens[k])`` gives.
+    """
+    out = torch.empty(len(gens), *shape)
+    for k, g in enumerate(gens):
+        out[k].normal_(generator=g)
+    return out
 
 
 class TanhGaussianActor(nn.Module):

@@ -123,13 +123,14 @@ def test_maml_learns_to_adapt_on_point_navigation():
 
     cfg = maml.Config(hidden=(32, 32), trajectories=10, meta_batch=10, meta_iterations=25, init_log_std=-1.0)
     history = []
-    policy, params = maml.train(make_env, goals[:30], horizon=20, cfg=cfg, seed=0, log=history.append)
-    first, last = np.mean([h["eval/adapted_return"] for h in history[:3]]), np.mean([h["eval/adapted_return"] for h in history[-3:]])
+    state = maml.train(make_env, goals[:30], horizon=20, cfg=cfg, seed=0, log=history.append)
+    first, last = np.mean([h["train/adapted_return"] for h in history[:3]]), np.mean([h["train/adapted_return"] for h in history[-3:]])
     assert last > first + 0.5, (first, last)
     # on held-out goals, one adaptation step helps
-    results = [maml.adapt_and_evaluate(policy, params, lambda t=t: make_env(t), 20, cfg, adapt_trajectories=10, eval_episodes=10, seed=i)
-               for i, t in enumerate(goals[30:])]
-    assert np.mean([r["adapted_return"] for r in results]) > np.mean([r["pre_return"] for r in results])
+    rows = [row for i, t in enumerate(goals[30:])
+            for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=10, eval_episodes=10, seed=i)]
+    returns = {stage: np.mean([r["return"] for r in rows if r["stage"] == stage]) for stage in ("prior", "adapted")}
+    assert returns["adapted"] > returns["prior"], returns
 
 
 def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
@@ -139,7 +140,7 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
         return gym.wrappers.TimeLimit(PointNav(task["goal"]), 5)
 
     cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=6)
-    _, straight = maml.train(make_env, goals, 5, cfg, seed=3, log=lambda m: None)
+    straight = maml.train(make_env, goals, 5, cfg, seed=3)["params"]
 
     ckpt = tmp_path / "ckpt.pt"
 
@@ -153,6 +154,21 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
     with pytest.raises(Killed):
         maml.train(make_env, goals, 5, cfg, seed=3, log=die_at_4, checkpoint=str(ckpt), checkpoint_every=2)
     assert ckpt.exists()
-    _, resumed = maml.train(make_env, goals, 5, cfg, seed=3, log=lambda m: None, checkpoint=str(ckpt), checkpoint_every=2)
+    resumed = maml.train(make_env, goals, 5, cfg, seed=3, checkpoint=str(ckpt), checkpoint_every=2)["params"]
     for k in straight:
         torch.testing.assert_close(resumed[k], straight[k], rtol=0, atol=0)
+
+
+def test_on_eval_is_called_when_env_steps_cross_a_multiple_and_at_the_end():
+    goals = [{"goal": g} for g in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))]
+
+    def make_env(task):
+        return gym.wrappers.TimeLimit(PointNav(task["goal"]), 5)
+
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=5)  # 40 env steps per iteration
+    calls = []
+    state = maml.train(make_env, goals, 5, cfg, seed=0, on_eval=lambda s, n: calls.append((n, s["params"])), eval_every=100)
+    assert [n for n, _ in calls] == [120, 200]  # crossing 100 (at 120) and the end, once
+    assert calls[-1][1] is state["params"]
+    rows = maml.adapt_and_evaluate(state, lambda: make_env(goals[0]), 5, adapt_trajectories=2, eval_episodes=3, seed=0)
+    assert [(r["stage"], r["steps"]) for r in rows] == [("prior", 0), ("adapted", 0)]

@@ -103,7 +103,12 @@ def plot_params(name):
 # --- targets ---
 
 
-FIGURES_BUILT = ["fig8_offline_policy_curves"]  # the figures whose stages exist so far
+FIGURES_BUILT = [  # the figures whose stages exist so far
+    "fig2_sample_efficiency",
+    "fig3_reward_extrapolation",
+    "fig4_dynamics_extrapolation",
+    "fig8_offline_policy_curves",
+]
 
 
 def all_targets():
@@ -181,6 +186,12 @@ def collect_mem_mb(family):
     return mem_mb
 
 
+def figure_collect_algos(figure):
+    """Family -> collecting agent, for the families of a figure's experiments only."""
+    families = {config["experiments"][name]["family"] for name in config["figures"][figure]["experiments"]}
+    return {f: config["collect"]["algo"][f] for f in sorted(families)}
+
+
 def collect_curves(figure):
     """Every learning-curve file behind a figure: its experiments' families, every seed."""
     files = []
@@ -194,10 +205,28 @@ def collect_curves(figure):
 
 # --- meta-training and evaluation ---
 
+# The meta-RL algorithms (src/paper_repro/algos/<algo>.py, one interface: train and
+# adapt_and_evaluate) and the library modules each imports besides its own file.
+META_ALGOS = {
+    "maml": [],
+    "mier": ["meta.py", "buffers.py", "nets.py", "algos/sac.py"],
+    "pearl": [],
+}
+
+# Evaluated methods: the algorithm whose meta-trained model they adapt, and its test-time options.
+# MIER and its ablation share one meta-training run (MIER Sec. 5.2.2).
+RELABEL = {"relabel_steps": config["evaluate"]["relabel_steps"]}
+EVAL_METHODS = {
+    "maml": ("maml", {}),
+    "pearl": ("pearl", {}),
+    "mier": ("mier", {"relabel": True, **RELABEL}),
+    "mier-no-relabel": ("mier", {"relabel": False, **RELABEL}),
+}
+
 
 def experiment_params(wildcards):
     """The experiment's own entry plus the scale's task limit: what its runs depend on."""
-    exp = config["experiments"][wildcards.experiment]
+    exp = {k: v for k, v in config["experiments"][wildcards.experiment].items() if k != "hyper"}  # see algo_config
     return {"name": wildcards.experiment, **exp, "seed": int(wildcards.seed), "task_limit": config["task_limit"]}
 
 
@@ -212,24 +241,87 @@ def experiment_test_table(wildcards):
 
 
 def algo_sources(algo):
-    """An input function: the algorithm's module, the shared library files, and the family's modules."""
+    """An input function: the algorithm's module, the library modules it imports, and the family's modules."""
 
     def sources(wildcards):
         family = config["experiments"][wildcards.experiment]["family"]
-        return family_sources(family) + lib(f"algos/{algo}.py", "io.py")
+        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", *META_ALGOS[algo])
 
     return sources
 
 
-def metatrain_runtime(wildcards, attempt):
-    """Minutes: a MAML meta-iteration of the paper (40 tasks x 20 x 2 trajectories of 200 steps) takes
-    about 2 minutes on 2 CPU cores; scaled by the configured budget, doubled on a retry."""
-    m = config["maml"]
-    defaults = {"meta_iterations": 500, "meta_batch": 40, "trajectories": 20}
-    work = 1.0
-    for key, paper in defaults.items():
-        work *= m.get(key, paper) / paper
-    return attempt * max(10, int(2 * 2 * 500 * work))
+def algo_config(algo):
+    """A params function: the algorithm's hyperparameters that differ from its Config defaults: the
+    experiment's own (experiments.<name>.hyper.<algo>), then the scale's section. Where the family's dynamics vary, MIER's model predicts next states (MIER App. A) and PEARL's
+    context holds next states (its code's configs for the rand-params families)."""
+
+    def hyper(wildcards):
+        exp = config["experiments"][wildcards.experiment]
+        varies = envs.varies_dynamics(exp["family"])
+        defaults = {"mier": {"predict_dynamics": varies}, "pearl": {"use_next_obs_in_context": varies}}
+        return {**defaults.get(algo, {}), **exp.get("hyper", {}).get(algo, {}), **config[algo]}
+
+    return hyper
+
+
+def eval_protocol():
+    """The part of config `evaluate` that every method shares."""
+    return {k: config["evaluate"][k] for k in ("adapt_trajectories", "episodes")}
+
+
+def training_eval_protocol():
+    """Evaluations during meta-training (MIER Fig. 2): the shared adaptation data, their own episode count."""
+    return {"adapt_trajectories": config["evaluate"]["adapt_trajectories"], "episodes": config["metatrain"]["eval_episodes"]}
+
+
+def metatrain_runtime(algo):
+    """Minutes: the scale's estimate for one run (config metatrain.runtime), doubled on a retry."""
+    return lambda wildcards, attempt: attempt * config["metatrain"]["runtime"][algo]
+
+
+def metatrain_mem_mb(algo):
+    """MIER and PEARL keep every transition of meta-training in memory; 8 GB covers the paper's
+    budgets (a few million transitions of at most 348 floats); MAML keeps one meta-batch."""
+    return lambda wildcards, attempt: attempt * (2000 if algo == "maml" else 8000)
+
+
+def evaluate_runtime(method):
+    """Minutes: the scale's estimate for one method's evaluation (config evaluate.runtime), doubled on a retry."""
+    return lambda wildcards, attempt: attempt * config["evaluate"]["runtime"][method]
+
+
+def experiment_seeds(name):
+    return range(config["seeds"][config["experiments"][name]["paper"]])
+
+
+def eval_files(figure):
+    """Every evaluation table behind a figure: its experiments' evaluated methods, every seed."""
+    return [eval_path(name, method, seed)
+            for name in config["figures"][figure]["experiments"]
+            for method in config["experiments"][name]["methods"] if method in EVAL_METHODS
+            for seed in experiment_seeds(name)]
+
+
+def run_curves(figure):
+    """Every during-training evaluation curve behind a figure (MIER Fig. 2)."""
+    return [f"results/runs/{name}/{algo}/seed{seed}/curve.csv"
+            for name in config["figures"][figure]["experiments"]
+            for algo in config["experiments"][name]["methods"] if algo in META_ALGOS
+            for seed in experiment_seeds(name)]
+
+
+# MIER's figures -> the result files behind each (an input function of the figure).
+MIER_FIGURE_RESULTS = {
+    "fig2_sample_efficiency": run_curves,
+    "fig3_reward_extrapolation": eval_files,
+    "fig4_dynamics_extrapolation": eval_files,
+}
+
+
+def figure_test_tables(figure):
+    """Experiment -> its test-task table, for a figure's experiments (to join task parameters onto returns)."""
+    experiments = {name: config["experiments"][name] for name in config["figures"][figure]["experiments"]}
+    return {name: task_table_path(e["family"], e["protocol"], "test") for name, e in experiments.items()}
 
 
 def eval_path(experiment, algo, seed):

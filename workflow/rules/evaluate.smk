@@ -1,29 +1,34 @@
 # Out-of-distribution evaluation, one protocol for every method: adapt on
 # evaluate.adapt_trajectories trajectories of each test task, then evaluate.episodes episodes.
-# results/eval/<experiment>/<algo>/seed<s>.csv: one row per test task and stage.
+# results/eval/<experiment>/<method>/seed<s>.csv: one row per test task, stage and step count.
 
+for _method, (_algo, _options) in EVAL_METHODS.items():
 
-rule evaluate_maml:
-    output:
-        "results/eval/{experiment}/maml/seed{seed}.csv",
-    input:
-        model="results/runs/{experiment}/maml/seed{seed}/model.pt",
-        tasks=experiment_test_table,
-        code=algo_sources("maml"),
-    params:
-        experiment=experiment_params,
-        maml=config["maml"],
-        evaluate=config["evaluate"],
-    log:
-        "results/logs/evaluate_maml/{experiment}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/evaluate_maml/{experiment}/seed{seed}.tsv"
-    threads: 1
-    resources:
-        runtime=60,
-        mem_mb=2000,
-        cpus_per_task=1,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/evaluate_maml.py"
+    rule:
+        name:
+            f"evaluate_{_method.replace('-', '_')}"
+        output:
+            f"results/eval/{{experiment}}/{_method}/seed{{seed}}.csv",
+        input:
+            model=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
+            tasks=experiment_test_table,
+            code=algo_sources(_algo),
+        params:
+            algo=_algo,
+            method=_method,
+            options=_options,
+            experiment=experiment_params,
+            evaluate=eval_protocol(),
+        log:
+            f"results/logs/evaluate_{_method}/{{experiment}}/seed{{seed}}.log",
+        benchmark:
+            f"results/benchmarks/evaluate_{_method}/{{experiment}}/seed{{seed}}.tsv"
+        threads: 1
+        resources:
+            runtime=evaluate_runtime(_method),
+            mem_mb=4000,
+            cpus_per_task=1,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/evaluate.py"

@@ -7,8 +7,9 @@ rule table_fig8_offline_policy_curves:
         figure_table("fig8_offline_policy_curves"),
     input:
         curves=collect_curves("fig8_offline_policy_curves"),
+        tasks=[t for f in figure_collect_algos("fig8_offline_policy_curves") for t in collect_task_tables(f).values()],
     params:
-        collect_algo=config["collect"]["algo"],
+        collect_algo=figure_collect_algos("fig8_offline_policy_curves"),
     log:
         "results/logs/tables/fig8_offline_policy_curves.log",
     benchmark:
@@ -23,23 +24,55 @@ rule table_fig8_offline_policy_curves:
         "../scripts/table_fig8.py"
 
 
-rule plot_fig8_offline_policy_curves:
-    output:
-        **figure_outputs("fig8_offline_policy_curves"),
-    input:
-        table=figure_table("fig8_offline_policy_curves"),
-        code=lib("plots.py"),
-    params:
-        plot_params("fig8_offline_policy_curves"),
-    log:
-        "results/logs/plots/fig8_offline_policy_curves.log",
-    benchmark:
-        "results/benchmarks/plots/fig8_offline_policy_curves.tsv"
-    resources:
-        runtime=5,
-        mem_mb=2000,
-    localrule: True
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/plot_fig8.py"
+# MIER's figures: evaluations after adaptation (results/eval/, Figs 3 and 4) or during meta-training
+# (results/runs/*/curve.csv, Fig. 2), joined with the test tasks' parameters.
+for _figure, _results in MIER_FIGURE_RESULTS.items():
+
+    rule:
+        name:
+            f"table_{_figure}"
+        output:
+            figure_table(_figure),
+        input:
+            results=_results(_figure),
+            tasks=list(figure_test_tables(_figure).values()),
+        params:
+            test_tables=figure_test_tables(_figure),
+        log:
+            f"results/logs/tables/{_figure}.log",
+        benchmark:
+            f"results/benchmarks/tables/{_figure}.tsv"
+        resources:
+            runtime=5,
+            mem_mb=2000,
+        localrule: True
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/table_results.py"
+
+
+for _figure in FIGURES_BUILT:
+
+    rule:
+        name:
+            f"plot_{_figure}"
+        output:
+            **figure_outputs(_figure),
+        input:
+            table=figure_table(_figure),
+            code=lib("plots.py", "stats.py"),
+        params:
+            plot_params(_figure),
+        log:
+            f"results/logs/plots/{_figure}.log",
+        benchmark:
+            f"results/benchmarks/plots/{_figure}.tsv"
+        resources:
+            runtime=5,
+            mem_mb=2000,
+        localrule: True
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/plot_figure.py"

@@ -1,28 +1,36 @@
 # Meta-training, one rule per algorithm: results/runs/<experiment>/<algo>/seed<s>/.
 # Each job checkpoints as it goes and resumes from its checkpoint when rerun.
 
+for _algo in META_ALGOS:
 
-rule metatrain_maml:
-    output:
-        model="results/runs/{experiment}/maml/seed{seed}/model.pt",
-        metrics="results/runs/{experiment}/maml/seed{seed}/metrics.csv",
-    input:
-        tasks=experiment_train_table,
-        code=algo_sources("maml"),
-    params:
-        experiment=experiment_params,
-        maml=config["maml"],
-        checkpoint_every=config["metatrain"]["checkpoint_every"],
-    log:
-        "results/logs/metatrain_maml/{experiment}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/metatrain_maml/{experiment}/seed{seed}.tsv"
-    threads: 2
-    resources:
-        runtime=metatrain_runtime,
-        mem_mb=4000,
-        cpus_per_task=2,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/metatrain_maml.py"
+    rule:
+        name:
+            f"metatrain_{_algo}"
+        output:
+            model=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
+            metrics=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/metrics.csv",
+            curve=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/curve.csv",
+        input:
+            train=experiment_train_table,
+            test=experiment_test_table,
+            code=algo_sources(_algo),
+        params:
+            algo=_algo,
+            experiment=experiment_params,
+            hyper=algo_config(_algo),
+            checkpoint_every=config["metatrain"]["checkpoint_every"],
+            eval_every=config["metatrain"]["eval_every"][_algo],
+            evaluate=training_eval_protocol(),
+        log:
+            f"results/logs/metatrain_{_algo}/{{experiment}}/seed{{seed}}.log",
+        benchmark:
+            f"results/benchmarks/metatrain_{_algo}/{{experiment}}/seed{{seed}}.tsv"
+        threads: 1
+        resources:
+            runtime=metatrain_runtime(_algo),
+            mem_mb=metatrain_mem_mb(_algo),
+            cpus_per_task=1,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/metatrain.py"

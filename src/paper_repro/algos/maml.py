@@ -274,36 +274,43 @@ def stack(batches: Sequence[Batch]) -> Batch:
     return Batch(*(torch.stack(x) for x in zip(*batches)))
 
 
-def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config,
-          seed: int = 0, log: Callable[[dict], None] = print, checkpoint: str | None = None,
-          checkpoint_every: int = 10) -> tuple[GaussianMLP, Params]:
-    """Meta-train on ``train_tasks``; ``make_env(task)`` builds a ready env. Returns the policy and its meta-parameters.
+def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config, *,
+          seed: int, log: Callable[[dict], None] = lambda m: None, checkpoint: str | None = None,
+          checkpoint_every: int = 0, on_eval: Callable[[dict, int], None] | None = None, eval_every: int = 0) -> dict:
+    """Meta-train on ``train_tasks``; ``make_env(task)`` builds a ready env. Returns the state that
+    :func:`adapt_and_evaluate` needs (meta-parameters, config, sizes).
 
-    With ``checkpoint``, the state (parameters, iteration, every RNG) is saved atomically every
-    ``checkpoint_every`` meta-iterations, and a rerun resumes from it and ends where an
-    uninterrupted run ends.
+    With ``checkpoint``, the state (parameters, iteration, environment steps, every RNG) is saved
+    atomically every ``checkpoint_every`` meta-iterations, and a rerun resumes from it and ends where
+    an uninterrupted run ends. ``on_eval(state, env_steps)`` is called whenever the meta-training
+    environment steps cross a multiple of ``eval_every``, and at the end.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     probe = make_env(train_tasks[0])
-    policy = GaussianMLP(probe.observation_space.shape[0], probe.action_space.shape[0], cfg.hidden, cfg.init_log_std)
+    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    policy = GaussianMLP(obs_dim, act_dim, cfg.hidden, cfg.init_log_std)
     params = {k: v.detach() for k, v in policy.named_parameters()}
-    start = 0
-    state = io.load_checkpoint(checkpoint) if checkpoint else None
-    if state is not None:
-        params, start = state["params"], state["iteration"]
-        rng.bit_generator.state = state["numpy_rng"]
-        gen.set_state(state["torch_rng"])
+    start, env_steps = 0, 0
+    resumed = io.load_checkpoint(checkpoint) if checkpoint else None
+    if resumed is not None:
+        params, start, env_steps = resumed["params"], resumed["iteration"], resumed["env_steps"]
+        rng.bit_generator.state = resumed["numpy_rng"]
+        gen.set_state(resumed["torch_rng"])
+
+    def state() -> dict:
+        return {"params": params, "config": cfg, "obs_dim": obs_dim, "act_dim": act_dim}
+
     for iteration in range(start, cfg.meta_iterations):
-        if checkpoint and iteration > start and iteration % checkpoint_every == 0:
-            io.save_checkpoint(checkpoint, {"params": params, "iteration": iteration,
+        if checkpoint and checkpoint_every and iteration > start and iteration % checkpoint_every == 0:
+            io.save_checkpoint(checkpoint, {"params": params, "iteration": iteration, "env_steps": env_steps,
                                             "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state()})
         # collect: K pre-update trajectories per task, adapt, K post-update trajectories
         tasks = [train_tasks[i] for i in rng.choice(len(train_tasks), cfg.meta_batch, replace=len(train_tasks) < cfg.meta_batch)]
         task_envs = [[make_env(t) for _ in range(cfg.trajectories)] for t in tasks]
-        for i, envs_of_task in enumerate(task_envs):
-            for j, env in enumerate(envs_of_task):
+        for envs_of_task in task_envs:
+            for env in envs_of_task:
                 env.reset(seed=int(rng.integers(2**31)))
         pre = stack([make_batch(*rollout(policy, params, e, horizon, gen), cfg) for e in task_envs])
         adapted = adapt_tasks(policy, params, pre, cfg)
@@ -313,20 +320,32 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         params, metrics = update(policy, params, pre, post, cfg)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"MAML-TRPO: non-finite metrics at meta-iteration {iteration}: {metrics}")
-        # evaluate: the returns seen before and after adaptation
-        log({"iteration": iteration, **metrics,
-             "eval/pre_return": float(pre.rew.sum(-1).mean()), "eval/adapted_return": float(post.rew.sum(-1).mean())})
-    return policy, params
+        previous, env_steps = env_steps, env_steps + int(pre.mask.sum() + post.mask.sum())
+        # the returns seen before and after adaptation
+        log({"iteration": iteration, "env_steps": env_steps, **metrics,
+             "train/pre_return": float(pre.rew.sum(-1).mean()), "train/adapted_return": float(post.rew.sum(-1).mean())})
+        if on_eval and eval_every and env_steps // eval_every > previous // eval_every and iteration < cfg.meta_iterations - 1:
+            on_eval(state(), env_steps)
+    if on_eval:
+        on_eval(state(), env_steps)
+    return state()
 
 
-def adapt_and_evaluate(policy: GaussianMLP, params: Params, make_env: Callable[[], gym.Env], horizon: int,
-                       cfg: Config, adapt_trajectories: int = 2, eval_episodes: int = 5, seed: int = 0) -> dict[str, float]:
-    """Test time: adapt on ``adapt_trajectories`` trajectories of the task, then evaluate the adapted policy."""
+def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *, adapt_trajectories: int,
+                       eval_episodes: int, seed: int) -> list[dict]:
+    """Test time: adapt on ``adapt_trajectories`` trajectories of the task, then evaluate the adapted policy.
+
+    "prior" is the return of the adaptation trajectories themselves (the meta-policy before its
+    update); both stages sample actions from the Gaussian policy, as MAML is evaluated.
+    """
+    cfg = state["config"]
+    policy = GaussianMLP(state["obs_dim"], state["act_dim"], cfg.hidden, cfg.init_log_std)
     gen = torch.Generator().manual_seed(seed)
     envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
     for i, env in enumerate(envs):
         env.reset(seed=seed * 1000 + i)
-    pre = rollout(policy, params, envs[:adapt_trajectories], horizon, gen)
-    adapted = adapt(policy, params, make_batch(*pre, cfg), cfg)
+    pre = rollout(policy, state["params"], envs[:adapt_trajectories], horizon, gen)
+    adapted = adapt(policy, state["params"], make_batch(*pre, cfg), cfg)
     post = rollout(policy, adapted, envs[:eval_episodes], horizon, gen)
-    return {"pre_return": float(pre[2].sum(-1).mean()), "adapted_return": float(post[2].sum(-1).mean())}
+    return [{"stage": "prior", "steps": 0, "return": float(pre[2].sum(-1).mean())},
+            {"stage": "adapted", "steps": 0, "return": float(post[2].sum(-1).mean())}]

@@ -1,53 +1,118 @@
 """MIER: Meta-Reinforcement Learning Robust to Distributional Shift via Model Identification and
-Experience Relabeling (Mendonca et al., 2020; ICLR 2020 submission, Algorithms 1-2, App. A).
+Experience Relabeling (Mendonca et al., 2020; ICLR 2020 submission, Sec. 4, Algorithms 1-2, App. A).
 
-Status: the model-identification part (context-conditioned probabilistic model, functional
-MAML-style context adaptation batched over tasks, model meta-loss and its update) is implemented and
-tested. The context-conditioned SAC, the Algorithm 1 loop and the Algorithm 2 relabelling are NOT
-implemented yet (see the report of the engineer who wrote this file).
+- Model identification (Sec. 4.1): a Gaussian reward(/dynamics) model p(s', r | s, a; θ, φ) whose
+  context φ alone is adapted by MAML-style gradient steps (Ξ_MAML); θ and the prior context are
+  meta-trained on the post-adaptation NLL. Every per-task computation of a meta-batch is one
+  ``torch.func.vmap`` (:mod:`paper_repro.meta`).
+- Policy (Sec. 4.2): one SAC agent (:mod:`paper_repro.algos.sac` with K=1) whose policy sees (s, φ_T)
+  and whose critics see (s, a, φ_T); φ_T is adapted on an adaptation batch of the same task and
+  detached, so no policy gradient reaches θ or φ.
+- Algorithm 1 (:func:`train`): per epoch, collect data for a few tasks with the prior context and then
+  with the adapted context, then interleave model meta-updates and SAC updates.
+- Algorithm 2 (:func:`adapt_and_evaluate`): adapt the context on the test task's data, keep training θ
+  on it, then train the policy on transitions of the meta-training tasks relabelled by the adapted
+  model (Sec. 4.3), or, for the ablation of Sec. 5.2.2, on the test task's own data only.
+
+Values the paper does not state come from the authors' public code (github.com/russellmendonca/
+mier_public, ``configs/``, ``mier.py``); every Config field says where its default comes from.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from paper_repro import meta
+from paper_repro import buffers, io, meta
+from paper_repro.algos import sac
 
 Params = dict[str, torch.Tensor]
 
-
 @dataclass(frozen=True)
 class Config:
+    # --- model (App. A items 1-6) ---
     context_dim: int = 5
-    """Size of the latent context φ (App. A, item 5)."""
+    """Size of the latent context φ (App. A, item 5; the authors' negated-joints config uses 10)."""
     model_hidden: tuple[int, ...] = (200, 200, 200, 200)
     """Hidden layers of the reward/dynamics model (App. A, item 4)."""
     inner_steps: int = 2
     """Gradient steps of context adaptation (App. A, item 1)."""
     inner_lr: float = 0.1
-    """Context adaptation step size α (App. A, item 2). The authors' code uses 0.01 with clipping;
-    we keep the paper's 0.1 and also clip, which only bites on outlier batches."""
+    """Context adaptation step size α (App. A, item 2). The authors' code uses 0.01 with clipping
+    (``configs/default.py`` fast_adapt_lr, clip_val_inner_grad); we keep the paper's 0.1 and also
+    clip, which only bites on outlier batches."""
     inner_grad_clip: float | None = 10.0
     """Max L2 norm of the context gradient per inner step (authors' code; None disables)."""
     adapt_batch: int = 256
-    """Transitions per task in the adaptation batch, and in the disjoint evaluation batch (App. A, item 3)."""
+    """Transitions per task in the adaptation batch, and in the disjoint evaluation batch (App. A,
+    item 3; the authors' code samples num_sample_steps_for_adaptation = 200/400 instead)."""
     context_reg: float = 0.01
     """Weight of the L2 penalty on post-update contexts in the meta-loss (App. A, item 6)."""
     logvar_reg: float = 0.01
     """Weight of the penalty on the learned log-variance bounds (MBPO convention, Janner et al. 2019)."""
     predict_dynamics: bool = True
-    """Predict next-state deltas as well as reward (App. A: only for families whose dynamics vary)."""
+    """Predict next-state deltas as well as reward (App. A: only for families whose dynamics vary).
+    False: a reward-only model; relabelling then keeps the buffer's action and next state (see
+    :func:`relabel_batch`)."""
     model_lr: float = 1e-3
-    """Adam step size of the model and prior context (authors' code; not listed in App. A)."""
+    """Adam step size of the model and prior context, meta-training and test time (authors' code,
+    ``models/bnn_contextual.py``; not listed in App. A)."""
     meta_batch: int = 10
-    """Tasks per model meta-update (authors' code; App. A samples 5 tasks per epoch for data)."""
-    # The SAC policy/critics and the Algorithm 1 loop (App. A items 7-11: 5 tasks and 1000 steps
-    # each per epoch, 1000 SAC steps per epoch, lr 3e-4, 256-256 Q networks) are still to come.
+    """Tasks per model meta-update and per SAC update (authors' code, model_hyperparams.meta_batch_size)."""
+    # --- policy (App. A items 9-11) ---
+    sac_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layers of the SAC actor and critics (App. A, item 11; the authors' default is
+    300-300-300, their negated-joints config 256-256)."""
+    sac_lr: float = 3e-4
+    """Adam step size of actor, critics and temperature (App. A, item 10; authors' code for actor/alpha)."""
+    gamma: float = 0.99
+    """Discount (authors' code, sac_hyperparams.discount_factor)."""
+    tau: float = 0.005
+    """Polyak rate of the target critics (authors' code, target_update_rate)."""
+    init_alpha: float = math.exp(-1.0)
+    """Initial SAC temperature (authors' code: log_alpha_init = -1)."""
+    target_entropy: float = -1.0
+    """SAC target entropy (authors' code, sac_hyperparams.target_entropy = -1.0, not -|A|)."""
+    # --- Algorithm 1 ---
+    epochs: int = 400
+    """Meta-training epochs (authors' code: 400 for cheetah-vel and cheetah-negated-joints, 200 for
+    humanoid-dir; set per family)."""
+    tasks_per_epoch: int = 5
+    """Tasks whose data is collected per epoch (App. A, item 7)."""
+    steps_prior: int = 400
+    """Env steps per sampled task and epoch with the prior context (authors' code,
+    num_sample_steps_prior); the adaptation data of that task's context for the next part."""
+    steps_adapted: int = 600
+    """Env steps per sampled task and epoch with the adapted context (authors' code,
+    num_sample_steps_updated_context; with steps_prior the 1000 points of App. A, item 8)."""
+    initial_repeats: int = 5
+    """Initial data: every training task gets initial_repeats × steps_prior steps with the prior
+    context before the first epoch (authors' code, initial_exploration_repeats = 5 for cheetah-vel and
+    negated joints, 1 for humanoid-dir)."""
+    train_steps: int = 1000
+    """Training steps per epoch, each one model meta-update (N_model) and one SAC update (N_policy) on
+    the same meta-batch, interleaved as in the authors' code (num_training_steps_per_epoch = 1000 in
+    every config; App. A, item 9: 1000 SAC steps). The SAC batch is the meta-update's evaluation
+    batches, meta_batch × adapt_batch transitions, with their tasks' adapted contexts (authors' code)."""
+    # --- Algorithm 2 ---
+    test_model_steps: int = 100
+    """N_model of Alg. 2: Adam steps on θ with the adapted context on the test task's data (authors'
+    code: num_extra_fast_adapt_steps_for_model = 100 by default, 0 in their negated-joints config)."""
+    test_batch: int = 256
+    """SAC batch at test time (authors' code, batch_size)."""
+    real_ratio: float = 0.05
+    """Fraction of each test-time SAC batch drawn from the test task's own data when relabelling
+    (authors' code, model_real_ratio); the rest is relabelled meta-training data."""
 
 
 # --- model --------------------------------------------------------------------------
@@ -119,10 +184,11 @@ def adapt_contexts(model: ContextModel, theta: Params, ctx: torch.Tensor, batche
 
 
 def model_meta_loss(model: ContextModel, params: Params, adapt: Batch, evaluate: Batch, cfg: Config
-                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """J_p(θ, φ, D_adapt, D_eval), averaged over a meta-batch of tasks (leading dim of the batches).
 
-    ``params`` holds the model parameters θ and the prior context under key "context".
+    ``params`` holds the model parameters θ and the prior context under key "context". Returns the
+    loss, metrics and the adapted contexts (tasks, context_dim), still attached to the graph.
     """
     theta = {k: v for k, v in params.items() if k != "context"}
     ctx = params["context"]
@@ -134,21 +200,23 @@ def model_meta_loss(model: ContextModel, params: Params, adapt: Batch, evaluate:
     with torch.no_grad():
         pre_nll = vmap(lambda b: nll(model, theta, ctx, b, cfg))(evaluate).mean()
     return loss, {"train/model_loss": loss.detach(), "train/model_nll_post": post_nll.mean().detach(),
-                  "train/model_nll_pre": pre_nll, "train/context_norm": post.norm(dim=-1).mean().detach()}
+                  "train/model_nll_pre": pre_nll, "train/context_norm": post.norm(dim=-1).mean().detach()}, post
 
 
 def model_meta_loss_loop(model: ContextModel, params: Params, adapt: Batch, evaluate: Batch, cfg: Config
-                         ) -> torch.Tensor:
-    """Reference for ``model_meta_loss``: the same maths with a plain Python loop over tasks."""
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for ``model_meta_loss``: the same maths with a plain Python loop over tasks; returns
+    the loss and the adapted contexts."""
     theta = {k: v for k, v in params.items() if k != "context"}
-    losses = []
+    losses, posts = [], []
     for i in range(adapt.obs.shape[0]):
         a = Batch(*(x[i] for x in adapt))
         e = Batch(*(x[i] for x in evaluate))
         post = adapt_context(model, theta, params["context"], a, cfg)
         losses.append(nll(model, theta, post, e, cfg) + cfg.context_reg * (post**2).sum())
+        posts.append(post)
     bound_pen = (theta["max_logvar"].sum() - theta["min_logvar"].sum())
-    return torch.stack(losses).mean() + cfg.logvar_reg * bound_pen
+    return torch.stack(losses).mean() + cfg.logvar_reg * bound_pen, torch.stack(posts)
 
 
 def init_params(model: ContextModel, cfg: Config) -> Params:
@@ -158,16 +226,381 @@ def init_params(model: ContextModel, cfg: Config) -> Params:
     return p
 
 
-# --- update -------------------------------------------------------------------------
+# --- model update -------------------------------------------------------------------
 
 
 def model_update(model: ContextModel, params: Params, opt: torch.optim.Optimizer, adapt: Batch, evaluate: Batch,
-                 cfg: Config, step: int = 0) -> dict[str, float]:
-    """One Adam step of θ and the prior context on the model meta-loss; raises on NaN/inf."""
-    loss, metrics = model_meta_loss(model, params, adapt, evaluate, cfg)
+                 cfg: Config, step: int = 0, epoch: int = 0) -> tuple[dict[str, float], torch.Tensor]:
+    """One Adam step of θ and the prior context on the model meta-loss; raises on NaN/inf.
+
+    Returns the metrics and the tasks' adapted contexts (computed before the step, detached).
+    """
+    loss, metrics, post = model_meta_loss(model, params, adapt, evaluate, cfg)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"MIER model meta-loss is {loss.item()} at step {step}")
+        raise FloatingPointError(f"MIER model meta-loss is {loss.item()} at epoch {epoch}, step {step}")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return {k: float(v) for k, v in metrics.items()}
+    return {k: float(v) for k, v in metrics.items()}, post.detach()
+
+
+def finetune_model(model: ContextModel, theta: Params, ctx: torch.Tensor, data: Batch, cfg: Config, steps: int,
+                   rng: np.random.Generator) -> Params:
+    """Alg. 2's inner model loop: ``steps`` Adam steps on θ (context fixed at φ_T) on the test task's data."""
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta.items()}
+    opt = torch.optim.Adam(theta.values(), lr=cfg.model_lr)
+    n = data.obs.shape[0]
+    for step in range(steps):
+        idx = torch.as_tensor(rng.integers(0, n, cfg.adapt_batch))
+        loss = nll(model, theta, ctx, Batch(*(x[idx] for x in data)), cfg)
+        loss = loss + cfg.logvar_reg * (theta["max_logvar"].sum() - theta["min_logvar"].sum())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"MIER test-time model loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {k: v.detach() for k, v in theta.items()}
+
+
+# --- context-conditioned SAC (Sec. 4.2) ---------------------------------------------
+
+
+def sac_config(cfg: Config) -> sac.Config:
+    return sac.Config(lr=cfg.sac_lr, gamma=cfg.gamma, tau=cfg.tau, hidden=cfg.sac_hidden, init_alpha=cfg.init_alpha)
+
+
+def init_agent(cfg: Config, gen: torch.Generator, obs_dim: int, act_dim: int, low, high) -> dict:
+    """One SAC agent (K=1) on observations (s, φ)."""
+    agent = sac.init(sac_config(cfg), [gen], obs_dim + cfg.context_dim, act_dim, low, high)
+    agent["target_entropy"] = cfg.target_entropy
+    return agent
+
+
+def policy_batch(obs, act, rew, next_obs, term, ctx) -> buffers.Batch:
+    """A K=1 SAC batch [1, N, ...] from N transitions and their contexts [N, context_dim]."""
+    return buffers.Batch(torch.cat([obs, ctx], -1)[None], act[None], rew.reshape(1, -1),
+                         torch.cat([next_obs, ctx], -1)[None], term.reshape(1, -1))
+
+
+def sac_update(agent: dict, b: buffers.Batch, gen: torch.Generator, cfg: Config, where: str) -> dict[str, float]:
+    def check(name, per_task):
+        if not torch.isfinite(per_task).all():
+            raise FloatingPointError(f"MIER SAC {name} is {per_task.tolist()} at {where}")
+    metrics = sac.update(agent, b, [gen], 0, sac_config(cfg), check)
+    return {k: float(v.mean()) for k, v in metrics.items()}
+
+
+@torch.no_grad()
+def act(agent: dict, gen: torch.Generator, obs: np.ndarray, ctx: torch.Tensor, deterministic: bool) -> np.ndarray:
+    """Actions [n, A] for observations [n, O] and contexts [n, context_dim] (one forward)."""
+    x = torch.cat([torch.as_tensor(obs, dtype=torch.float32), ctx], -1)[None]
+    return agent["actor"](x, [gen], deterministic)[0][0].numpy()
+
+
+# --- data ---------------------------------------------------------------------------
+
+FIELDS = ("obs", "act", "rew", "next_obs", "term")
+
+
+class TaskData:
+    """One training task's transitions, append-only (capacity doubles). ``prior`` marks those collected
+    with the prior context: the adaptation batches of the meta-update come from them, as at test time
+    (authors' code: pre_adapt_replay_buffer)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.size = len(arrays["rew"])
+        self.data = {k: np.array(v) for k, v in arrays.items()}
+        self.prior_rows = np.flatnonzero(self.data["prior"])
+
+    def add(self, arrays: dict[str, np.ndarray], prior: bool) -> None:
+        n = len(arrays["rew"])
+        if self.size + n > len(self.data["rew"]):
+            cap = max(2 * len(self.data["rew"]), self.size + n)
+            self.data = {k: np.concatenate([v[: self.size], np.zeros((cap - self.size, *v.shape[1:]), v.dtype)])
+                         for k, v in self.data.items()}
+        for k in FIELDS:
+            self.data[k][self.size: self.size + n] = arrays[k]
+        self.data["prior"][self.size: self.size + n] = prior
+        if prior:
+            self.prior_rows = np.concatenate([self.prior_rows, np.arange(self.size, self.size + n)])
+        self.size += n
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: v[: self.size].copy() for k, v in self.data.items()}
+
+
+def empty_data(obs_dim: int, act_dim: int) -> TaskData:
+    return TaskData({"obs": np.zeros((0, obs_dim), np.float32), "act": np.zeros((0, act_dim), np.float32),
+                     "rew": np.zeros(0, np.float32), "next_obs": np.zeros((0, obs_dim), np.float32),
+                     "term": np.zeros(0, np.float32), "prior": np.zeros(0, bool)})
+
+
+def disjoint_rows(rng: np.random.Generator, size: int, taken: np.ndarray, n: int) -> np.ndarray:
+    """n uniform row indices in [0, size) outside ``taken``."""
+    gaps = np.unique(taken)
+    gaps = gaps - np.arange(len(gaps))
+    raw = rng.integers(0, size - len(np.unique(taken)), n)
+    return raw + np.searchsorted(gaps, raw, side="right")
+
+
+def to_batch(d: dict[str, np.ndarray], rows) -> tuple[Batch, torch.Tensor]:
+    t = {k: torch.as_tensor(d[k][rows]) for k in FIELDS}
+    return Batch(t["obs"], t["act"], t["rew"][..., None], t["next_obs"]), t["term"]
+
+
+def sample_meta_batch(data: Sequence[TaskData], tasks, n: int, rng: np.random.Generator):
+    """Disjoint adaptation (prior-context data) and evaluation batches for every task, stacked [tasks, n, ...]."""
+    adapt, evaluate, term = [], [], []
+    for t in tasks:
+        d = data[t]
+        a = d.prior_rows[rng.integers(0, len(d.prior_rows), n)]
+        e = disjoint_rows(rng, d.size, a, n)
+        adapt.append(to_batch(d.data, a)[0])
+        b, tm = to_batch(d.data, e)
+        evaluate.append(b)
+        term.append(tm)
+    stack = lambda bs: Batch(*(torch.stack(x) for x in zip(*bs)))  # noqa: E731
+    return stack(adapt), stack(evaluate), torch.stack(term)
+
+
+def collect(agent: dict, gen: torch.Generator, envs: Sequence[gym.Env], ctx: torch.Tensor, steps: int,
+            seeds: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """``steps`` env steps in each env (reset with ``seeds``, episodes restart as they end), all envs
+    stepped together with one policy forward; ctx [n, context_dim]. One dict of arrays per env."""
+    n = len(envs)
+    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    out = [{k: [] for k in FIELDS} for _ in range(n)]
+    for _ in range(steps):
+        a = act(agent, gen, obs, ctx, deterministic=False)
+        for i, env in enumerate(envs):
+            o2, r, term, trunc, _ = env.step(a[i])
+            for k, v in zip(FIELDS, (obs[i].copy(), a[i], r, o2, float(term))):
+                out[i][k].append(v)
+            obs[i] = env.reset()[0] if term or trunc else o2
+    return [{k: np.asarray(v, np.float32) for k, v in o.items()} for o in out]
+
+
+def run_episodes(agent: dict, gen: torch.Generator, envs: Sequence[gym.Env], ctx: torch.Tensor, horizon: int,
+                 seeds: Sequence[int], deterministic: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One episode per env, stepped together; all their transitions and each episode's return."""
+    n = len(envs)
+    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    out, returns, alive = {k: [] for k in FIELDS}, np.zeros(n), np.ones(n, bool)
+    for _ in range(horizon):
+        a = act(agent, gen, obs, ctx.expand(n, -1), deterministic)
+        for i in np.flatnonzero(alive):
+            o2, r, term, trunc, _ = envs[i].step(a[i])
+            for k, v in zip(FIELDS, (obs[i].copy(), a[i], r, o2, float(term))):
+                out[k].append(v)
+            returns[i] += r
+            obs[i], alive[i] = o2, not (term or trunc)
+        if not alive.any():
+            break
+    return {k: np.asarray(v, np.float32) for k, v in out.items()}, returns
+
+
+# --- Algorithm 1: meta-training -----------------------------------------------------
+
+
+def _build(cfg: Config, obs_dim: int, act_dim: int, low, high, seed: int):
+    torch.manual_seed(seed)
+    model = ContextModel(obs_dim, act_dim, cfg)
+    params = init_params(model, cfg)
+    gen = torch.Generator().manual_seed(seed)
+    agent = init_agent(cfg, gen, obs_dim, act_dim, low, high)
+    return model, params, gen, agent
+
+
+def _agent_state(agent: dict, optimizers: bool) -> dict:
+    keys = ["actor", "critic", "critic_target"] + (["actor_opt", "critic_opt", "alpha_opt"] if optimizers else [])
+    out = {k: copy.deepcopy(agent[k].state_dict()) for k in keys}
+    out["log_alpha"] = agent["log_alpha"].detach().clone()
+    return out
+
+
+def _load_agent(agent: dict, st: dict) -> None:
+    for k, v in st.items():
+        if k == "log_alpha":
+            with torch.no_grad():
+                agent["log_alpha"].copy_(v)
+        else:
+            agent[k].load_state_dict(v)
+
+
+def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config, *,
+          seed: int, log: Callable[[dict], None] = lambda m: None, checkpoint: str | None = None,
+          checkpoint_every: int = 0, on_eval: Callable[[dict, int], None] | None = None,
+          eval_every: int = 0) -> dict:
+    """Algorithm 1 on ``train_tasks``; returns the state :func:`adapt_and_evaluate` needs (see the
+    shared interface in the project docs). ``horizon`` is enforced by ``make_env``'s TimeLimit.
+
+    Logged per epoch: the epoch's mean training losses, and collect/reward_prior and
+    collect/reward_adapted, the mean reward per env step of the data collected that epoch with the
+    prior and with the adapted context."""
+    envs = [make_env(t) for t in train_tasks]
+    space = envs[0].action_space
+    obs_dim, act_dim = envs[0].observation_space.shape[0], space.shape[0]
+    model, params, gen, agent = _build(cfg, obs_dim, act_dim, space.low, space.high, seed)
+    model_opt = torch.optim.Adam(params.values(), lr=cfg.model_lr)
+    rng = np.random.default_rng(seed)
+    data = [empty_data(obs_dim, act_dim) for _ in train_tasks]
+    start, env_steps, eval_mark, evaluated_at = 0, 0, 0, -1
+
+    def export() -> dict:
+        return {"config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim,
+                "act_low": space.low.copy(), "act_high": space.high.copy(),
+                "model": {k: v.detach().clone() for k, v in params.items()}, **_agent_state(agent, False),
+                "buffers": [d.arrays() for d in data], "train_tasks": [dict(t) for t in train_tasks]}
+
+    ck = io.load_checkpoint(checkpoint) if checkpoint else None
+    if ck is not None:
+        with torch.no_grad():
+            for k, v in ck["model"].items():
+                params[k].copy_(v)
+        model_opt.load_state_dict(ck["model_opt"])
+        _load_agent(agent, ck["agent"])
+        data = [TaskData(a) for a in ck["buffers"]]
+        rng.bit_generator.state, start = ck["numpy_rng"], ck["epoch"]
+        gen.set_state(ck["torch_gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        env_steps, eval_mark = ck["env_steps"], ck["eval_mark"]
+    else:  # initial data with the prior context (authors' code: initial exploration)
+        prior = params["context"].detach().expand(len(envs), -1)
+        for _ in range(cfg.initial_repeats):
+            for d, arrays in zip(data, collect(agent, gen, envs, prior, cfg.steps_prior,
+                                               rng.integers(2**31, size=len(envs)))):
+                d.add(arrays, prior=True)
+            env_steps += len(envs) * cfg.steps_prior
+
+    theta_keys = [k for k in params if k != "context"]
+    for epoch in range(start, cfg.epochs):
+        if checkpoint and checkpoint_every and epoch > start and epoch % checkpoint_every == 0:
+            io.save_checkpoint(checkpoint, {
+                "model": {k: v.detach().clone() for k, v in params.items()}, "model_opt": model_opt.state_dict(),
+                "agent": _agent_state(agent, True), "buffers": [d.arrays() for d in data],
+                "numpy_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch, "env_steps": env_steps, "eval_mark": eval_mark})
+        # data: prior context, then the context adapted on that data, for each sampled task
+        tasks = rng.choice(len(train_tasks), cfg.tasks_per_epoch, replace=len(train_tasks) < cfg.tasks_per_epoch)
+        task_envs = [make_env(train_tasks[t]) for t in tasks]
+        prior = params["context"].detach().expand(len(tasks), -1)
+        pre = collect(agent, gen, task_envs, prior, cfg.steps_prior, rng.integers(2**31, size=len(tasks)))
+        pre_batch = Batch(*(torch.as_tensor(np.stack([p[k] for p in pre])) for k in ("obs", "act")),
+                          torch.as_tensor(np.stack([p["rew"] for p in pre]))[..., None],
+                          torch.as_tensor(np.stack([p["next_obs"] for p in pre])))
+        theta = {k: params[k].detach() for k in theta_keys}
+        adapted = adapt_contexts(model, theta, params["context"].detach(), pre_batch, cfg).detach()
+        post = collect(agent, gen, task_envs, adapted, cfg.steps_adapted, rng.integers(2**31, size=len(tasks)))
+        for t, p, q in zip(tasks, pre, post):
+            data[t].add(p, prior=True)
+            data[t].add(q, prior=False)
+        env_steps += len(tasks) * (cfg.steps_prior + cfg.steps_adapted)
+        # N_model model meta-updates and N_policy SAC updates, interleaved on the same meta-batches
+        sums: dict[str, float] = {}
+        for step in range(cfg.train_steps):
+            batch_tasks = rng.choice(len(train_tasks), cfg.meta_batch, replace=len(train_tasks) < cfg.meta_batch)
+            a, e, term = sample_meta_batch(data, batch_tasks, cfg.adapt_batch, rng)
+            m, ctx = model_update(model, params, model_opt, a, e, cfg, step=step, epoch=epoch)
+            ctx = ctx[:, None].expand(-1, cfg.adapt_batch, -1).reshape(-1, cfg.context_dim)
+            flat = [x.reshape(-1, x.shape[-1]) for x in e]
+            m.update(sac_update(agent, policy_batch(flat[0], flat[1], flat[2], flat[3], term.reshape(-1), ctx),
+                                gen, cfg, f"epoch {epoch}, step {step}"))
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v
+        log({"iteration": epoch, "env_steps": env_steps,
+             "collect/reward_prior": float(np.mean([p["rew"].mean() for p in pre])),
+             "collect/reward_adapted": float(np.mean([q["rew"].mean() for q in post])),
+             **{k: v / max(cfg.train_steps, 1) for k, v in sums.items()}})
+        if on_eval and eval_every and env_steps // eval_every > eval_mark:
+            eval_mark, evaluated_at = env_steps // eval_every, env_steps
+            on_eval(export(), env_steps)
+    state = export()
+    if on_eval and evaluated_at != env_steps:
+        on_eval(state, env_steps)
+    return state
+
+
+# --- Algorithm 2: test-time adaptation ----------------------------------------------
+
+
+@torch.no_grad()
+def relabel_batch(model: ContextModel, theta: Params, ctx: torch.Tensor, agent: dict, gen: torch.Generator,
+            batch: Batch, term: torch.Tensor, cfg: Config) -> tuple[Batch, torch.Tensor]:
+    """Relabel(D, θ, φ_T) (Sec. 4.3): actions resampled from the current policy, next state and
+    reward sampled from the adapted model; model transitions are non-terminal (the families with
+    a dynamics model never terminate).
+
+    A reward-only model (``predict_dynamics`` False) cannot predict the next state of a new action,
+    so there the buffer's action and next state are kept and only the reward is sampled from the
+    model. For reward-only families the dynamics are shared across tasks, so these are real
+    transitions of the test task (the authors' ``off_policy_relabelling`` path)."""
+    obs, act_, next_obs = batch.obs, batch.act, batch.next_obs
+    c = ctx.expand(obs.shape[0], -1)
+    if cfg.predict_dynamics:
+        act_, _ = agent["actor"](torch.cat([obs, c], -1)[None], [gen])
+        act_ = act_[0]
+    mean, logvar = functional_call(model, theta, (obs, act_, c))
+    noise = torch.randn(mean.shape, generator=gen)
+    sample = mean + (0.5 * logvar).exp() * noise
+    if cfg.predict_dynamics:
+        return Batch(obs, act_, sample[:, -1:], obs + sample[:, :-1]), torch.zeros_like(term)
+    return Batch(obs, act_, sample, next_obs), term
+
+
+def sample_training_data(buffers_: Sequence[dict[str, np.ndarray]], n: int, rng: np.random.Generator
+                         ) -> tuple[Batch, torch.Tensor]:
+    """n transitions drawn uniformly over the meta-training tasks, then uniformly within the task."""
+    tasks = rng.integers(0, len(buffers_), n)
+    rows = (rng.random(n) * np.array([len(b["rew"]) for b in buffers_])[tasks]).astype(np.int64)
+    parts = [to_batch(buffers_[t], rows[tasks == t]) for t in np.unique(tasks)]
+    return Batch(*(torch.cat(x) for x in zip(*(p[0] for p in parts)))), torch.cat([p[1] for p in parts])
+
+
+def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *, adapt_trajectories: int,
+                       eval_episodes: int, seed: int, relabel: bool = True,
+                       relabel_steps: Sequence[int] = (0,), model_steps: int | None = None) -> list[dict]:
+    """Algorithm 2 on one test task; rows as in the shared interface ("adapted" rows at every entry of
+    ``relabel_steps``, counted in SAC updates after adaptation; the default (0,) is context adaptation
+    only, the in-distribution protocol of Fig. 2; the workflow passes Fig. 4's schedule). ``relabel=False`` is the ablation of
+    Sec. 5.2.2: SAC on the test task's adaptation data only. ``model_steps`` defaults to
+    ``Config.test_model_steps``. ``state`` is not modified."""
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    model, params, gen, agent = _build(cfg, state["obs_dim"], state["act_dim"], state["act_low"],
+                                       state["act_high"], seed)
+    with torch.no_grad():
+        for k, v in state["model"].items():
+            params[k].copy_(v)
+    _load_agent(agent, {k: state[k] for k in ("actor", "critic", "critic_target", "log_alpha")})
+    rng = np.random.default_rng(seed)
+    theta = {k: v.detach() for k, v in params.items() if k != "context"}
+    prior = params["context"].detach()
+    envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
+    eval_seeds = [seed * 1000 + 500 + i for i in range(eval_episodes)]
+
+    def evaluate(ctx: torch.Tensor) -> float:
+        return float(run_episodes(agent, gen, envs[:eval_episodes], ctx, horizon, eval_seeds, True)[1].mean())
+
+    own, _ = run_episodes(agent, gen, envs[:adapt_trajectories], prior, horizon,
+                          [seed * 1000 + i for i in range(adapt_trajectories)], deterministic=False)
+    own_batch, own_term = to_batch(own, slice(None))
+    rows = [{"stage": "prior", "steps": 0, "return": evaluate(prior)}]
+    ctx = adapt_context(model, theta, prior, own_batch, cfg).detach()
+    theta = finetune_model(model, theta, ctx, own_batch, cfg,
+                           cfg.test_model_steps if model_steps is None else model_steps, rng)
+    n_own = max(1, round(cfg.real_ratio * cfg.test_batch)) if relabel else cfg.test_batch
+    schedule = sorted(set(relabel_steps))
+    for step in range(schedule[-1] + 1):
+        if step in schedule:
+            rows.append({"stage": "adapted", "steps": step, "return": evaluate(ctx)})
+        if step == schedule[-1]:
+            break
+        idx = rng.integers(0, len(own["rew"]), n_own)
+        parts = [(Batch(*(x[idx] for x in own_batch)), own_term[idx])]
+        if relabel:
+            b, term = sample_training_data(state["buffers"], cfg.test_batch - n_own, rng)
+            parts.append(relabel_batch(model, theta, ctx, agent, gen, b, term, cfg))
+        b = Batch(*(torch.cat(x) for x in zip(*(p[0] for p in parts))))
+        term = torch.cat([p[1] for p in parts])
+        c = ctx.expand(b.obs.shape[0], -1)
+        sac_update(agent, policy_batch(b.obs, b.act, b.rew, b.next_obs, term, c), gen, cfg, f"test-time step {step}")
+    return rows

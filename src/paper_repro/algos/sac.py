@@ -48,6 +48,11 @@ class Config:
     """bf16 autocast of the forward passes (fp32 master weights and Adam state)."""
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with its fused CPU kernel (one pass over all parameters, same arithmetic as the loop)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> dict:
     """K agents; task k's initial weights come from ``gens[k]`` only."""
     scale, bias = (act_high - act_low) / 2, (act_high + act_low) / 2
@@ -62,9 +67,9 @@ def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> di
     # independent Adams (its step counter is shared, but all tasks step together).
     return {
         "actor": actor, "critic": critic, "critic_target": target, "log_alpha": log_alpha,
-        "actor_opt": torch.optim.Adam(actor.parameters(), lr=cfg.lr),
-        "critic_opt": torch.optim.Adam(critic.parameters(), lr=cfg.lr),
-        "alpha_opt": torch.optim.Adam([log_alpha], lr=cfg.lr),
+        "actor_opt": _adam(actor.parameters(), cfg.lr),
+        "critic_opt": _adam(critic.parameters(), cfg.lr),
+        "alpha_opt": _adam([log_alpha], cfg.lr),
         "target_entropy": -cfg.target_entropy_scale * act_dim,
     }
 

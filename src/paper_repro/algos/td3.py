@@ -51,6 +51,11 @@ class Config:
     """bf16 autocast of the forward passes (fp32 master weights and Adam state)."""
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with its fused CPU kernel (one pass over all parameters, same arithmetic as the loop)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> dict:
     """K agents; task k's initial weights come from ``gens[k]`` only."""
     scale, bias = (act_high - act_low) / 2, (act_high + act_low) / 2
@@ -65,8 +70,8 @@ def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> di
     # Adam is elementwise, so one Adam over stacked [K, ...] parameters is exactly K independent Adams.
     return {
         "actor": actor, "critic": critic, "actor_target": actor_t, "critic_target": critic_t,
-        "actor_opt": torch.optim.Adam(actor.parameters(), lr=cfg.lr),
-        "critic_opt": torch.optim.Adam(critic.parameters(), lr=cfg.lr),
+        "actor_opt": _adam(actor.parameters(), cfg.lr),
+        "critic_opt": _adam(critic.parameters(), cfg.lr),
     }
 
 

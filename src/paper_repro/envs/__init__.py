@@ -25,7 +25,7 @@ from .tasks import Family, to_tables
 _REGISTRY: dict[str, Family] = {f.name: f for m in (cheetah, ant, humanoid, walker, hopper, meta_world) for f in m.FAMILIES}
 FAMILIES: tuple[str, ...] = tuple(_REGISTRY)
 
-__all__ = ["FAMILIES", "Family", "get_family", "make", "protocols", "splits", "task_table"]
+__all__ = ["FAMILIES", "Family", "get_family", "make", "protocols", "splits", "task_table", "varies_dynamics"]
 
 
 def get_family(name: str) -> Family:
@@ -33,6 +33,12 @@ def get_family(name: str) -> Family:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown task family {name!r}; known families: {list(FAMILIES)}") from None
+
+
+def varies_dynamics(family: str) -> bool:
+    """Whether the family's tasks change the dynamics, not only the reward. MIER's model predicts
+    next states only for these (MIER App. A)."""
+    return get_family(family).dynamics_vary
 
 
 def protocols(family: str) -> tuple[str, ...]:

@@ -213,7 +213,7 @@ FAMILIES = [
         **{f"macaw-sparsity-{n}": macaw_sparsity(n) for n in (20, 10, 5, 3)},
     }),
     Family("cheetah-dir", CheetahDir, HORIZON, {"macaw": macaw_dir}),
-    Family("cheetah-negated-joints", CheetahNegatedJoints, HORIZON, {"mier": mier_negated}),
+    Family("cheetah-negated-joints", CheetahNegatedJoints, HORIZON, {"mier": mier_negated}, dynamics_vary=True),
     # AdMRL observes (qpos, qvel), 18 numbers: the x position the reward reads is kept.
     Family("cheetah-highdim", CheetahHighDim, HORIZON, {"admrl": admrl_highdim},
            task_box={f"psi_{i}": (-1.0, 1.0) for i in range(18)},

@@ -75,4 +75,4 @@ def ml45(rng):
     return splits
 
 
-FAMILIES = [Family("metaworld-ml45", MetaWorldML45, HORIZON, {"macaw": ml45})]
+FAMILIES = [Family("metaworld-ml45", MetaWorldML45, HORIZON, {"macaw": ml45}, dynamics_vary=True)]

@@ -30,6 +30,9 @@ class Family:
     task_box: dict[str, tuple[float, float]] | None = None
     """The box an AdMRL-style algorithm picks training tasks from (None where tasks are fixed)."""
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    dynamics_vary: bool = False
+    """True where tasks change the dynamics (joints, body parameters, Meta-World's environments);
+    False where only the reward changes."""
 
 
 class TaskEnv:

@@ -101,6 +101,6 @@ def admrl_2d(rng):
 
 
 FAMILIES = [
-    Family("walker-params", WalkerParams, HORIZON, {"macaw": macaw_params}),
+    Family("walker-params", WalkerParams, HORIZON, {"macaw": macaw_params}, dynamics_vary=True),
     Family("walker-2d", Walker2D, HORIZON, {"admrl": admrl_2d}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.0, 1.8)}),
 ]

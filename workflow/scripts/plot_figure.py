@@ -1,4 +1,4 @@
-"""Draw fig8 (MACAW Figs 8-9) from its table."""
+"""Draw a figure from its table: results/figures/<figN>_<what>.{pdf,png} by plots.<what>()."""
 
 import pandas as pd
 
@@ -7,8 +7,9 @@ from paper_repro import io, plots
 snakemake = globals()["snakemake"]
 p = snakemake.params[0]
 fig_cfg = p["figure"]
+draw = getattr(plots, fig_cfg["name"].split("_", 1)[1])
 table = pd.read_csv(snakemake.input.table)
-fig = plots.offline_policy_curves(table, p["style"], f"{fig_cfg['title']} ({p['scale']} scale)")
+fig = draw(table, p["style"], f"{fig_cfg['paper']}: {fig_cfg['title']} ({p['scale']} scale)")
 for path in (snakemake.output.pdf, snakemake.output.png):
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=p["style"]["dpi"], bbox_inches="tight")

@@ -1,0 +1,81 @@
+"""Meta-train one algorithm (maml, mier or pearl) on an experiment's training tasks.
+
+Writes model.pt (what the algorithm's adapt_and_evaluate needs), metrics.csv (one row per
+iteration) and curve.csv (test-task returns after adaptation, evaluated during meta-training:
+MIER Fig. 2), each with provenance. Progress rows go to progress.jsonl as they come, so a job
+resumed from its checkpoint keeps the rows of its earlier life.
+"""
+
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from paper_repro import config as prconfig
+from paper_repro import envs, io
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+torch.set_num_threads(snakemake.threads)
+
+p = snakemake.params
+exp, name = p.experiment, p.algo
+algo = importlib.import_module(f"paper_repro.algos.{name}")
+cfg = prconfig.from_dict(algo.Config, p.hyper, name)
+family, seed = exp["family"], exp["seed"]
+horizon = envs.get_family(family).horizon
+train_tasks = pd.read_csv(snakemake.input.train).head(exp["task_limit"]["train"]).to_dict("records")
+test_tasks = pd.read_csv(snakemake.input.test).head(exp["task_limit"]["test"]).to_dict("records")
+run_dir = Path(snakemake.output.model).parent
+checkpoint, progress = run_dir / "checkpoint.pt", run_dir / "progress.jsonl"
+if not checkpoint.exists():
+    progress.unlink(missing_ok=True)  # a fresh start: rows of an earlier run do not belong to this one
+logging.info("%s: %s on %d %s tasks (%d test tasks), seed %d, %s", exp["name"], name, len(train_tasks), family,
+             len(test_tasks), seed, cfg)
+start = time.time()
+
+
+def record(kind, row):
+    with open(progress, "a") as f:
+        f.write(json.dumps({"kind": kind, **row}) + "\n")
+
+
+def log(metrics):
+    metrics = {**metrics, "time/elapsed_s": time.time() - start}
+    record("metrics", metrics)
+    logging.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+
+
+def on_eval(state, env_steps):
+    for i, task in enumerate(test_tasks):
+        rows = algo.adapt_and_evaluate(state, lambda: envs.make(family, task), horizon,
+                                       adapt_trajectories=p.evaluate["adapt_trajectories"],
+                                       eval_episodes=p.evaluate["episodes"], seed=seed * 10_000 + i)
+        for row in rows:
+            record("curve", {"env_steps": env_steps, "task_id": task["task_id"], **row})
+    logging.info("evaluated %d test tasks at %d environment steps", len(test_tasks), env_steps)
+
+
+state = algo.train(lambda task: envs.make(family, task), train_tasks, horizon, cfg, seed=seed, log=log,
+                   checkpoint=str(checkpoint), checkpoint_every=p.checkpoint_every,
+                   on_eval=on_eval, eval_every=p.eval_every)
+
+# Rows logged again after a resume replace the ones logged before the crash (they are equal).
+rows = [json.loads(line) for line in progress.read_text().splitlines()]
+metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
+curve = pd.DataFrame([r for r in rows if r["kind"] == "curve"]).drop_duplicates(
+    ["env_steps", "task_id", "stage", "steps"], keep="last")
+curve = curve.assign(experiment=exp["name"], family=family, method=name, seed=seed)
+for table, path in ((metrics, snakemake.output.metrics), (curve, snakemake.output.curve)):
+    with io.atomic_path(path) as tmp:
+        table.drop(columns="kind").to_csv(tmp, index=False)
+io.save_checkpoint(snakemake.output.model, state)
+for path in snakemake.output:
+    io.write_provenance(path, {"experiment": exp, name: p.hyper, "evaluate": p.evaluate}, seeds={"train": seed},
+                        device="cpu")
+checkpoint.unlink(missing_ok=True)
+progress.unlink(missing_ok=True)

@@ -197,7 +197,7 @@ def collect_curves(figure):
     files = []
     for name in config["figures"][figure]["experiments"]:
         exp = config["experiments"][name]
-        for seed in range(config["seeds"][exp["paper"]]):
+        for seed in experiment_seeds(name):
             d = collect_dir(exp["family"], seed)
             files += [f"{d}/task{i}.curve.csv" for i in collect_task_ids(exp["family"])]
     return files

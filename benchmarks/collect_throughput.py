@@ -61,23 +61,29 @@ def ours(algo_name: str, k: int, steps: int, warmup: int, bf16: bool, family: st
         return time.perf_counter() - t0
 
 
-def sb3(algo_name: str, k: int, steps: int, warmup: int, family: str | None) -> float:
+def sb3_model(algo_name: str, env, steps: int, warmup: int, seed: int):
+    """SB3's SAC or TD3 with our hyperparameters (sac.Config / td3.Config defaults)."""
     from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.noise import NormalActionNoise
 
+    common = dict(learning_rate=3e-4, buffer_size=steps, learning_starts=warmup, batch_size=256, tau=0.005,
+                  gamma=0.99, train_freq=1, gradient_steps=1, policy_kwargs=dict(net_arch=[256, 256]),
+                  seed=seed, device="cpu", verbose=0)
+    if algo_name == "sac":
+        model = SAC("MlpPolicy", env, ent_coef="auto", target_entropy="auto", **common)
+    else:
+        a = env.action_space.shape[0]
+        model = TD3("MlpPolicy", env, policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5,
+                    action_noise=NormalActionNoise(np.zeros(a), 0.1 * np.ones(a)), **common)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # else every learn() leaves an empty /tmp/SB3-<date>
+    return model
+
+
+def sb3(algo_name: str, k: int, steps: int, warmup: int, family: str | None) -> float:
     t0 = time.perf_counter()
     for i in range(k):  # one model per task, one after the other
-        env = env_factory(family, i, i)()
-        common = dict(learning_rate=3e-4, buffer_size=steps, learning_starts=warmup, batch_size=256, tau=0.005,
-                      gamma=0.99, train_freq=1, gradient_steps=1, policy_kwargs=dict(net_arch=[256, 256]),
-                      seed=i, device="cpu", verbose=0)
-        if algo_name == "sac":
-            model = SAC("MlpPolicy", env, ent_coef="auto", target_entropy="auto", **common)
-        else:
-            a = env.action_space.shape[0]
-            model = TD3("MlpPolicy", env, policy_delay=2, target_policy_noise=0.2, target_noise_clip=0.5,
-                        action_noise=NormalActionNoise(np.zeros(a), 0.1 * np.ones(a)), **common)
-        model.learn(total_timesteps=steps)
+        sb3_model(algo_name, env_factory(family, i, i)(), steps, warmup, seed=i).learn(total_timesteps=steps)
     return time.perf_counter() - t0
 
 

@@ -99,3 +99,17 @@ def test_monte_carlo_returns_fast_on_long_buffers():
     g = B.monte_carlo_returns(reward, done, 0.99)
     np.testing.assert_allclose(g[[0, 999, 1000, n - 1]], [(1 - 0.99**1000) / 0.01, 1, (1 - 0.99**1000) / 0.01, 1],
                                rtol=1e-5)
+
+
+def test_warmup_returns_are_the_episodes_before_the_first_update(tmp_path):
+    p = tmp_path / "b.npz"
+    for learning_starts, expected in ((8, [6, 22]), (6, [6]), (3, [])):
+        B.save_buffer(p, _arrays(), {}, {"learning_starts": learning_starts})
+        assert B.warmup_returns(p).tolist() == expected  # episodes [0, 4), [4, 8), [8, 10); reward = step
+
+
+def test_load_buffer_reads_only_the_keys_asked_for(tmp_path):
+    p = tmp_path / "b.npz"
+    B.save_buffer(p, _arrays(), {"velocity": 1.5}, {})
+    out = B.load_buffer(p, keys=("reward", "task"))
+    assert sorted(out) == ["reward", "task"] and out["task"] == {"velocity": 1.5}

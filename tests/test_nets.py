@@ -35,3 +35,10 @@ def test_twin_q_and_actor_shapes():
     a, logp = actor(torch.randn(2, 5, 3), gens)
     assert a.shape == (2, 5, 2) and logp.shape == (2, 5) and a.abs().max() <= 2
     assert nets.task_slice(actor, 1)["net.layers.0.weight"].shape == (3, 16)
+
+
+def test_twin_q1_is_the_first_critic_of_forward():
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1, 2)]
+    q = nets.TwinQ(gens, 4, 2, (8, 8))
+    obs, act = torch.randn(3, 5, 4), torch.randn(3, 5, 2)
+    torch.testing.assert_close(q.q1(obs, act), q(obs, act)[:, 0])

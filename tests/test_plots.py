@@ -30,3 +30,15 @@ def test_offline_policy_curves_draws_test_tasks_dashed():
     styles = sorted(str(line.get_linestyle()) for line in ax.get_lines()[:3])
     assert styles == ["-", "-", "--"]  # only the test-only task is dashed
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training tasks", "test tasks"]
+
+
+def test_offline_policy_curves_marks_the_random_policy_mean_over_tasks():
+    rows = [
+        {"family": "cheetah-vel", "algo": "td3", "seed": 0, "task_id": t, "env_steps": s, "eval_return": s,
+         "random_return": -100.0 * (t + 1)}
+        for t in range(3)
+        for s in (0, 100, 200)
+    ]
+    ax = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8").axes[0]
+    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"] == [-200.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random policy (task mean)"]

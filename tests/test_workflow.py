@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,9 +67,13 @@ def test_fig8_table_and_buffers(tmp_path_factory):
     table = pd.read_csv(workdir / "results" / "tables" / "fig8_offline_policy_curves.csv")
     assert set(table.family) == {"cheetah-vel", "cheetah-dir", "walker-params", "ant-dir"}
     assert set(table[table.family == "cheetah-vel"].algo) == {"td3"} and set(table[table.family != "cheetah-vel"].algo) == {"sac"}
-    for source in table.source.unique():
+    for source, group in table.groupby("source"):
         data = buffers.load_buffer(workdir / source.replace(".curve.csv", ".npz"))
         assert len(data["reward"]) == 400
+        warmup = buffers.warmup_returns(workdir / source.replace(".curve.csv", ".npz"))
+        expected = warmup.mean() if len(warmup) else np.nan  # smoke: a 200-step warm-up, at most one episode
+        np.testing.assert_allclose(group.random_return, expected)
+    assert table[table.family == "cheetah-vel"].random_return.notna().all()  # horizon 200: one warm-up episode
 
 
 def test_mier_figure_tables(tmp_path_factory):

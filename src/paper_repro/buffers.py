@@ -18,6 +18,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -86,8 +87,12 @@ def save_buffer(path: str | os.PathLike, arrays: dict[str, np.ndarray], task: An
                  format_version=np.array(FORMAT_VERSION))
 
 
-def load_buffer(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a buffer; ``task``/``config`` come back parsed. ``ValueError`` names the file."""
+def load_buffer(path: str | os.PathLike, keys: Sequence[str] = KEYS) -> dict[str, Any]:
+    """Read and validate a buffer; ``task``/``config`` come back parsed. ``ValueError`` names the file.
+
+    ``keys`` picks the members to read (an ``.npz`` member is only read when asked for), so
+    ``keys=("reward", "terminated", "truncated")`` skips the observations of a long buffer.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such buffer file")
@@ -96,29 +101,46 @@ def load_buffer(path: str | os.PathLike) -> dict[str, Any]:
             missing = [k for k in KEYS if k not in z.files]
             if missing:
                 raise ValueError(f"missing key(s) {missing}; expected {list(KEYS)}")
-            out = {k: z[k] for k in KEYS}
+            out = {k: z[k] for k in (*keys, "format_version")}
     except (zipfile.BadZipFile, EOFError, OSError, zlib_error()) as e:
         raise ValueError(f"{path}: truncated or corrupt buffer file ({type(e).__name__}: {e})") from None
     except ValueError as e:
         raise ValueError(f"{path}: bad buffer file: {e}") from None
-    version = int(out["format_version"])
+    version = int(out.pop("format_version"))
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {version}, expected {FORMAT_VERSION}")
-    n = len(out["reward"])
-    for k, (dtype, ndim) in ARRAYS.items():
-        a = out[k]
+    arrays = [k for k in ARRAYS if k in out]
+    n = len(out[arrays[0]]) if arrays else 0
+    for k in arrays:
+        a, (dtype, ndim) = out[k], ARRAYS[k]
         if a.dtype != dtype or a.ndim != ndim:
             raise ValueError(f"{path}: array '{k}' has dtype {a.dtype} and {a.ndim} dims; "
                              f"expected {np.dtype(dtype)} with {ndim} dims")
         if len(a) != n:
-            raise ValueError(f"{path}: array '{k}' has {len(a)} rows, 'reward' has {n}")
-    if out["obs"].shape != out["next_obs"].shape:
+            raise ValueError(f"{path}: array '{k}' has {len(a)} rows, '{arrays[0]}' has {n}")
+    if "obs" in out and "next_obs" in out and out["obs"].shape != out["next_obs"].shape:
         raise ValueError(f"{path}: obs {out['obs'].shape} and next_obs {out['next_obs'].shape} differ")
     try:
-        out["task"], out["config"] = json.loads(str(out["task"])), json.loads(str(out["config"]))
+        for k in ("task", "config"):
+            if k in out:
+                out[k] = json.loads(str(out[k]))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: 'task' or 'config' is not valid JSON ({e})") from None
     return out
+
+
+def warmup_returns(path: str | os.PathLike) -> np.ndarray:
+    """Returns of the episodes a buffer's random warm-up collected: the uniform random policy on its task.
+
+    These are the episodes that ended within the first ``config["learning_starts"]`` transitions,
+    before the first gradient step (empty when the warm-up is shorter than an episode).
+    """
+    b = load_buffer(path, keys=("reward", "terminated", "truncated", "config"))
+    done = b["terminated"] | b["truncated"]
+    starts, ends = episode_bounds(b["terminated"], b["truncated"])
+    keep = (ends <= b["config"]["learning_starts"]) & done[ends - 1]
+    sums = np.add.reduceat(b["reward"].astype(np.float64), starts) if len(starts) else np.zeros(0)
+    return sums[keep]
 
 
 def zlib_error():

@@ -32,8 +32,9 @@ class BatchedLinear(nn.Module):
         self.weight = nn.Parameter(torch.stack(ws))
         self.bias = nn.Parameter(torch.stack(bs))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """``rows`` picks some of the stacked layers (``x`` then has one batch row per picked layer)."""
+        return torch.baddbmm(self.bias[rows], x, self.weight[rows])
 
 
 class BatchedMLP(nn.Module):
@@ -43,10 +44,10 @@ class BatchedMLP(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(BatchedLinear(gens, a, b, copies) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            x = layer(x, rows)
             if i < last:
                 x = torch.relu_(x)  # in place on a fresh layer output: one [K, N, hidden] allocation less
         return x
@@ -64,6 +65,10 @@ class TwinQ(nn.Module):
         k, n, d = x.shape
         x = x.unsqueeze(1).expand(k, 2, n, d).reshape(2 * k, n, d)  # row 2k+j = task k, critic j
         return self.net(x).float().reshape(k, 2, n)
+
+    def q1(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """The first critic alone, ``[K, N]`` (TD3's actor loss): half the work of :meth:`forward`."""
+        return self.net(torch.cat([obs, act], -1), rows=slice(0, None, 2)).float().squeeze(-1)
 
 
 def task_noise(gens: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -33,7 +34,8 @@ def offline_policy_curves(curves: pd.DataFrame, style: Mapping[str, Any], title:
     """MACAW Figs 8-9: one panel per family, one line per task, evaluation return vs environment steps.
 
     ``curves`` columns: family, algo, seed, task_id, env_steps, eval_return and optionally split
-    ("train", "test" or "train+test"): test-only tasks are drawn dashed, the others solid.
+    ("train", "test" or "train+test": test-only tasks are drawn dashed, the others solid) and
+    random_return (each task's uniform random policy: a dotted line at its mean over tasks).
     """
     apply_style(style)
     if "split" not in curves:
@@ -47,10 +49,15 @@ def offline_policy_curves(curves: pd.DataFrame, style: Mapping[str, Any], title:
         sns.lineplot(data=data, x="env_steps", y="eval_return", hue="task_id", units="seed", estimator=None,
                      style="line", style_order=["train", "test"], dashes={"train": "", "test": (4, 2)},
                      palette="viridis", legend=False, linewidth=1.0, ax=ax)
+        handles = []
         if (data["line"] == "test").any():
-            ax.legend(handles=[plt.Line2D([], [], color="0.3", lw=1.0, label="training tasks"),
-                               plt.Line2D([], [], color="0.3", lw=1.0, ls=(0, (4, 2)), label="test tasks")],
-                      fontsize="small", frameon=False)
+            handles += [plt.Line2D([], [], color="0.3", lw=1.0, label="training tasks"),
+                        plt.Line2D([], [], color="0.3", lw=1.0, ls=(0, (4, 2)), label="test tasks")]
+        random = data.drop_duplicates(["seed", "task_id"])["random_return"].mean() if "random_return" in data else None
+        if random is not None and np.isfinite(random):
+            handles.append(ax.axhline(random, color="0.5", lw=1.0, ls=":", label="random policy (task mean)"))
+        if handles:
+            ax.legend(handles=handles, fontsize="small", frameon=False)
         ax.set_title(f"{FAMILY_TITLES.get(family, family)} ({algo})")
         ax.set_xlabel("Environment steps")
         ax.set_ylabel("Average return" if ax is axes[0][0] else "")

@@ -192,14 +192,15 @@ def figure_collect_algos(figure):
     return {f: config["collect"]["algo"][f] for f in sorted(families)}
 
 
-def collect_curves(figure):
-    """Every learning-curve file behind a figure: its experiments' families, every seed."""
+def collect_files(figure, suffix):
+    """Every per-task collection file ``task<id>.<suffix>`` behind a figure: its experiments' families,
+    every seed (suffix "curve.csv": learning curves; "npz": buffers)."""
     files = []
     for name in config["figures"][figure]["experiments"]:
         exp = config["experiments"][name]
         for seed in experiment_seeds(name):
             d = collect_dir(exp["family"], seed)
-            files += [f"{d}/task{i}.curve.csv" for i in collect_task_ids(exp["family"])]
+            files += [f"{d}/task{i}.{suffix}" for i in collect_task_ids(exp["family"])]
     return files
 
 

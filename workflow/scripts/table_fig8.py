@@ -2,6 +2,8 @@
 
 ``split`` says whether the task is one of the family's training tasks, test tasks or both
 (results/tasks/<family>/macaw/{train,test}.csv, next to the curves' results/data/).
+``random_return`` is the task's uniform random policy: the mean return of the episodes of its
+buffer's random warm-up (NaN when the warm-up is shorter than an episode).
 """
 
 import re
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_repro import io
+from paper_repro import buffers, io
 
 snakemake = globals()["snakemake"]
 
@@ -26,7 +28,10 @@ def task_splits(root: Path, family: str) -> dict[int, str]:
 
 
 frames, splits = [], {}
-for path in snakemake.input.curves:
+for path, buffer in zip(snakemake.input.curves, snakemake.input.buffers, strict=True):
+    if buffer.removesuffix(".npz") != path.removesuffix(".curve.csv"):
+        raise ValueError(f"{buffer}: expected the buffer of {path}")
+    warmup = buffers.warmup_returns(buffer)
     m = re.search(r"^(.*?)data/([^/]+)/([^/]+)/seed(\d+)/task(\d+)\.curve\.csv$", path)
     if m is None:
         raise ValueError(f"{path}: expected .../data/<family>/<algo>/seed<s>/task<id>.curve.csv")
@@ -39,8 +44,10 @@ for path in snakemake.input.curves:
     if curve.empty:
         raise ValueError(f"{path}: no evaluations (is collect.agent.eval_episodes 0?)")
     frames.append(curve.assign(family=family, algo=algo, seed=int(seed), task_id=int(task),
-                               split=splits[family][int(task)], source=path))
-table = pd.concat(frames)[["family", "algo", "seed", "task_id", "split", "env_steps", "eval_return", "source"]]
+                               split=splits[family][int(task)],
+                               random_return=warmup.mean() if len(warmup) else float("nan"), source=path))
+table = pd.concat(frames)[["family", "algo", "seed", "task_id", "split", "env_steps", "eval_return", "random_return",
+                           "source"]]
 
 out = snakemake.output[0]
 with io.atomic_path(out) as tmp:

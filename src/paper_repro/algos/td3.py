@@ -103,7 +103,7 @@ def critic_loss(agent, b: Batch, gens, cfg: Config):
 
 
 def actor_loss(agent, b: Batch):
-    q1 = agent["critic"](b.obs, agent["actor"](b.obs))[:, 0]
+    q1 = agent["critic"].q1(b.obs, agent["actor"](b.obs))
     per_task = -q1.mean(-1)
     return per_task, {"train/actor_loss": per_task.detach()}
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np

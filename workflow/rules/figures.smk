@@ -8,6 +8,7 @@ rule table_fig8_offline_policy_curves:
     input:
         curves=collect_files("fig8_offline_policy_curves", "curve.csv"),
         buffers=collect_files("fig8_offline_policy_curves", "npz"),
+        code=lib("buffers.py"),  # buffers.warmup_returns: each task's random-policy return
         tasks=[t for f in figure_collect_algos("fig8_offline_policy_curves") for t in collect_task_tables(f).values()],
     params:
         collect_algo=figure_collect_algos("fig8_offline_policy_curves"),

@@ -20,7 +20,11 @@ ARGS = ("--cores", "1", *TARGETS, "--config", "scale=smoke")
 
 
 def finished_tables(wf: Path) -> dict[Path, float]:
-    return {p: p.stat().st_mtime_ns for p in (wf / "results" / "tasks").glob("*/*/*.csv")}
+    return {p: p.stat().st_mtime_ns for p in (wf / "results" / "tasks").glob("*/*/[!.]*.csv")}
+
+
+def temporaries(wf: Path) -> list[Path]:
+    return list((wf / "results").rglob(".*.tmp*"))
 
 
 def start_and_kill(wf: Path, sig: int, after_tables: int) -> dict[Path, float]:
@@ -52,6 +56,7 @@ def test_interrupted_run_finishes_on_rerun(workflow_dir, sig):
     assert len(after) > len(before)
     for path in after:
         assert not pd.read_csv(path).empty, path
+    assert not temporaries(workflow_dir), "a killed writer's temporary file outlived the rerun"
     # finished jobs were not redone: only the one job in flight (--cores 1) may be, as snakemake
     # cannot know whether a job it did not see end wrote everything
     redone_jobs = {p.parent for p, mtime in before.items() if after[p] != mtime}

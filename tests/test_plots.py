@@ -26,10 +26,12 @@ def test_offline_policy_curves_draws_test_tasks_dashed():
         for t, split in ((0, "train"), (1, "train+test"), (2, "test"))
         for s in (0, 100, 200)
     ]
-    ax = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8").axes[0]
+    fig = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8")
+    ax = fig.axes[0]
     styles = sorted(str(line.get_linestyle()) for line in ax.get_lines()[:3])
     assert styles == ["-", "-", "--"]  # only the test-only task is dashed
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training tasks", "test tasks"]
+    assert ax.get_legend() is None  # the keys sit below the panels, off the curves
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["training tasks", "test tasks"]
 
 
 def test_offline_policy_curves_marks_the_random_policy_mean_over_tasks():
@@ -39,6 +41,7 @@ def test_offline_policy_curves_marks_the_random_policy_mean_over_tasks():
         for t in range(3)
         for s in (0, 100, 200)
     ]
-    ax = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8").axes[0]
+    fig = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8")
+    ax = fig.axes[0]
     assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"] == [-200.0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random policy (task mean)"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["random policy (task mean)"]

@@ -90,3 +90,16 @@ def test_figure_tables_name_the_runs_they_aggregate(smoke):
         if missing:
             problems.append(f"{table.name}: aggregated runs that do not exist: {missing[:5]}")
     assert not problems, "\n".join(problems)
+
+
+def test_atomic_path_clears_a_killed_writers_temporary(tmp_path):
+    """A SIGKILLed writer leaves its temporary behind; the next write of the same file removes it."""
+    target = tmp_path / "train.csv"
+    stale = tmp_path / ".train.csv.abc123.tmp.csv"
+    other = tmp_path / ".test.csv.abc123.tmp.csv"  # another file's temporary is not ours to remove
+    stale.write_text("")
+    other.write_text("")
+    io.write_text(target, "a,b\n1,2\n")
+    assert target.read_text() == "a,b\n1,2\n"
+    assert not stale.exists()
+    assert other.exists()

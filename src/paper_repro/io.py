@@ -9,6 +9,7 @@ complete. Provenance is written as a ``<file>.provenance.json`` sidecar.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -33,9 +34,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary name keeps the final suffix, so libraries that infer the
     format from it (``np.savez``, ``savefig``) behave as they would on ``path``.
+    Temporaries of ``path`` left by a writer that was killed (SIGKILL skips the
+    cleanup below) are removed first: only one job ever writes a given output.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{path.suffix}"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp)

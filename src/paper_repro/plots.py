@@ -42,28 +42,28 @@ def offline_policy_curves(curves: pd.DataFrame, style: Mapping[str, Any], title:
         curves = curves.assign(split="train")
     curves = curves.assign(line=curves["split"].map(lambda s: "test" if s == "test" else "train"))
     families = list(dict.fromkeys(curves["family"]))
-    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.8), squeeze=False)
+    keys = {}  # one legend for the figure, below the panels, so that no key hides a curve
     for ax, family in zip(axes[0], families):
         data = curves[curves["family"] == family]
         algo = "/".join(sorted(data["algo"].str.upper().unique()))
         sns.lineplot(data=data, x="env_steps", y="eval_return", hue="task_id", units="seed", estimator=None,
                      style="line", style_order=["train", "test"], dashes={"train": "", "test": (4, 2)},
                      palette="viridis", legend=False, linewidth=1.0, ax=ax)
-        handles = []
         if (data["line"] == "test").any():
-            handles += [plt.Line2D([], [], color="0.3", lw=1.0, label="training tasks"),
-                        plt.Line2D([], [], color="0.3", lw=1.0, ls=(0, (4, 2)), label="test tasks")]
+            keys["training tasks"] = plt.Line2D([], [], color="0.3", lw=1.0)
+            keys["test tasks"] = plt.Line2D([], [], color="0.3", lw=1.0, ls=(0, (4, 2)))
         random = data.drop_duplicates(["seed", "task_id"])["random_return"].mean() if "random_return" in data else None
         if random is not None and np.isfinite(random):
-            handles.append(ax.axhline(random, color="0.5", lw=1.0, ls=":", label="random policy (task mean)"))
-        if handles:
-            ax.legend(handles=handles, fontsize="small", frameon=False)
+            keys["random policy (task mean)"] = ax.axhline(random, color="0.5", lw=1.0, ls=":")
         ax.set_title(f"{FAMILY_TITLES.get(family, family)} ({algo})")
         ax.set_xlabel("Environment steps")
         ax.set_ylabel("Average return" if ax is axes[0][0] else "")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     fig.suptitle(title)
-    fig.tight_layout()
+    if keys:
+        fig.legend(keys.values(), keys.keys(), loc="lower center", ncol=len(keys), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if keys else 0, 1, 1))
     return fig
 
 

@@ -34,17 +34,20 @@ FAMILY_ALGO = {"cheetah-vel": "td3"}  # MACAW App. D.2; config/scales/paper.yaml
 
 
 def env_factory(family: str | None, task_index: int, seed: int):
-    """Task ``task_index`` of the family's MACAW protocol (train then test tasks), or plain HalfCheetah-v5."""
+    """Task ``task_index`` of the family's MACAW protocol (train then test tasks).
+
+    ``family`` may instead name a registered gymnasium environment (``Pendulum-v1``); None is HalfCheetah-v5.
+    """
     import gymnasium as gym
 
-    if family:
-        from paper_repro import envs
+    from paper_repro import envs
 
+    if family in envs.FAMILIES:
         tables = envs.task_table(family, "macaw")
         rows = [r for split in ("train", "test") for r in tables[split].to_dict("records")]
         task = rows[task_index % len(rows)]
         return lambda: envs.make(family, task, seed)
-    return lambda: gym.make("HalfCheetah-v5")
+    return lambda: gym.make(family or "HalfCheetah-v5")
 
 
 def ours(algo_name: str, k: int, steps: int, warmup: int, bf16: bool, family: str | None) -> float:

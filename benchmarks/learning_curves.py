@@ -14,6 +14,7 @@ The last line is JSON; ``--csv`` also writes the raw curves.
 
     python benchmarks/learning_curves.py --algo sac --steps 15000 --seeds 4
     python benchmarks/learning_curves.py --algo td3 --steps 15000 --seeds 4 --precision fp32,bf16
+    python benchmarks/learning_curves.py --algo sac --family Pendulum-v1 --steps 8000 --eval-every 1000 --seeds 8
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def compare(curves: pd.DataFrame, impl: str, ref: str = "sb3") -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", choices=["sac", "td3"], default="sac")
-    p.add_argument("--family", default="cheetah-dir", help="a paper_repro.envs family (default cheetah-dir)")
+    p.add_argument("--family", default="cheetah-dir",
+                   help="a paper_repro.envs family (default cheetah-dir) or a gymnasium id such as Pendulum-v1")
     p.add_argument("--task", type=int, default=1, help="task index, train then test rows (default 1: forward)")
     p.add_argument("--steps", type=int, default=15000, help="env steps per seed")
     p.add_argument("--warmup", type=int, default=1000, help="random warm-up steps (quick scale's learning_starts)")

@@ -197,3 +197,23 @@ def test_resume_after_sigkill_is_bit_exact(algo, tmp_path):
         p, q = torch.load(full / f"task{k}.policy.pt"), torch.load(cut / f"task{k}.policy.pt")
         assert p.keys() == q.keys() and all(torch.equal(p[n], q[n]) for n in p)
     assert not (cut / collect.CHECKPOINT).exists() and not (cut / collect.CHUNK_DIR).exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("algo", [sac, td3])
+def test_cuda_run_matches_cpu_run(algo, tmp_path):
+    """Initial weights and noise come from the CPU generators on every device, so a CUDA run
+    starts where the CPU run starts and stays within float tolerance of it over its first updates."""
+    cfg = small(algo, total_steps=70, learning_starts=50, eval_every=70)
+    runs = {dev: collect.train([pendulum] * 2, algo, cfg, tmp_path / dev, seeds=SEEDS[:2], write_outputs=False,
+                               device=dev) for dev in ("cpu", "cuda")}
+    cpu, gpu = runs["cpu"], runs["cuda"]
+    for k in range(2):
+        np.testing.assert_array_equal(cpu["buffers"][k].arrays()["obs"][:51], gpu["buffers"][k].arrays()["obs"][:51])
+        np.testing.assert_allclose(cpu["buffers"][k].arrays()["obs"], gpu["buffers"][k].arrays()["obs"], atol=1e-3)
+    for (n, p), q in zip(cpu["agent"]["actor"].named_parameters(), gpu["agent"]["actor"].parameters()):
+        assert q.is_cuda
+        torch.testing.assert_close(p, q.cpu(), rtol=1e-3, atol=1e-4, msg=n)
+    policy = algo.policy_state(gpu["agent"], 1)  # what collect writes: loadable without a GPU
+    assert all(t.device.type == "cpu" for t in policy.values())

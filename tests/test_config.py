@@ -122,3 +122,15 @@ def test_algorithm_schema_lists_exactly_the_config_fields(algo):
     module = importlib.import_module(f"paper_repro.algos.{algo}")
     schema = prconfig.load_yaml(ROOT / "workflow" / "schemas" / f"{algo}.schema.yaml")
     assert set(schema["properties"]) == {f.name for f in dataclasses.fields(module.Config)}
+
+
+def test_device_auto_takes_cuda_only_where_there_is_one(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert prconfig.resolve_device("auto") == "cpu"
+    assert prconfig.resolve_device("cpu") == "cpu"
+    with pytest.raises(prconfig.ConfigError, match="'cuda'.*no CUDA device"):
+        prconfig.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert prconfig.resolve_device("auto") == "cuda"

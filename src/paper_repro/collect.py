@@ -162,14 +162,17 @@ def train(
     names: Sequence[str] | None = None,
     callback: Callable[[int], None] | None = None,
     write_outputs: bool = True,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Train ``len(env_fns)`` agents of ``algo`` (``paper_repro.algos.sac`` or ``.td3``) together.
 
     ``env_fns[k]()`` builds task k's env (train and eval copies); ``tasks[k]`` is
     its JSON-able task description (stored in the buffer); ``names[k]`` prefixes
     its output files (default ``task<k>``). ``callback(step)`` runs after every
-    env step (tests use it to simulate a crash). Returns the agent, buffers and
-    learning curves.
+    env step (tests use it to simulate a crash). The networks and updates run on
+    ``device``; buffers, environments and random generators stay on the CPU, so a
+    run draws the same initial weights and noise on every device. Returns the
+    agent, buffers and learning curves.
     """
     _tune_malloc()
     out_dir = Path(out_dir)
@@ -185,7 +188,8 @@ def train(
 
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     rngs = [np.random.default_rng(int(s)) for s in seeds]
-    agent = algo.init(cfg, gens, obs_dim, act_dim, low, high)
+    device = torch.device(device)
+    agent = algo.init(cfg, gens, obs_dim, act_dim, low, high, device)
     buffers = [ReplayBuffer(cfg.total_steps, obs_dim, act_dim) for _ in range(K)]
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
     ep_ret, last_ret = np.zeros(K), np.full(K, np.nan)
@@ -245,7 +249,7 @@ def train(
             o = np.stack([e.reset(seed=int(s) + 10_000 + i)[0] for e, s in zip(eval_envs, seeds)]).astype(np.float32)
             alive = np.ones(K, bool)
             while alive.any():
-                a = algo.act(agent, torch.from_numpy(o), gens, True, cfg).numpy()
+                a = algo.act(agent, torch.from_numpy(o).to(device), gens, True, cfg).cpu().numpy()
                 for k in np.flatnonzero(alive):
                     o[k], r, term, trunc, _ = eval_envs[k].step(a[k])
                     rets[k] += r
@@ -258,7 +262,7 @@ def train(
         if step < cfg.learning_starts:
             actions = np.stack([r.uniform(low, high) for r in rngs]).astype(np.float32)
         else:
-            actions = algo.act(agent, torch.from_numpy(obs), gens, False, cfg).numpy()
+            actions = algo.act(agent, torch.from_numpy(obs).to(device), gens, False, cfg).cpu().numpy()
         for k, env in enumerate(envs):
             next_obs, r, term, trunc, _ = env.step(actions[k])
             buffers[k].add(obs[k], actions[k], r, next_obs, term, trunc)
@@ -271,7 +275,7 @@ def train(
         # update
         if step >= cfg.learning_starts:
             b = sample_batched(buffers, rngs, cfg.batch_size)
-            batch = Batch(*(torch.from_numpy(np.asarray(x, np.float32)) for x in b))
+            batch = Batch(*(torch.from_numpy(np.asarray(x, np.float32)).to(device) for x in b))
             metrics = algo.update(agent, batch, gens, step, cfg, check)
 
         # evaluate
@@ -320,8 +324,8 @@ def train(
                 w.writerows(curves[k])
             with io.atomic_path(stem.with_suffix(".policy.pt")) as tmp:
                 torch.save(algo.policy_state(agent, k), tmp)
-            io.write_provenance(stem.with_suffix(".npz"), cfg_dict, seeds={"task": int(seeds[k])}, device="cpu",
-                                task=tasks[k], algo=algo.__name__)
+            io.write_provenance(stem.with_suffix(".npz"), cfg_dict, seeds={"task": int(seeds[k])},
+                                device=str(device), task=tasks[k], algo=algo.__name__)
         if metric_rows:
             fields = list(dict.fromkeys(f for row in metric_rows for f in row))
             with io.atomic_path(out_dir / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:

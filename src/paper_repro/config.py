@@ -125,3 +125,15 @@ def _check_experiments(config: Mapping) -> None:
                 problems.append(f"config key 'figures.{fig}.experiments': {exp!r} is not an experiment; allowed: {sorted(experiments)}")
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def resolve_device(name: str) -> str:
+    """The config's ``device`` (cpu, cuda or auto) as a torch device name; auto is cuda where CUDA is present."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: 'cuda' asked for, but torch {torch.__version__} sees no CUDA device on "
+                          "this machine; use 'cpu', or 'auto' to take CUDA only where there is one")
+    return name

@@ -71,16 +71,18 @@ class TwinQ(nn.Module):
         return self.net(torch.cat([obs, act], -1), rows=slice(0, None, 2)).float().squeeze(-1)
 
 
-def task_noise(gens: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:
+def task_noise(gens: Sequence[torch.Generator], shape: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
     """Standard normal noise ``[K, *shape]``; slice k drawn from task k's own generator.
 
     Written straight into one preallocated tensor (no per-task tensors, no stack);
-    task k's values are what ``torch.randn(*shape, generator=gens[k])`` gives.
+    task k's values are what ``torch.randn(*shape, generator=gens[k])`` gives. The
+    generators are CPU ones on every device, so a task's noise, like its initial
+    weights, is the same on CPU and GPU; the tensor is then copied to ``device``.
     """
     out = torch.empty(len(gens), *shape)
     for k, g in enumerate(gens):
         out[k].normal_(generator=g)
-    return out
+    return out if device is None else out.to(device, non_blocking=True)
 
 
 class TanhGaussianActor(nn.Module):
@@ -99,7 +101,7 @@ class TanhGaussianActor(nn.Module):
             return torch.tanh(mean) * self.act_scale + self.act_bias, None
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
-        eps = task_noise(gens, mean.shape[1:])
+        eps = task_noise(gens, mean.shape[1:], mean.device)
         u = mean + std * eps
         y = torch.tanh(u)
         logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -123,7 +125,7 @@ class DeterministicActor(nn.Module):
 def task_slice(module: nn.Module, k: int) -> dict[str, torch.Tensor]:
     """State dict of task ``k``'s own network: the [k] slice of every parameter, buffers whole."""
     params = dict(module.named_parameters())
-    return {name: (t[k] if name in params else t).detach().clone() for name, t in module.state_dict().items()}
+    return {name: (t[k] if name in params else t).detach().cpu().clone() for name, t in module.state_dict().items()}
 
 
 @torch.no_grad()

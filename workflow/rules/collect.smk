@@ -28,6 +28,7 @@ for _family in COLLECT_FAMILIES:
             runtime=collect_runtime(_family),
             mem_mb=collect_mem_mb(_family),
             cpus_per_task=2,
+            gpu=1 if config["device"] == "cuda" else 0,
         conda:
             CONDA_ENV
         script:

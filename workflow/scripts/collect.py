@@ -24,7 +24,8 @@ table = table.drop_duplicates("task_id").set_index("task_id", drop=False)
 tasks = [table.loc[i].to_dict() for i in snakemake.params.task_ids]
 # Task k's randomness depends on (seed, task id) only, never on which other tasks share the job.
 seeds = [seed * 100_000 + int(t["task_id"]) for t in tasks]
-logging.info("%s: %s on %d tasks, seed %d, %s", family, algo.__name__, len(tasks), seed, cfg)
+device = prconfig.resolve_device(snakemake.params.device)
+logging.info("%s: %s on %d tasks, seed %d, %s, on %s", family, algo.__name__, len(tasks), seed, cfg, device)
 
 collect.train(
     env_fns=[lambda t=t: envs.make(family, t) for t in tasks],
@@ -34,10 +35,11 @@ collect.train(
     seeds=seeds,
     tasks=[{"family": family, **t} for t in tasks],
     names=[f"task{int(t['task_id'])}" for t in tasks],
+    device=device,
 )
 
 # Provenance beside every output (the buffers already carry theirs, with the task and its seed).
 for path in snakemake.output:
     if not io.provenance_path(path).exists():
         io.write_provenance(path, {"family": family, **snakemake.params.collect}, seeds={"job": seed, "tasks": seeds},
-                            device=snakemake.params.device, tasks=list(snakemake.params.task_ids))
+                            device=device, tasks=list(snakemake.params.task_ids))

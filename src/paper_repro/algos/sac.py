@@ -49,20 +49,20 @@ class Config:
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with its fused CPU kernel (one pass over all parameters, same arithmetic as the loop)."""
+    """Adam with its fused kernel (one pass over all parameters, same arithmetic as the loop)."""
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> dict:
-    """K agents; task k's initial weights come from ``gens[k]`` only."""
+def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high, device: torch.device | str = "cpu") -> dict:
+    """K agents on ``device``; task k's initial weights come from ``gens[k]`` only (drawn on the CPU)."""
     scale, bias = (act_high - act_low) / 2, (act_high + act_low) / 2
-    actor = nets.TanhGaussianActor(gens, obs_dim, act_dim, cfg.hidden, scale, bias)
-    critic = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden)
-    target = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden)
+    actor = nets.TanhGaussianActor(gens, obs_dim, act_dim, cfg.hidden, scale, bias).to(device)
+    critic = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden).to(device)
+    target = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden).to(device)
     target.load_state_dict(critic.state_dict())
     target.requires_grad_(False)
     # One temperature per task: log_alpha has shape [K].
-    log_alpha = torch.full((len(gens),), float(torch.tensor(cfg.init_alpha).log()), requires_grad=True)
+    log_alpha = torch.full((len(gens),), float(torch.tensor(cfg.init_alpha).log()), device=device, requires_grad=True)
     # Adam is elementwise, so one Adam over stacked [K, ...] parameters is exactly K
     # independent Adams (its step counter is shared, but all tasks step together).
     return {
@@ -77,7 +77,7 @@ def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> di
 @torch.no_grad()
 def act(agent: dict, obs: torch.Tensor, gens, deterministic: bool, cfg: Config) -> torch.Tensor:
     """Actions ``[K, A]`` for observations ``[K, O]``."""
-    with torch.autocast("cpu", torch.bfloat16, enabled=cfg.amp_bf16):
+    with torch.autocast(obs.device.type, torch.bfloat16, enabled=cfg.amp_bf16):
         a, _ = agent["actor"](obs.unsqueeze(1), gens, deterministic)
     return a.squeeze(1)
 
@@ -111,7 +111,7 @@ def alpha_loss(agent, logp: torch.Tensor):
 
 def update(agent: dict, b: Batch, gens, step: int, cfg: Config, check) -> dict:
     """One gradient step of every task. ``check(name, per_task_loss)`` raises on NaN/inf."""
-    with torch.autocast("cpu", torch.bfloat16, enabled=cfg.amp_bf16):
+    with torch.autocast(b.obs.device.type, torch.bfloat16, enabled=cfg.amp_bf16):
         lq, m = critic_loss(agent, b, gens, cfg)
     check("critic_loss", lq)
     agent["critic_opt"].zero_grad(set_to_none=True)
@@ -119,7 +119,7 @@ def update(agent: dict, b: Batch, gens, step: int, cfg: Config, check) -> dict:
     agent["critic_opt"].step()
 
     agent["critic"].requires_grad_(False)
-    with torch.autocast("cpu", torch.bfloat16, enabled=cfg.amp_bf16):
+    with torch.autocast(b.obs.device.type, torch.bfloat16, enabled=cfg.amp_bf16):
         lpi, m_pi, logp = actor_loss(agent, b, gens, cfg)
     agent["critic"].requires_grad_(True)
     check("actor_loss", lpi)

@@ -52,17 +52,17 @@ class Config:
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with its fused CPU kernel (one pass over all parameters, same arithmetic as the loop)."""
+    """Adam with its fused kernel (one pass over all parameters, same arithmetic as the loop)."""
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> dict:
-    """K agents; task k's initial weights come from ``gens[k]`` only."""
+def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high, device: torch.device | str = "cpu") -> dict:
+    """K agents on ``device``; task k's initial weights come from ``gens[k]`` only (drawn on the CPU)."""
     scale, bias = (act_high - act_low) / 2, (act_high + act_low) / 2
-    actor = nets.DeterministicActor(gens, obs_dim, act_dim, cfg.hidden, scale, bias)
-    critic = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden)
-    actor_t = nets.DeterministicActor(gens, obs_dim, act_dim, cfg.hidden, scale, bias)
-    critic_t = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden)
+    actor = nets.DeterministicActor(gens, obs_dim, act_dim, cfg.hidden, scale, bias).to(device)
+    critic = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden).to(device)
+    actor_t = nets.DeterministicActor(gens, obs_dim, act_dim, cfg.hidden, scale, bias).to(device)
+    critic_t = nets.TwinQ(gens, obs_dim, act_dim, cfg.hidden).to(device)
     actor_t.load_state_dict(actor.state_dict())
     critic_t.load_state_dict(critic.state_dict())
     actor_t.requires_grad_(False)
@@ -79,11 +79,11 @@ def init(cfg: Config, gens, obs_dim: int, act_dim: int, act_low, act_high) -> di
 def act(agent: dict, obs: torch.Tensor, gens, deterministic: bool, cfg: Config) -> torch.Tensor:
     """Actions ``[K, A]``; exploration noise from each task's own generator."""
     actor = agent["actor"]
-    with torch.autocast("cpu", torch.bfloat16, enabled=cfg.amp_bf16):
+    with torch.autocast(obs.device.type, torch.bfloat16, enabled=cfg.amp_bf16):
         a = actor(obs.unsqueeze(1)).squeeze(1)
     if deterministic:
         return a
-    a = a + nets.task_noise(gens, a.shape[1:]) * cfg.exploration_noise * actor.act_scale
+    a = a + nets.task_noise(gens, a.shape[1:], a.device) * cfg.exploration_noise * actor.act_scale
     return torch.maximum(torch.minimum(a, actor.act_bias + actor.act_scale), actor.act_bias - actor.act_scale)
 
 
@@ -92,7 +92,8 @@ def act(agent: dict, obs: torch.Tensor, gens, deterministic: bool, cfg: Config) 
 def critic_loss(agent, b: Batch, gens, cfg: Config):
     actor_t = agent["actor_target"]
     with torch.no_grad():
-        noise = (nets.task_noise(gens, b.action.shape[1:]) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        noise = nets.task_noise(gens, b.action.shape[1:], b.action.device) * cfg.policy_noise
+        noise = noise.clamp(-cfg.noise_clip, cfg.noise_clip)
         hi, lo = actor_t.act_bias + actor_t.act_scale, actor_t.act_bias - actor_t.act_scale
         next_a = torch.maximum(torch.minimum(actor_t(b.next_obs) + noise * actor_t.act_scale, hi), lo)
         q_next = agent["critic_target"](b.next_obs, next_a).min(1).values
@@ -110,7 +111,7 @@ def actor_loss(agent, b: Batch):
 
 def update(agent: dict, b: Batch, gens, step: int, cfg: Config, check) -> dict:
     """One critic step; every ``policy_delay``-th call also an actor step and target update."""
-    with torch.autocast("cpu", torch.bfloat16, enabled=cfg.amp_bf16):
+    with torch.autocast(b.obs.device.type, torch.bfloat16, enabled=cfg.amp_bf16):
         lq, m = critic_loss(agent, b, gens, cfg)
     check("critic_loss", lq)
     agent["critic_opt"].zero_grad(set_to_none=True)
@@ -119,7 +120,7 @@ def update(agent: dict, b: Batch, gens, step: int, cfg: Config, check) -> dict:
 
     if step % cfg.policy_delay == 0:
         agent["critic"].requires_grad_(False)
-        with torch.autocast("cpu", torch.bfloat16, enabled=cfg.amp_bf16):
+        with torch.autocast(b.obs.device.type, torch.bfloat16, enabled=cfg.amp_bf16):
             lpi, m_pi = actor_loss(agent, b)
         agent["critic"].requires_grad_(True)
         check("actor_loss", lpi)

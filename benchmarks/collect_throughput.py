@@ -16,6 +16,7 @@ cheetah-vel, SAC for the others) unless ``--algo`` names algorithms.
 
     python benchmarks/collect_throughput.py --steps 1500 --tasks 10 --family cheetah-vel
     python benchmarks/collect_throughput.py --steps 5000 --tasks 1,5,10 --algo sac,td3 --precision fp32,bf16
+    python benchmarks/collect_throughput.py --steps 5000 --tasks 1,5,10,20 --family cheetah-vel --device cuda
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def env_factory(family: str | None, task_index: int, seed: int):
     return lambda: gym.make(family or "HalfCheetah-v5")
 
 
-def ours(algo_name: str, k: int, steps: int, warmup: int, bf16: bool, family: str | None) -> float:
+def ours(algo_name: str, k: int, steps: int, warmup: int, bf16: bool, family: str | None, device: str) -> float:
     from paper_repro import collect
     from paper_repro.algos import sac, td3
 
@@ -60,11 +61,11 @@ def ours(algo_name: str, k: int, steps: int, warmup: int, bf16: bool, family: st
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         collect.train([env_factory(family, i, i) for i in range(k)], algo, cfg, d, seeds=list(range(k)),
-                      write_outputs=False)
+                      write_outputs=False, device=device)
         return time.perf_counter() - t0
 
 
-def sb3_model(algo_name: str, env, steps: int, warmup: int, seed: int):
+def sb3_model(algo_name: str, env, steps: int, warmup: int, seed: int, device: str = "cpu"):
     """SB3's SAC or TD3 with our hyperparameters (sac.Config / td3.Config defaults)."""
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.logger import Logger
@@ -72,7 +73,7 @@ def sb3_model(algo_name: str, env, steps: int, warmup: int, seed: int):
 
     common = dict(learning_rate=3e-4, buffer_size=steps, learning_starts=warmup, batch_size=256, tau=0.005,
                   gamma=0.99, train_freq=1, gradient_steps=1, policy_kwargs=dict(net_arch=[256, 256]),
-                  seed=seed, device="cpu", verbose=0)
+                  seed=seed, device=device, verbose=0)
     if algo_name == "sac":
         model = SAC("MlpPolicy", env, ent_coef="auto", target_entropy="auto", **common)
     else:
@@ -83,10 +84,11 @@ def sb3_model(algo_name: str, env, steps: int, warmup: int, seed: int):
     return model
 
 
-def sb3(algo_name: str, k: int, steps: int, warmup: int, family: str | None) -> float:
+def sb3(algo_name: str, k: int, steps: int, warmup: int, family: str | None, device: str) -> float:
     t0 = time.perf_counter()
     for i in range(k):  # one model per task, one after the other
-        sb3_model(algo_name, env_factory(family, i, i)(), steps, warmup, seed=i).learn(total_timesteps=steps)
+        model = sb3_model(algo_name, env_factory(family, i, i)(), steps, warmup, seed=i, device=device)
+        model.learn(total_timesteps=steps)
     return time.perf_counter() - t0
 
 
@@ -95,16 +97,16 @@ def _worker(args) -> None:
 
     torch.set_num_threads(args.threads)
     if args.worker == "sb3":
-        t = sb3(args.algo, args.k, args.steps, args.warmup, args.family)
+        t = sb3(args.algo, args.k, args.steps, args.warmup, args.family, args.device)
     else:
-        t = ours(args.algo, args.k, args.steps, args.warmup, args.worker == "ours-bf16", args.family)
+        t = ours(args.algo, args.k, args.steps, args.warmup, args.worker == "ours-bf16", args.family, args.device)
     print(json.dumps({"seconds": t}))
 
 
 def _run(kind: str, algo: str, k: int, args, warmup: int) -> float:
     """One measurement in a fresh child process; its wall time in seconds."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--algo", algo, "--k", str(k),
-           "--steps", str(args.steps), "--warmup", str(warmup), "--threads", str(args.threads)]
+           "--steps", str(args.steps), "--warmup", str(warmup), "--threads", str(args.threads), "--device", args.device]
     if args.family:
         cmd += ["--family", args.family]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -122,6 +124,7 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", help="our precisions to run: fp32 (default), bf16 or fp32,bf16")
     p.add_argument("--family", default=None, help="a paper_repro.envs family instead of HalfCheetah-v5")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device of ours and SB3 alike: cpu (default) or cuda")
     p.add_argument("--worker", choices=["sb3", "ours-fp32", "ours-bf16"], help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -146,7 +149,8 @@ def main() -> None:
                 line += f", ours {prec} {args.steps / t:.1f} (x{t_sb3 / t:.2f})"
             print(line, flush=True)
             results.append(row)
-    print(json.dumps({"env": args.family or "HalfCheetah-v5", "threads": args.threads, "results": results}))
+    print(json.dumps({"env": args.family or "HalfCheetah-v5", "threads": args.threads, "device": args.device,
+                      "results": results}))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,23 @@ def test_evaluation_protocol_change_reruns_evaluation_only(built):
     assert rebuilt == sorted([*map(evaluation, methods), *FIG4_DOWNSTREAM])
 
 
+def test_test_time_option_change_reruns_that_methods_evaluation_only(built):
+    """MIER's model fine-tuning steps on the test task (experiments.<name>.adapt.mier) is a test-time
+    choice: changing it re-evaluates MIER and retrains nothing."""
+    (built / "override.yaml").write_text(
+        "scale: smoke\nexperiments: {mier-negated-joints: {adapt: {mier: {model_steps: 3}}}}\n")
+    rebuilt = planned(built, TARGETS, "--configfile", "override.yaml")
+    assert rebuilt == sorted([evaluation("mier"), *FIG4_DOWNSTREAM])
+
+
+def test_dropping_a_method_reruns_only_the_figure(built):
+    """An experiment's method list says which jobs exist, not what any one of them computes."""
+    (built / "override.yaml").write_text(
+        "scale: smoke\nexperiments: {mier-negated-joints: {methods: [mier, mier-no-relabel, pearl]}}\n")
+    rebuilt = planned(built, TARGETS, "--configfile", "override.yaml")
+    assert rebuilt == sorted(FIG4_DOWNSTREAM)
+
+
 def test_family_definition_change_reruns_that_family_only(built):
     with edited(built, "src/paper_repro/envs/ant.py"):
         assert planned(built, TARGETS) == [

@@ -118,7 +118,14 @@ def _check_experiments(config: Mapping) -> None:
                 f"config key 'experiments.{name}.protocol': {protocol!r} is not a protocol of {family}; "
                 f"allowed: {list(envs.protocols(family))}"
             )
+        for method in exp.get("adapt", {}):
+            if method not in exp.get("methods", []):
+                problems.append(f"config key 'experiments.{name}.adapt': {method!r} is not one of the experiment's "
+                                f"methods; allowed: {exp.get('methods', [])}")
     experiments = set(config.get("experiments", {}))
+    for exp in config.get("task_limit", {}).get("experiments", {}):
+        if exp not in experiments:
+            problems.append(f"config key 'task_limit.experiments': {exp!r} is not an experiment; allowed: {sorted(experiments)}")
     for fig, spec in config.get("figures", {}).items():
         for exp in spec["experiments"]:
             if exp not in experiments:

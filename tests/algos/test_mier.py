@@ -230,6 +230,36 @@ def test_relabel_false_uses_only_the_test_task_data():
         mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, relabel=True, **kw)
 
 
+def test_model_finetuning_steps_are_a_test_time_option(monkeypatch):
+    """Alg. 2's model fine-tuning runs model_steps Adam steps (Config.test_model_steps by default; the
+    authors use 0 on negated joints), and not at all where nothing relabels."""
+    state = mier.train(make_env, TASKS, 10, TINY, seed=0)
+    calls = []
+    real = mier.finetune_model
+
+    def spy(model, theta, ctx, data, cfg, steps, rng):
+        calls.append(steps)
+        return real(model, theta, ctx, data, cfg, steps, rng)
+
+    monkeypatch.setattr(mier, "finetune_model", spy)
+    kw = dict(adapt_trajectories=2, eval_episodes=1, seed=0)
+    run = lambda **o: mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, **kw, **o)  # noqa: E731
+    run(relabel_steps=(0, 3))
+    run(relabel_steps=(0, 3), model_steps=0)
+    run(relabel_steps=(0, 3), model_steps=7)
+    assert calls == [TINY.test_model_steps, 0, 7]
+    run(relabel_steps=(0,))                    # context adaptation only (Fig. 2's protocol)
+    run(relabel_steps=(0, 3), relabel=False)   # the ablation trains on the test task's own data
+    assert calls == [TINY.test_model_steps, 0, 7]
+    # 0 steps leave the meta-trained model as it is
+    theta = {k: v for k, v in state["model"].items() if k != "context"}
+    model = mier.ContextModel(2, 1, TINY)
+    data = mier.Batch(torch.zeros(8, 2), torch.zeros(8, 1), torch.zeros(8, 1), torch.zeros(8, 2))
+    same = real(model, theta, state["model"]["context"], data, TINY, 0, np.random.default_rng(0))
+    for k, v in theta.items():
+        torch.testing.assert_close(same[k], v, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("predict_dynamics", [True, False])
 def test_relabel_samples_rewards_and_next_states_from_the_model(predict_dynamics):
     cfg = mier.Config(model_hidden=(16, 16), sac_hidden=(16, 16), predict_dynamics=predict_dynamics)

@@ -225,10 +225,35 @@ EVAL_METHODS = {
 }
 
 
+# Keys of an experiment entry that no single job depends on as a whole: each job gets its own part
+# (hyper: algo_config; adapt: eval_options; methods: which jobs exist, not what any one computes).
+EXPERIMENT_SLICED_KEYS = ("hyper", "adapt", "methods")
+
+
 def experiment_params(wildcards):
     """The experiment's own entry plus the scale's task limit: what its runs depend on."""
-    exp = {k: v for k, v in config["experiments"][wildcards.experiment].items() if k != "hyper"}  # see algo_config
-    return {"name": wildcards.experiment, **exp, "seed": int(wildcards.seed), "task_limit": config["task_limit"]}
+    exp = {k: v for k, v in config["experiments"][wildcards.experiment].items() if k not in EXPERIMENT_SLICED_KEYS}
+    return {"name": wildcards.experiment, **exp, "seed": int(wildcards.seed),
+            "task_limit": experiment_task_limit(wildcards.experiment)}
+
+
+def experiment_task_limit(name):
+    """The scale's task limit for one experiment: task_limit.{train,test}, updated by its own entry in
+    task_limit.experiments (e.g. every negated-joint test task at the quick scale)."""
+    limit = config["task_limit"]
+    return {**{k: limit[k] for k in ("train", "test")}, **limit.get("experiments", {}).get(name, {})}
+
+
+def eval_options(method):
+    """A params function: the method's test-time options (EVAL_METHODS) updated by the experiment's own
+    for that method (experiments.<name>.adapt.<method>, e.g. MIER's model fine-tuning steps), so that
+    changing one reruns that method's evaluations of that experiment and nothing upstream."""
+    options = EVAL_METHODS[method][1]
+
+    def params(wildcards):
+        return {**options, **config["experiments"][wildcards.experiment].get("adapt", {}).get(method, {})}
+
+    return params
 
 
 def experiment_train_table(wildcards):

@@ -2,7 +2,7 @@
 # evaluate.adapt_trajectories trajectories of each test task, then evaluate.episodes episodes.
 # results/eval/<experiment>/<method>/seed<s>.csv: one row per test task, stage and step count.
 
-for _method, (_algo, _options) in EVAL_METHODS.items():
+for _method, (_algo, _) in EVAL_METHODS.items():
 
     rule:
         name:
@@ -16,7 +16,7 @@ for _method, (_algo, _options) in EVAL_METHODS.items():
         params:
             algo=_algo,
             method=_method,
-            options=_options,
+            options=eval_options(_method),
             experiment=experiment_params,
             evaluate=eval_protocol(),
         log:

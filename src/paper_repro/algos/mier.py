@@ -107,7 +107,10 @@ class Config:
     # --- Algorithm 2 ---
     test_model_steps: int = 100
     """N_model of Alg. 2: Adam steps on θ with the adapted context on the test task's data (authors'
-    code: num_extra_fast_adapt_steps_for_model = 100 by default, 0 in their negated-joints config)."""
+    code: num_extra_fast_adapt_steps_for_model = 100 by default, 0 in their negated-joints config,
+    configs/envs/ood/cheetah-negated-joints.json). A test-time value: ``adapt_and_evaluate``'s
+    ``model_steps`` overrides it per experiment (config experiments.<name>.adapt.mier) without
+    retraining. Skipped when no relabelling step is evaluated, as nothing else reads the model."""
     test_batch: int = 256
     """SAC batch at test time (authors' code, batch_size)."""
     real_ratio: float = 0.05
@@ -562,8 +565,8 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     """Algorithm 2 on one test task; rows as in the shared interface ("adapted" rows at every entry of
     ``relabel_steps``, counted in SAC updates after adaptation; the default (0,) is context adaptation
     only, the in-distribution protocol of Fig. 2; the workflow passes Fig. 4's schedule). ``relabel=False`` is the ablation of
-    Sec. 5.2.2: SAC on the test task's adaptation data only. ``model_steps`` defaults to
-    ``Config.test_model_steps``. ``state`` is not modified."""
+    Sec. 5.2.2: SAC on the test task's adaptation data only. ``model_steps`` (the model fine-tuning
+    steps on the test task before relabelling) defaults to ``Config.test_model_steps``. ``state`` is not modified."""
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
     model, params, gen, agent = _build(cfg, state["obs_dim"], state["act_dim"], state["act_low"],
                                        state["act_high"], seed)
@@ -585,10 +588,11 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     own_batch, own_term = to_batch(own, slice(None))
     rows = [{"stage": "prior", "steps": 0, "return": evaluate(prior)}]
     ctx = adapt_context(model, theta, prior, own_batch, cfg).detach()
-    theta = finetune_model(model, theta, ctx, own_batch, cfg,
-                           cfg.test_model_steps if model_steps is None else model_steps, rng)
-    n_own = max(1, round(cfg.real_ratio * cfg.test_batch)) if relabel else cfg.test_batch
     schedule = sorted(set(relabel_steps))
+    if relabel and schedule[-1] > 0:  # only relabelling reads the fine-tuned model
+        theta = finetune_model(model, theta, ctx, own_batch, cfg,
+                               cfg.test_model_steps if model_steps is None else model_steps, rng)
+    n_own = max(1, round(cfg.real_ratio * cfg.test_batch)) if relabel else cfg.test_batch
     for step in range(schedule[-1] + 1):
         if step in schedule:
             rows.append({"stage": "adapted", "steps": step, "return": evaluate(ctx)})

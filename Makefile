@@ -1,4 +1,5 @@
 # Two entry points (see README): `make run` and `make test`. Each sets itself up.
+# `make test-fast` is the edit loop: the unit tests only.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,8 +7,10 @@ STAMP  := $(VENV)/.installed
 CORES  ?= 2
 TARGET ?=
 SNAKEMAKE_ARGS ?=
+BROWSERS := chromium chromium-browser google-chrome
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-.PHONY: run test venv lock clean
+.PHONY: run test test-fast browser venv lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +25,21 @@ run: $(STAMP)
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) $(TARGET) $(SNAKEMAKE_ARGS)
 
 ## The test suite.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## The unit tests: no snakemake runs, no slow learning tests, no Slurm, no browser (see pyproject's markers).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow and not workflow and not slurm and not browser" $(PYTEST_ARGS)
+
+## Headless Chromium for the report's browser tests: Debian's package, installed when missing where
+## we are root and have apt-get (refreshing the package index once if the install fails). Elsewhere
+## a note, and those tests skip (in CI, CI=true, they fail).
+browser:
+	@for b in $(BROWSERS); do command -v $$b; done | grep -q . \
+	|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	     && { $(APT_CHROMIUM) || { apt-get update -qq && $(APT_CHROMIUM); }; }; } \
+	|| echo "make browser: no headless Chromium ($(BROWSERS)) and none installed; the report's browser tests will skip"
 
 ## Re-pin requirements.lock from the current environment.
 lock: $(STAMP)

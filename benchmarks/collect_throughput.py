@@ -9,7 +9,9 @@ run inherits another's thread pools, allocator state or warm caches).
 Throughput is env steps over wall time, warm-up included in both. The last line
 is JSON: per algorithm, precision and task count, ours and SB3's env steps/s
 (summed over tasks, and per task) and their ratio (ours / SB3, per task count).
-SB3 has no bf16 switch, so the bf16 ratio is ours-bf16 over SB3-fp32.
+SB3 has no bf16 switch, so the bf16 ratio is ours-bf16 over SB3-fp32. The CPU model and whether
+the device has native bf16 are printed first and stored in the JSON; bf16 is skipped, with a note,
+where it is not native (it would be ~100x slower and the collection refuses it).
 
 With ``--family`` only that family's collector runs (MACAW App. D.2: TD3 for
 cheetah-vel, SAC for the others) unless ``--algo`` names algorithms.
@@ -56,12 +58,11 @@ def ours(algo_name: str, k: int, steps: int, warmup: int, bf16: bool, family: st
     from paper_repro.algos import sac, td3
 
     algo = {"sac": sac, "td3": td3}[algo_name]
-    cfg = algo.Config(total_steps=steps, learning_starts=warmup, amp_bf16=bf16, eval_every=10**9,
-                      eval_episodes=0, checkpoint_every=10**9, log_every=10**9)
+    cfg = algo.Config(total_steps=steps, learning_starts=warmup, amp_bf16=bf16, eval_every=10**9, eval_episodes=0)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         collect.train([env_factory(family, i, i) for i in range(k)], algo, cfg, d, seeds=list(range(k)),
-                      write_outputs=False, device=device)
+                      write_outputs=False, device=device, checkpoint_every=10**9, log_every=10**9)
         return time.perf_counter() - t0
 
 
@@ -130,9 +131,16 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         return _worker(args)
+    from paper_repro.config import cpu_model, native_bf16
+
+    bf16_native, why = native_bf16(args.device)
+    print(f"cpu: {cpu_model()}; native bf16: {'yes' if bf16_native else 'no'} ({why})", flush=True)
     algos = (args.algo.split(",") if args.algo
              else [FAMILY_ALGO.get(args.family, "sac")] if args.family else ["sac", "td3"])
     precisions = args.precision.split(",")
+    if "bf16" in precisions and not bf16_native:
+        print(f"bf16 skipped: not native on {args.device}, where it would be ~100x slower than fp32", flush=True)
+        precisions.remove("bf16")
     warmup = args.warmup if args.warmup is not None else args.steps // 3
     results = []
     for algo in algos:
@@ -150,7 +158,7 @@ def main() -> None:
             print(line, flush=True)
             results.append(row)
     print(json.dumps({"env": args.family or "HalfCheetah-v5", "threads": args.threads, "device": args.device,
-                      "results": results}))
+                      "cpu": cpu_model(), "native_bf16": bf16_native, "native_bf16_why": why, "results": results}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private copy of the workflow to run snakemake in."""
+"""Shared fixtures: a private copy of the workflow to run snakemake in; the ``workflow`` marker."""
 
 from __future__ import annotations
 
@@ -40,3 +40,15 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 90
 def workflow_dir(tmp_path: Path) -> Path:
     """A fresh copy of the workflow in a temporary directory."""
     return copy_workflow(tmp_path / "wf")
+
+
+# What a test module imports to run snakemake: this file's helper, or smoke_run's shared smoke run.
+RUNS_SNAKEMAKE = ("snakemake", "smoke_results")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``workflow`` every test of a module that runs snakemake, so that ``make test-fast`` can leave it out."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and any(callable(getattr(module, name, None)) for name in RUNS_SNAKEMAKE):
+            item.add_marker(pytest.mark.workflow)

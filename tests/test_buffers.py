@@ -1,7 +1,9 @@
-"""Buffer format: round trip, validation of damaged files, episode arithmetic."""
+"""The replay buffer (preallocated and growing, prior tags, sampling) and its batch; the on-disk
+format: round trip, validation of damaged files; episode arithmetic."""
 
 import numpy as np
 import pytest
+import torch
 
 from paper_repro import buffers as B
 
@@ -15,6 +17,10 @@ def _arrays(n=10, done_at=(3, 7)):
     return {"obs": rng.normal(size=(n, 3)).astype(np.float32), "action": rng.normal(size=(n, 1)).astype(np.float32),
             "reward": np.arange(n, dtype=np.float32), "next_obs": rng.normal(size=(n, 3)).astype(np.float32),
             "terminated": term, "truncated": trunc}
+
+
+def _rows(n):
+    return _arrays(n, (0, n - 1))
 
 
 def test_round_trip(tmp_path):
@@ -74,6 +80,77 @@ def test_buffer_never_overwrites():
     b.add([0], [0], 0, [0], False, False)
     with pytest.raises(IndexError):
         b.add([0], [0], 0, [0], False, False)
+    with pytest.raises(IndexError):
+        b.extend(_rows(1))
+
+
+def test_growing_buffer_keeps_every_row_in_order_and_its_prior_tag():
+    a = _arrays(10)
+    b = B.ReplayBuffer(0, 3, 1, grow=True)
+    b.extend({k: v[:3] for k, v in a.items()}, prior=True)
+    for t in range(3, 7):
+        b.add(*(a[k][t] for k in B.ARRAYS))
+    b.extend({k: v[7:] for k, v in a.items()}, prior=True)
+    assert b.size == 10 and b.capacity >= 10
+    for k in B.ARRAYS:
+        np.testing.assert_array_equal(b.arrays()[k], a[k])
+    assert b.prior_rows().tolist() == [0, 1, 2, 7, 8, 9]
+    b.add(*(a[k][0] for k in B.ARRAYS), prior=True)
+    assert b.prior_rows().tolist() == [0, 1, 2, 7, 8, 9, 10]
+    b.clear()
+    assert b.size == 0 and len(b.prior_rows()) == 0 and len(b.batch().obs) == 0
+
+
+def test_saved_state_round_trips_and_from_arrays_does_not_copy():
+    b = B.ReplayBuffer(0, 3, 1, grow=True)
+    b.extend(_rows(6), prior=True)
+    b.extend(_rows(4))
+    state = b.tensors()  # what a checkpoint or model.pt holds
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    again = B.ReplayBuffer(0, 3, 1, grow=True)
+    again.load_arrays(state)
+    shared = B.ReplayBuffer.from_arrays(state)
+    for buf in (again, shared):
+        assert buf.size == 10 and buf.prior_rows().tolist() == list(range(6))
+        for k, v in b.arrays().items():
+            np.testing.assert_array_equal(buf.arrays()[k], v)
+    state["reward"][0] = 99.0
+    assert shared.arrays()["reward"][0] == 99.0 and again.arrays()["reward"][0] == 0.0
+    shared.add(*(_rows(1)[k][0] for k in B.ARRAYS))  # growing leaves the saved state alone
+    assert shared.size == 11 and len(state["reward"]) == 10
+    collection = B.ReplayBuffer(20, 3, 1)  # no prior column: all False
+    collection.load_arrays(_rows(5))
+    assert collection.size == 5 and len(collection.prior_rows()) == 0
+
+
+def test_batch_rows_and_tensors():
+    b = B.ReplayBuffer(10, 3, 1)
+    b.extend(_arrays())
+    batch = b.batch(np.array([3, 0, 3]))
+    assert batch._fields == ("obs", "action", "reward", "next_obs", "terminated")  # truncated: no update reads it
+    assert batch.reward.tolist() == [3, 0, 3] and batch.terminated.tolist() == [True, False, True]
+    t = batch.tensors()
+    assert all(x.dtype == torch.float32 for x in t) and t.terminated.tolist() == [1.0, 0.0, 1.0]
+    assert B.stack([batch, batch]).obs.shape == (2, 3, 3) and B.concat([t, t]).obs.shape == (6, 3)
+
+
+def test_sample_draws_each_buffer_with_its_own_generator():
+    bufs = []
+    for n in (10, 7):
+        b = B.ReplayBuffer(n, 3, 1)
+        b.extend(_rows(n))
+        bufs.append(b)
+    got = B.sample(bufs, 5, [np.random.default_rng(1), np.random.default_rng(2)])
+    assert got.obs.shape == (2, 5, 3) and got.reward.shape == (2, 5)
+    for k, seed in enumerate((1, 2)):  # task k's draws depend on its generator only
+        rows = np.random.default_rng(seed).integers(0, bufs[k].size, 5)
+        np.testing.assert_array_equal(got.reward[k], bufs[k].arrays()["reward"][rows])
+        alone = B.sample([bufs[k]], 5, [np.random.default_rng(seed)])
+        np.testing.assert_array_equal(alone.obs[0], got.obs[k])
+    rng, ref = np.random.default_rng(3), np.random.default_rng(3)  # one generator: buffer after buffer
+    got = B.sample(bufs, 4, rng)
+    for k in range(2):
+        np.testing.assert_array_equal(got.reward[k], bufs[k].arrays()["reward"][ref.integers(0, bufs[k].size, 4)])
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 0.99, 1.0])

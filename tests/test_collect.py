@@ -19,8 +19,11 @@ def pendulum():
 
 def small(algo, **kw):
     base = dict(total_steps=300, learning_starts=50, batch_size=32, hidden=(32, 32), eval_every=150,
-                eval_episodes=1, checkpoint_every=100, log_every=100)
+                eval_episodes=1)
     return algo.Config(**{**base, **kw})
+
+
+RUN = dict(checkpoint_every=100, log_every=100)  # run control: arguments of train, not of the result
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +61,10 @@ def test_resume_ends_where_uninterrupted_run_ends(algo, tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        collect.train([pendulum] * 2, algo, cfg, tmp_path / "cut", seeds=SEEDS[:2], callback=crash)
+        collect.train([pendulum] * 2, algo, cfg, tmp_path / "cut", seeds=SEEDS[:2], callback=crash, **RUN)
     assert (tmp_path / "cut" / collect.CHECKPOINT).exists()
     assert not list((tmp_path / "cut").glob("*.npz"))  # nothing complete-looking
-    resumed = collect.train([pendulum] * 2, algo, cfg, tmp_path / "cut", seeds=SEEDS[:2])
+    resumed = collect.train([pendulum] * 2, algo, cfg, tmp_path / "cut", seeds=SEEDS[:2], **RUN)
     for a, b in zip(full["agent"]["actor"].parameters(), resumed["agent"]["actor"].parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     for k in range(2):
@@ -73,14 +76,38 @@ def test_resume_ends_where_uninterrupted_run_ends(algo, tmp_path):
     assert not (tmp_path / "cut" / collect.CHECKPOINT).exists()
 
 
+def test_resume_accepts_new_run_control_and_names_a_changed_result_key(tmp_path):
+    """A cluster user may checkpoint more often to fit a shorter time limit: the run resumes and ends
+    where the uninterrupted run ends. A change that alters the result is refused, by name."""
+    cfg = small(td3, total_steps=250)
+    full = collect.train([pendulum], td3, cfg, tmp_path / "full", seeds=SEEDS[:1], **RUN)
+
+    def crash(step):
+        if step == 170:
+            raise Crash
+
+    with pytest.raises(Crash):
+        collect.train([pendulum], td3, cfg, tmp_path / "cut", seeds=SEEDS[:1], callback=crash, **RUN)
+    with pytest.raises(ValueError, match=r"checkpoint.pt: written with other values of \['config.lr'\]"):
+        collect.train([pendulum], td3, small(td3, total_steps=250, lr=1e-3), tmp_path / "cut", seeds=SEEDS[:1], **RUN)
+    with pytest.raises(ValueError, match=r"\['seeds'\]"):
+        collect.train([pendulum], td3, cfg, tmp_path / "cut", seeds=[5], **RUN)
+    resumed = collect.train([pendulum], td3, cfg, tmp_path / "cut", seeds=SEEDS[:1], checkpoint_every=30, log_every=10)
+    for a, b in zip(full["agent"]["actor"].parameters(), resumed["agent"]["actor"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for name in buffers.ARRAYS:
+        np.testing.assert_array_equal(buffers.load_buffer(tmp_path / "full" / "task0.npz")[name],
+                                      buffers.load_buffer(tmp_path / "cut" / "task0.npz")[name])
+
+
 def test_outputs(tmp_path):
     cfg = small(sac, total_steps=120)
-    collect.train([pendulum] * 2, sac, cfg, tmp_path, seeds=[0, 1], tasks=[{"g": 10.0}, {"g": 9.0}])
+    collect.train([pendulum] * 2, sac, cfg, tmp_path, seeds=[0, 1], tasks=[{"g": 10.0}, {"g": 9.0}], **RUN)
     b = buffers.load_buffer(tmp_path / "task1.npz")
     assert len(b["reward"]) == 120 and b["task"] == {"g": 9.0} and b["config"] == dataclasses.asdict(cfg) | {"hidden": [32, 32]}
     assert b["truncated"].sum() == 0 and not b["terminated"].any()
     assert (tmp_path / "task0.curve.csv").read_text().splitlines()[0] == "env_steps,eval_return"
-    policy = torch.load(tmp_path / "task0.policy.pt")
+    policy = torch.load(tmp_path / "task0.policy.pt", weights_only=True)  # plain tensors: no code runs on load
     assert policy["net.layers.0.weight"].shape == (3, 32)
     assert (tmp_path / "task0.npz.provenance.json").exists()
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -118,13 +145,13 @@ def test_checkpoints_write_only_new_rows(tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        collect.train([pendulum] * 2, td3, cfg, tmp_path, seeds=SEEDS[:2], callback=crash)
+        collect.train([pendulum] * 2, td3, cfg, tmp_path, seeds=SEEDS[:2], callback=crash, **RUN)
     chunk_dir = tmp_path / collect.CHUNK_DIR
     assert sorted(p.name for p in chunk_dir.iterdir()) == ["rows000000000100.npz", "rows000000000200.npz"]
     with np.load(chunk_dir / "rows000000000200.npz") as z:
         assert int(z["begin"]) == 100 and len(z["t1_reward"]) == 100 and z["t0_obs"].shape == (100, 3)
     (chunk_dir / "rows000000000300.npz").write_bytes(b"stale")  # not listed by the checkpoint: ignored, removed
-    collect.train([pendulum] * 2, td3, cfg, tmp_path, seeds=SEEDS[:2])
+    collect.train([pendulum] * 2, td3, cfg, tmp_path, seeds=SEEDS[:2], **RUN)
     assert not chunk_dir.exists() and not (tmp_path / collect.CHECKPOINT).exists()
     assert len(buffers.load_buffer(tmp_path / "task1.npz")["reward"]) == 250
 
@@ -137,7 +164,7 @@ def test_missing_chunk_is_reported(tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        collect.train([pendulum], sac, cfg, tmp_path, seeds=[0], callback=crash)
+        collect.train([pendulum], sac, cfg, tmp_path, seeds=[0], callback=crash, **RUN)
     next((tmp_path / collect.CHUNK_DIR).iterdir()).unlink()
     with pytest.raises(ValueError, match="chunk"):
         collect.train([pendulum], sac, cfg, tmp_path, seeds=[0])
@@ -157,9 +184,9 @@ def hold(step):  # after the first checkpoint, mid-episode: announce, then wait 
         (out / "ready").write_text("")
         time.sleep(120)
 cfg = algo.Config(total_steps=300, learning_starts=50, batch_size=32, hidden=(32, 32), eval_every=150,
-                  eval_episodes=1, checkpoint_every=100, log_every=100)
+                  eval_episodes=1)
 collect.train([lambda: gym.make("Pendulum-v1")] * 2, algo, cfg, out, seeds=[3, 11],
-              callback=hold if pause_at else None)
+              callback=hold if pause_at else None, checkpoint_every=100, log_every=100)
 """
 
 

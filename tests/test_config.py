@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -33,13 +34,16 @@ def test_user_keys_override_the_scale(base):
     assert cfg["seeds"] == {"MIER": 1, "AdMRL": 3, "MACAW": 4}
 
 
-def test_every_figure_of_figures_md_is_configured(base):
-    figures_md = (ROOT.parent / "shared" / "FIGURES.md")
-    if not figures_md.exists():
-        pytest.skip("../shared/FIGURES.md not beside the checkout")
-    named = {line.split("`")[1] for line in figures_md.read_text().splitlines()
-             if line.startswith("| `fig") or line.startswith("| `table")}
-    assert named == set(base["figures"])
+def test_every_figure_has_a_report_caption_and_every_caption_a_figure(base):
+    """workflow/report/<figure>.rst captions each configured figure, names it and opens with its paper."""
+    overview = re.search(r'^report:\s*"([^"]+)"', (ROOT / "Snakefile").read_text(), flags=re.M)
+    assert overview and (ROOT / overview.group(1)).exists(), "the Snakefile's report: names no existing caption"
+    captions = {p.stem: p.read_text() for p in (ROOT / "workflow" / "report").glob("*.rst")
+                if p != ROOT / overview.group(1)}
+    assert set(captions) == set(base["figures"])
+    for name, text in captions.items():
+        assert text.startswith(f'{{%- set name = "{name}" -%}}'), f"{name}.rst: sets another name"
+        assert f"**{base['figures'][name]['paper']}, " in text, f"{name}.rst: does not open with its paper"
 
 
 def test_every_family_is_used(base):
@@ -137,3 +141,73 @@ def test_device_auto_takes_cuda_only_where_there_is_one(monkeypatch):
         prconfig.resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert prconfig.resolve_device("auto") == "cuda"
+
+
+CPUINFO = """processor\t: 0
+model name\t: {model}
+flags\t\t: fpu sse2 avx2 avx512f {flags}
+
+processor\t: 1
+model name\t: {model}
+flags\t\t: fpu sse2 avx2 avx512f {flags}
+"""
+
+
+def fake_cpu(monkeypatch, model: str, flags: str) -> None:
+    monkeypatch.setattr(prconfig, "_read_cpuinfo", lambda: CPUINFO.format(model=model, flags=flags))
+
+
+@pytest.mark.parametrize("flags,native", [("amx_bf16 amx_tile", True), ("avx512_bf16", True),
+                                          ("avx512_vnni", False), ("", False)])
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, flags, native):
+    fake_cpu(monkeypatch, "Intel(R) Xeon(R) Platinum 8480+", flags)
+    assert prconfig.cpu_model() == "Intel(R) Xeon(R) Platinum 8480+"
+    found, why = prconfig.native_bf16("cpu")
+    assert found is native
+    assert "Intel(R) Xeon(R) Platinum 8480+" in why and ("amx_bf16" in why or "avx512_bf16" in why)
+
+
+def test_without_cpuinfo_bf16_is_not_native_and_the_model_comes_from_platform(monkeypatch):
+    import platform
+
+    monkeypatch.setattr(prconfig, "_read_cpuinfo", lambda: None)
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert prconfig.cpu_model() == "arm"
+    found, why = prconfig.native_bf16("cpu")
+    assert not found and "/proc/cpuinfo" in why
+
+
+@pytest.mark.parametrize("capability,native", [((9, 0), True), ((8, 0), True), ((7, 5), False)])
+def test_native_bf16_on_cuda_follows_the_compute_capability(monkeypatch, capability, native):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA Test GPU")
+    found, why = prconfig.native_bf16("cuda:1")
+    assert found is native and "NVIDIA Test GPU" in why and f"{capability[0]}.{capability[1]}" in why
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert prconfig.native_bf16("cuda") == (False, "torch sees no CUDA device")
+
+
+def test_bf16_without_native_units_is_refused_naming_the_key_and_the_cpu(monkeypatch):
+    fake_cpu(monkeypatch, "AMD EPYC 7B13 64-Core Processor", "")
+    with pytest.raises(prconfig.ConfigError) as err:
+        prconfig.check_bf16(True, "cpu")
+    for words in ("'collect.agent.amp_bf16'", "AMD EPYC 7B13 64-Core Processor", "100x slower", "false"):
+        assert words in str(err.value), f"{words!r} missing from: {err.value}"
+    prconfig.check_bf16(False, "cpu")  # fp32 is never refused
+    fake_cpu(monkeypatch, "Intel(R) Xeon(R) Platinum 8480+", "amx_bf16")
+    prconfig.check_bf16(True, "cpu")
+
+
+def test_the_collection_refuses_bf16_before_building_any_env(monkeypatch, tmp_path):
+    from paper_repro import collect
+    from paper_repro.algos import sac
+
+    def env_fn():
+        raise AssertionError("an env was built before the bf16 check")
+
+    fake_cpu(monkeypatch, "AMD EPYC 7B13 64-Core Processor", "")
+    with pytest.raises(prconfig.ConfigError, match="collect.agent.amp_bf16.*AMD EPYC"):
+        collect.train([env_fn], sac, sac.Config(amp_bf16=True), tmp_path, seeds=[0])

@@ -42,3 +42,28 @@ def test_twin_q1_is_the_first_critic_of_forward():
     q = nets.TwinQ(gens, 4, 2, (8, 8))
     obs, act = torch.randn(3, 5, 4), torch.randn(3, 5, 2)
     torch.testing.assert_close(q.q1(obs, act), q(obs, act)[:, 0])
+
+
+def test_batched_mlp_equals_k_separate_torch_mlps_in_outputs_and_gradients():
+    """Reference: K plain ``nn.Linear`` stacks holding the same weights (nn.Linear stores [out, in])."""
+    sizes, K = [5, 8, 6, 4], 3
+    batched = nets.BatchedMLP([torch.Generator().manual_seed(s) for s in range(K)], sizes)
+    refs = []
+    for k in range(K):
+        linears = [torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        with torch.no_grad():
+            for lin, layer in zip(linears, batched.layers):
+                lin.weight.copy_(layer.weight[k].T)
+                lin.bias.copy_(layer.bias[k, 0])
+        refs.append(torch.nn.Sequential(linears[0], torch.nn.ReLU(), linears[1], torch.nn.ReLU(), linears[2]))
+    x, target = torch.randn(K, 7, 5), torch.randn(K, 7, 4)
+
+    y = batched(x)
+    (y - target).pow(2).mean((1, 2)).sum().backward()
+    for k, ref in enumerate(refs):
+        y_k = ref(x[k])
+        (y_k - target[k]).pow(2).mean().backward()
+        torch.testing.assert_close(y[k], y_k)
+        for lin, layer in zip(ref[::2], batched.layers):
+            torch.testing.assert_close(layer.weight.grad[k], lin.weight.grad.T)
+            torch.testing.assert_close(layer.bias.grad[k, 0], lin.bias.grad)

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 
 from paper_repro import plots
@@ -5,14 +6,20 @@ from paper_repro import plots
 STYLE = {"dpi": 100, "context": "paper", "palette": "colorblind", "ci": 95, "bootstrap": 100}
 
 
+def _curves(tasks, seeds=1, random_return=np.nan, split="train", value=lambda t, seed, s: s * (t + 1)):
+    return pd.DataFrame([
+        {"family": fam, "algo": algo, "seed": seed, "task_id": t, "split": split, "env_steps": s,
+         "eval_return": value(t, seed, s), "random_return": random_return}
+        for fam, algo, n in tasks for t in range(n) for seed in range(seeds) for s in (0, 100, 200)])
+
+
+def _table(curves: pd.DataFrame) -> pd.DataFrame:
+    return plots.offline_policy_curves_table(curves, STYLE["ci"], STYLE["bootstrap"])
+
+
 def test_offline_policy_curves_has_one_panel_per_family_and_one_line_per_task():
-    rows = [
-        {"family": fam, "algo": algo, "seed": 0, "task_id": t, "env_steps": s, "eval_return": s * (t + 1)}
-        for fam, algo, tasks in (("cheetah-vel", "td3", 3), ("ant-dir", "sac", 2))
-        for t in range(tasks)
-        for s in (0, 100, 200)
-    ]
-    fig = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8")
+    table = _table(_curves([("cheetah-vel", "td3", 3), ("ant-dir", "sac", 2)]))
+    fig = plots.offline_policy_curves(table, STYLE, "Fig 8")
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["Cheetah-Velocity (TD3)", "Ant-Direction (SAC)"]
     assert [len(ax.get_lines()) for ax in axes] == [3, 2]
@@ -20,13 +27,9 @@ def test_offline_policy_curves_has_one_panel_per_family_and_one_line_per_task():
 
 
 def test_offline_policy_curves_draws_test_tasks_dashed():
-    rows = [
-        {"family": "cheetah-vel", "algo": "td3", "seed": 0, "task_id": t, "split": split, "env_steps": s,
-         "eval_return": s * (t + 1)}
-        for t, split in ((0, "train"), (1, "train+test"), (2, "test"))
-        for s in (0, 100, 200)
-    ]
-    fig = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8")
+    curves = _curves([("cheetah-vel", "td3", 3)])
+    curves["split"] = curves["task_id"].map({0: "train", 1: "train+test", 2: "test"})
+    fig = plots.offline_policy_curves(_table(curves), STYLE, "Fig 8")
     ax = fig.axes[0]
     styles = sorted(str(line.get_linestyle()) for line in ax.get_lines()[:3])
     assert styles == ["-", "-", "--"]  # only the test-only task is dashed
@@ -35,13 +38,31 @@ def test_offline_policy_curves_draws_test_tasks_dashed():
 
 
 def test_offline_policy_curves_marks_the_random_policy_mean_over_tasks():
-    rows = [
-        {"family": "cheetah-vel", "algo": "td3", "seed": 0, "task_id": t, "env_steps": s, "eval_return": s,
-         "random_return": -100.0 * (t + 1)}
-        for t in range(3)
-        for s in (0, 100, 200)
-    ]
-    fig = plots.offline_policy_curves(pd.DataFrame(rows), STYLE, "Fig 8")
+    curves = _curves([("cheetah-vel", "td3", 3)])
+    curves["random_return"] = -100.0 * (curves["task_id"] + 1)
+    table = _table(curves)
+    random = table[table.kind == "random"]
+    assert random[["family", "mean", "n_tasks"]].values.tolist() == [["cheetah-vel", -200, 3]]
+    fig = plots.offline_policy_curves(table, STYLE, "Fig 8")
     ax = fig.axes[0]
     assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"] == [-200.0]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["random policy (task mean)"]
+
+
+def test_offline_policy_curves_draw_the_mean_over_seeds_its_interval_and_every_seed():
+    table = _table(_curves([("cheetah-vel", "td3", 2)], seeds=3, value=lambda t, seed, s: s * (t + 1) + 10 * seed))
+    aggregate = table[table.kind == "aggregate"]
+    assert (aggregate["n_seeds"] == 3).all() and (aggregate["n_tasks"] == 1).all()
+    np.testing.assert_allclose(aggregate[aggregate.task_id == 1]["mean"], [10, 210, 410])
+    ax = plots.offline_policy_curves(table, STYLE, "Fig 8").axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 2 * (1 + 3)  # per task: the mean and each seed
+    means = [line for line in lines if line.get_linewidth() == 1.0]
+    np.testing.assert_allclose([line.get_ydata() for line in means], [[10, 110, 210], [10, 210, 410]])
+    bands = [c.get_paths()[0].vertices[:, 1] for c in ax.collections]
+    np.testing.assert_allclose([(b.min(), b.max()) for b in bands], [(0, 220), (0, 420)])  # lowest/highest seed
+
+
+def test_offline_policy_curves_with_more_than_five_seeds_draw_only_the_mean():
+    table = _table(_curves([("cheetah-vel", "td3", 2)], seeds=6))
+    assert len(plots.offline_policy_curves(table, STYLE, "Fig 8").axes[0].get_lines()) == 2

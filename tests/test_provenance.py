@@ -19,8 +19,8 @@ from smoke_run import smoke_results
 # the resolved config slice and its hash, the seeds, the host and the device.
 REQUIRED = ("git_describe", "python", "packages", "config", "config_hash", "seeds", "host", "device")
 KEY_PACKAGES = ("torch", "numpy", "snakemake")
-# Bookkeeping of the workflow itself, not results.
-NOT_RESULTS = ("logs", "benchmarks")
+# Bookkeeping of the workflow itself, not results (results/logs/, results/<scale>/logs/, ...).
+NOT_RESULTS = {"logs", "benchmarks"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def result_files(workdir: Path) -> list[Path]:
     files = []
     for path in sorted(results.rglob("*")):
         rel = path.relative_to(results)
-        if not path.is_file() or rel.parts[0] in NOT_RESULTS:
+        if not path.is_file() or NOT_RESULTS & set(rel.parts[:2]):
             continue
         if path.name.endswith(".provenance.json") or path.name.startswith("."):
             continue

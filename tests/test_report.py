@@ -1,8 +1,9 @@
 """`snakemake --report report.html` after a smoke run: self-contained, renders in headless Chromium,
 and shows every figure built with its caption (paper, figure, scale, methods, seeds, rebuild).
 
-Chromium is Debian's ``chromium`` package; a fixture installs it when missing (as root). Where it
-cannot be had the browser tests skip with the reason, except in CI (``CI=true``), where they fail.
+Chromium is Debian's ``chromium`` package, installed by ``make browser`` (part of ``make test``, as
+root with apt-get). Without it the browser tests skip with the reason, except in CI (``CI=true``),
+where they fail.
 The figures checked are those of ``smoke_run.FIGURES`` that the workflow defines.
 """
 
@@ -79,22 +80,11 @@ def find_browser() -> str | None:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Path of a headless-capable Chromium; installs Debian's package when missing (as root)."""
+    """Path of a headless-capable Chromium."""
     browser = find_browser()
-    reason = ""
-    if browser is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if proc.returncode != 0:  # an old or empty package index: refresh it once
-            subprocess.run(["apt-get", "update"], capture_output=True, env=env, timeout=900)
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        reason = proc.stderr[-2000:]
-        browser = find_browser()
-    elif browser is None:
-        reason = "not root, or no apt-get"
     if browser is None:
-        message = f"headless Chromium not available ({reason.strip() or 'apt-get install chromium failed'})"
+        message = (f"headless Chromium not found (none of {', '.join(BROWSERS)} on PATH); "
+                   "`make browser` installs Debian's chromium package (as root, with apt-get)")
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -144,6 +134,7 @@ def test_report_is_self_contained(report):
     assert external == [], f"the report loads files from the network: {external[:5]}"
 
 
+@pytest.mark.browser
 def test_report_renders_with_statistics(probe):
     assert "Workflow" in probe["menu"] and "Statistics" in probe["menu"], probe["menu"][:500]
     # the run statistics: runtimes of the jobs that ran, drawn as charts
@@ -151,6 +142,7 @@ def test_report_renders_with_statistics(probe):
     assert probe["stats_charts"] >= 2, probe
 
 
+@pytest.mark.browser
 def test_report_shows_every_figure_with_its_caption(probe, report):
     _, figures = report
     cfg = smoke_config()

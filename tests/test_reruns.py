@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import pytest
 
 from conftest import snakemake
 
+from paper_repro import io
+
 SMOKE = ("--config", "scale=smoke")
 FIG4 = "results/figures/fig4_dynamics_extrapolation.pdf"
 FIG4_DOWNSTREAM = ["results/tables/fig4_dynamics_extrapolation.csv", FIG4, FIG4.replace(".pdf", ".png")]
-NEGATED = "results/runs/mier-negated-joints"
+NEGATED = "results/smoke/runs/mier-negated-joints"
 
 
 def run(algo: str) -> list[str]:
@@ -21,7 +24,7 @@ def run(algo: str) -> list[str]:
 
 
 def evaluation(method: str) -> str:
-    return f"results/eval/mier-negated-joints/{method}/seed0.csv"
+    return f"results/smoke/eval/mier-negated-joints/{method}/seed0.csv"
 
 
 TABLES = [
@@ -135,3 +138,56 @@ def test_plot_option_change_reruns_the_plots_only(built):
     assert planned(built, targets, "--configfile", "restyle.yaml") == sorted(
         f"results/figures/{name}.{kind}" for name in ("fig8_offline_policy_curves", "fig4_dynamics_extrapolation")
         for kind in ("pdf", "png"))
+
+
+def test_interval_change_reruns_the_figure_tables_and_plots_only(built):
+    """The intervals are computed in the table stage, so results/tables/ holds exactly what is drawn."""
+    (built / "intervals.yaml").write_text("scale: smoke\nplot: {ci: 90, bootstrap: 500}\n")
+    assert planned(built, [FIG4], "--configfile", "intervals.yaml") == sorted(FIG4_DOWNSTREAM)
+
+
+def test_run_control_change_reruns_nothing(built):
+    """How often a job checkpoints or logs is not part of its result (collect.run, metatrain.checkpoint_every)."""
+    (built / "override.yaml").write_text(
+        "scale: smoke\ncollect: {run: {checkpoint_every: 50, log_every: 10}}\nmetatrain: {checkpoint_every: 7}\n")
+    targets = [*TARGETS, "results/figures/fig8_offline_policy_curves.pdf"]
+    assert planned(built, targets, "--configfile", "override.yaml") == []
+
+
+@pytest.fixture
+def copy_of_built(built, tmp_path) -> Path:
+    """A copy of the smoke run (results and Snakemake's records), for tests that really rebuild."""
+    return Path(shutil.copytree(built, tmp_path / "wf", symlinks=True))
+
+
+def test_rebuilt_result_carries_the_new_provenance(copy_of_built):
+    """A rebuilt file's sidecar is rewritten from the job that rebuilt it: the resolved config as run
+    and the hash of every input, never the stale sidecar of the earlier build."""
+    wf = copy_of_built
+    (wf / "override.yaml").write_text("scale: smoke\nmaml: {meta_iterations: 3}\n")
+    snakemake(wf, "--cores", "2", FIG4, "--configfile", "override.yaml")
+    prov = io.load_json(io.provenance_path(wf / run("maml")[0]))
+    assert prov["config"]["maml"]["meta_iterations"] == 3
+    assert prov["config"]["maml"]["inner_lr"] == 0.1  # the resolved dataclass, not just the overrides
+    table = io.load_json(io.provenance_path(wf / FIG4_DOWNSTREAM[0]))
+    assert table["inputs"] and all(io.file_sha256(wf / p) == h for p, h in table["inputs"].items())
+    assert io.file_sha256(wf / evaluation("maml")) == table["inputs"][evaluation("maml")]
+
+
+def test_another_scale_never_touches_this_scales_results(copy_of_built):
+    """A run at another scale writes its expensive results apart; switching back rebuilds only the
+    (cheap) figure tables and figures, which show the scale they were built at."""
+    wf = copy_of_built
+    expensive = {p: p.stat().st_mtime_ns for p in (wf / "results" / "smoke").rglob("*") if p.is_file()}
+    assert any("/runs/" in str(p) for p in expensive)
+    # a tiny "quick" run: the smoke budgets under the quick scale's name
+    tiny = (wf / "config/scales/smoke.yaml").read_text().replace("scale: smoke", "scale: quick")
+    limit = "task_limit: {train: 2, test: 2"
+    assert limit in tiny
+    (wf / "tiny-quick.yaml").write_text(tiny.replace(limit, limit + ", experiments: {mier-negated-joints: {test: 2}}"))
+    snakemake(wf, "--cores", "2", FIG4, "--configfile", "tiny-quick.yaml")
+    assert (wf / "results/quick/runs/mier-negated-joints/mier/seed0/model.pt").exists()
+    assert {p: p.stat().st_mtime_ns for p in (wf / "results" / "smoke").rglob("*") if p.is_file()} == expensive
+    assert io.load_json(io.provenance_path(wf / FIG4))["scale"] == "quick"
+    assert planned(wf, [FIG4]) == sorted(FIG4_DOWNSTREAM)
+

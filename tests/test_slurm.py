@@ -128,5 +128,5 @@ def test_workflow_target_through_slurm(slurm: str, tmp_path: Path) -> None:
     # the buffers were written by Slurm jobs: their provenance names the job
     from paper_repro import io
 
-    prov = io.load_json(workdir / "results/data/ant-dir/sac/seed0/task0.npz.provenance.json")
+    prov = io.load_json(workdir / f"results/{SCALE}/data/ant-dir/sac/seed0/task0.npz.provenance.json")
     assert prov["slurm_job_id"] in slurm_jobs(proc), prov["slurm_job_id"]

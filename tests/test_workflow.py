@@ -67,29 +67,41 @@ def test_fig8_table_and_buffers(tmp_path_factory):
     table = pd.read_csv(workdir / "results" / "tables" / "fig8_offline_policy_curves.csv")
     assert set(table.family) == {"cheetah-vel", "cheetah-dir", "walker-params", "ant-dir"}
     assert set(table[table.family == "cheetah-vel"].algo) == {"td3"} and set(table[table.family != "cheetah-vel"].algo) == {"sac"}
-    for source, group in table.groupby("source"):
-        data = buffers.load_buffer(workdir / source.replace(".curve.csv", ".npz"))
-        assert len(data["reward"]) == 400
-        warmup = buffers.warmup_returns(workdir / source.replace(".curve.csv", ".npz"))
-        expected = warmup.mean() if len(warmup) else np.nan  # smoke: a 200-step warm-up, at most one episode
-        np.testing.assert_allclose(group.random_return, expected)
-    assert table[table.family == "cheetah-vel"].random_return.notna().all()  # horizon 200: one warm-up episode
+    assert set(table.kind) == {"seed", "aggregate", "random"}
+    for family in table.family.unique():
+        paths = sorted((workdir / "results" / "smoke" / "data" / family).glob("*/seed0/task*.npz"))
+        assert paths and all(len(buffers.load_buffer(p)["reward"]) == 400 for p in paths), family
+        warmups = [buffers.warmup_returns(p) for p in paths]  # smoke: a 200-step warm-up, at most one episode
+        means = [w.mean() for w in warmups if len(w)]
+        random = table[(table.family == family) & (table.kind == "random")]
+        if means:
+            np.testing.assert_allclose(random["mean"], [np.mean(means)], rtol=1e-6)
+        else:
+            assert random.empty
+        seeds = table[(table.family == family) & (table.kind == "seed")]
+        assert seeds.task_id.nunique() == len(paths)
+    assert not table[(table.family == "cheetah-vel") & (table.kind == "random")].empty  # horizon 200: one warm-up episode
 
 
 def test_mier_figure_tables(tmp_path_factory):
-    """Figs 2-4 of MIER: every method, seed and test task is in the tables, with the shared protocol."""
+    """Figs 2-4 of MIER: every method, seed and test task is in the evaluations, with the shared
+    protocol, and the tables hold each seed's mean over every test task and the aggregate."""
     workdir, _ = smoke_results(tmp_path_factory)
     tables = workdir / "results" / "tables"
-    fig4 = pd.read_csv(tables / "fig4_dynamics_extrapolation.csv")
-    assert set(fig4.method) == {"mier", "mier-no-relabel", "pearl", "maml"}
-    assert set(fig4.adapt_trajectories) == {2}
     test_ids = set(pd.read_csv(workdir / "results/tasks/cheetah-negated-joints/mier/test.csv").task_id[:2])
-    for method, group in fig4.groupby("method"):
-        assert set(group.task_id) == test_ids, method
-        assert set(group.stage) == {"prior", "adapted"}, method
-        steps = sorted(group[group.stage == "adapted"].steps.unique())
+    for method in ("mier", "mier-no-relabel", "pearl", "maml"):
+        evals = pd.read_csv(workdir / f"results/smoke/eval/mier-negated-joints/{method}/seed0.csv")
+        assert set(evals.adapt_trajectories) == {2} and set(evals.task_id) == test_ids, method
+        assert set(evals.stage) == {"prior", "adapted"}, method
+        steps = sorted(evals[evals.stage == "adapted"].steps.unique())
         assert steps == ([0, 10, 20] if method.startswith("mier") else [0]), method
-    assert {"mask_0", "mask_5"} <= set(fig4.columns)  # the test tasks' parameters are joined on
+    fig4 = pd.read_csv(tables / "fig4_dynamics_extrapolation.csv")
+    assert set(fig4[fig4.panel == "methods"].method) == {"mier", "pearl", "maml"}
+    relabelling = fig4[fig4.panel == "relabelling"]
+    assert set(relabelling.method) == {"mier", "mier-no-relabel"} and sorted(relabelling.steps.unique()) == [0, 10, 20]
+    assert set(fig4.n_tasks) == {len(test_ids)} and set(fig4.kind) == {"seed", "aggregate"}
+    aggregate = fig4[fig4.kind == "aggregate"]
+    assert ((aggregate.ci_low <= aggregate["mean"]) & (aggregate["mean"] <= aggregate.ci_high)).all()
     fig3 = pd.read_csv(tables / "fig3_reward_extrapolation.csv")
     assert set(fig3.method) == {"mier", "pearl", "maml"} and fig3.velocity.notna().all()
     fig2 = pd.read_csv(tables / "fig2_sample_efficiency.csv")

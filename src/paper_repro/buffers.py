@@ -1,4 +1,8 @@
-"""Per-task replay buffers, their on-disk format and Monte-Carlo returns.
+"""Per-task replay buffers, the typed batch, their on-disk format and Monte-Carlo returns.
+
+One buffer type serves collection and the meta-RL algorithms: :class:`ReplayBuffer` holds one task's
+transitions in the order they came and never overwrites. Collection preallocates its capacity (the
+total env steps) and refuses more; MIER and PEARL let it grow. Updates read a :class:`Batch`.
 
 On disk a buffer is one ``.npz`` (format_version 1) holding, in lifetime order
 (nothing is ever overwritten; capacity = total env steps):
@@ -17,11 +21,12 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from paper_repro import io
 
@@ -34,48 +39,141 @@ KEYS = (*ARRAYS, "task", "config", "format_version")
 
 
 class Batch(NamedTuple):
+    """Transitions with a common leading shape (``[N]``, or ``[tasks, N]`` stacked), as numpy arrays
+    or tensors. ``truncated`` is left out: no update reads it (Bellman targets bootstrap through a
+    time limit; only ``terminated`` stops them)."""
+
     obs: Any
     action: Any
     reward: Any
     next_obs: Any
     terminated: Any
 
+    def tensors(self, device: str | torch.device | None = None) -> Batch:
+        """The batch as float32 tensors (``terminated`` as 0/1) on ``device``."""
+        out = (torch.from_numpy(np.asarray(x, np.float32)) for x in self)
+        return Batch(*(out if device is None else (t.to(device) for t in out)))
+
+
+def stack(batches: Sequence[Batch]) -> Batch:
+    """``[len(batches), ...]``: the batches (arrays or tensors) along a new leading task axis."""
+    return Batch(*(torch.stack(x) if torch.is_tensor(x[0]) else np.stack(x) for x in zip(*batches)))
+
+
+def concat(batches: Sequence[Batch]) -> Batch:
+    """The batches' transitions one after the other (arrays or tensors)."""
+    return Batch(*(torch.cat(x) if torch.is_tensor(x[0]) else np.concatenate(x) for x in zip(*batches)))
+
 
 class ReplayBuffer:
-    """Preallocated, append-only buffer of one task's transitions."""
+    """One task's transitions in the order they came; never overwrites.
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
-        self.capacity, self.size = capacity, 0
+    ``ReplayBuffer(capacity, obs_dim, act_dim)`` preallocates ``capacity`` rows and refuses more
+    (collection: capacity = total env steps). With ``grow=True`` the capacity doubles when full
+    (MIER, PEARL: they append without knowing the total). Next to the on-disk arrays every row has a
+    ``prior`` tag: collected with the prior context (MIER's adaptation data, the authors'
+    pre-adaptation buffer); it is False unless :meth:`add`/:meth:`extend` are told otherwise.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, grow: bool = False):
+        self.capacity, self.size, self.grow = capacity, 0, grow
         self.data = {
             "obs": np.zeros((capacity, obs_dim), np.float32), "action": np.zeros((capacity, act_dim), np.float32),
             "reward": np.zeros(capacity, np.float32), "next_obs": np.zeros((capacity, obs_dim), np.float32),
             "terminated": np.zeros(capacity, np.bool_), "truncated": np.zeros(capacity, np.bool_),
+            "prior": np.zeros(capacity, np.bool_),
         }
+        self._prior_rows: np.ndarray | None = None
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> ReplayBuffer:
+        """A growable buffer over ``arrays`` (numpy arrays or CPU tensors, as :meth:`arrays` or
+        :meth:`tensors` gave them) without copying them: for reading a saved state's data."""
+        buf = cls(0, 0, 0, grow=True)
+        n = len(arrays["reward"])
+        buf.data = {k: np.asarray(arrays[k], dtype) for k, (dtype, _) in ARRAYS.items()}
+        buf.data["prior"] = np.asarray(arrays["prior"], np.bool_) if "prior" in arrays else np.zeros(n, np.bool_)
+        buf.capacity = buf.size = n
+        return buf
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated, prior: bool = False) -> None:
+        """Append one transition."""
         if self.size >= self.capacity:
-            raise IndexError(f"replay buffer full ({self.capacity} transitions); it never overwrites")
+            self._make_room(1)
         i = self.size
         for name, v in zip(ARRAYS, (obs, action, reward, next_obs, terminated, truncated)):
             self.data[name][i] = v
+        self.data["prior"][i] = prior
         self.size += 1
+        self._prior_rows = None
+
+    def extend(self, rows: Mapping[str, np.ndarray], prior: bool = False) -> None:
+        """Append the transitions ``rows`` (arrays named as :data:`ARRAYS`, e.g. another buffer's
+        :meth:`arrays`), all tagged ``prior``."""
+        n = len(rows["reward"])
+        self._make_room(n)
+        for name in ARRAYS:
+            self.data[name][self.size: self.size + n] = rows[name]
+        self.data["prior"][self.size: self.size + n] = prior
+        self.size += n
+        self._prior_rows = None
+
+    def _make_room(self, n: int) -> None:
+        if self.size + n <= self.capacity:
+            return
+        if not self.grow:
+            raise IndexError(f"replay buffer full ({self.capacity} transitions); it never overwrites")
+        self.capacity = max(2 * self.capacity, self.size + n)
+        for k, v in self.data.items():
+            grown = np.zeros((self.capacity, *v.shape[1:]), v.dtype)
+            grown[: self.size] = v[: self.size]
+            self.data[k] = grown
+
+    def clear(self) -> None:
+        self.size = 0
+        self._prior_rows = None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Views of the filled part (no copy)."""
+        """Views of the filled part (no copy), the ``prior`` tags included."""
         return {k: v[: self.size] for k, v in self.data.items()}
 
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """A copy of the filled part as tensors: what a saved state holds (torch's ``weights_only``
+        loader takes tensors, not numpy arrays)."""
+        return {k: torch.from_numpy(v.copy()) for k, v in self.arrays().items()}
+
+    def load_arrays(self, arrays: Mapping[str, Any]) -> None:
+        """Hold a copy of ``arrays`` and nothing else (checkpoint resume); no ``prior`` column: False."""
         n = len(arrays["reward"])
+        self.size = 0
+        self._make_room(n)
         for k in ARRAYS:
-            self.data[k][:n] = arrays[k]
+            self.data[k][:n] = np.asarray(arrays[k])
+        self.data["prior"][:n] = np.asarray(arrays["prior"]) if "prior" in arrays else False
         self.size = n
+        self._prior_rows = None
+
+    def batch(self, rows: Any = slice(None)) -> Batch:
+        """The transitions at ``rows`` (indices or a slice of the filled part), as numpy arrays."""
+        return Batch(*(self.data[k][: self.size][rows] for k in Batch._fields))
+
+    def prior_rows(self) -> np.ndarray:
+        """Indices of the rows tagged ``prior``."""
+        if self._prior_rows is None:
+            self._prior_rows = np.flatnonzero(self.data["prior"][: self.size])
+        return self._prior_rows
 
 
-def sample_batched(buffers: list[ReplayBuffer], rngs: list[np.random.Generator], batch_size: int) -> Batch:
-    """``[K, B, ...]`` numpy batch; task k's indices come from task k's own generator."""
-    idx = [rng.integers(0, b.size, batch_size) for b, rng in zip(buffers, rngs)]
-    return Batch(*(np.stack([b.data[name][i] for b, i in zip(buffers, idx)])
-                   for name in ("obs", "action", "reward", "next_obs", "terminated")))
+def sample(buffers: Sequence[ReplayBuffer], n: int, rngs: np.random.Generator | Sequence[np.random.Generator]
+           ) -> Batch:
+    """``n`` uniform transitions (with replacement) of each buffer: numpy ``[len(buffers), n, ...]``.
+
+    Buffer k's rows are drawn by ``rngs[k]`` (collection: each task its own generator, so a task's
+    draws do not depend on the others), or, given one generator, by it, buffer after buffer.
+    """
+    if isinstance(rngs, np.random.Generator):
+        rngs = [rngs] * len(buffers)
+    return stack([b.batch(rng.integers(0, b.size, n)) for b, rng in zip(buffers, rngs)])
 
 
 def save_buffer(path: str | os.PathLike, arrays: dict[str, np.ndarray], task: Any, config: Any) -> None:

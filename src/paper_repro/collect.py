@@ -15,6 +15,10 @@ Outputs per task (written atomically, only once training has finished):
 ``<name>.npz`` (buffer, see :mod:`paper_repro.buffers`), ``<name>.curve.csv``
 (env_steps, eval_return) and ``<name>.policy.pt`` (that task's actor slice); plus
 ``metrics.csv`` (one row per task per ``log_every`` steps: losses, return, steps/s).
+
+Run control (``checkpoint_every``, ``log_every``) is an argument of :func:`train`, not a field of
+the algorithm's Config: it does not change the result, so a job resumes from a checkpoint written
+under another cadence, and refuses (naming the key) only a change of the Config or the seeds.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from paper_repro import io
-from paper_repro.buffers import ARRAYS, Batch, ReplayBuffer, sample_batched, save_buffer
+from paper_repro import config as prconfig
+from paper_repro import io, rollout
+from paper_repro.buffers import ARRAYS, ReplayBuffer, sample, save_buffer
 
 log = logging.getLogger("paper_repro.collect")
 CHECKPOINT = "checkpoint.pt"
+# Config keys of older checkpoints that are run control now, not part of the result
+RUN_CONTROL = ("config.checkpoint_every", "config.log_every")
 CHUNK_DIR = "checkpoint.chunks"
 
 
@@ -119,14 +126,24 @@ def _time_limit(env):
     return None
 
 
+def _saveable(v: Any) -> Any:
+    """numpy arrays and scalars as tensors: a checkpoint loads with torch's weights_only loader."""
+    return torch.from_numpy(np.array(v)) if isinstance(v, (np.ndarray, np.generic)) else copy.deepcopy(v)
+
+
+def _restored(v: Any) -> Any:
+    """The inverse of :func:`_saveable` (an env holds numpy values, never tensors)."""
+    return (v.numpy().copy() if v.dim() else v.numpy()[()]) if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+
+
 def env_state(env) -> dict[str, Any]:
     """Everything needed to continue an episode: RNG, physics state, step count."""
     u = env.unwrapped
     st: dict[str, Any] = {"np_random": copy.deepcopy(u.np_random.bit_generator.state)}
     if hasattr(u, "data") and hasattr(u, "set_state"):  # MuJoCo
-        st["mujoco"] = (u.data.qpos.copy(), u.data.qvel.copy(), u.data.act.copy(), float(u.data.time))
+        st["mujoco"] = tuple(map(_saveable, (u.data.qpos, u.data.qvel, u.data.act))) + (float(u.data.time),)
     else:  # classic control and other envs with plain-attribute state
-        st["attrs"] = {k: copy.deepcopy(v) for k, v in vars(u).items()
+        st["attrs"] = {k: _saveable(v) for k, v in vars(u).items()
                        if k in ("state", "last_u", "steps_beyond_terminated")}
     tl = _time_limit(env)
     if tl is not None:
@@ -139,12 +156,12 @@ def set_env_state(env, st: dict[str, Any], seed: int) -> None:
     u = env.unwrapped
     u.np_random.bit_generator.state = st["np_random"]
     if "mujoco" in st:
-        qpos, qvel, act, t = st["mujoco"]
+        qpos, qvel, act, t = map(_restored, st["mujoco"])
         u.set_state(qpos, qvel)
         u.data.act[:] = act
         u.data.time = t
     for k, v in st.get("attrs", {}).items():
-        setattr(u, k, copy.deepcopy(v))
+        setattr(u, k, _restored(v))
     tl = _time_limit(env)
     if tl is not None and "elapsed" in st:
         tl._elapsed_steps = st["elapsed"]
@@ -163,6 +180,8 @@ def train(
     callback: Callable[[int], None] | None = None,
     write_outputs: bool = True,
     device: str | torch.device = "cpu",
+    checkpoint_every: int = 10_000,
+    log_every: int = 1_000,
 ) -> dict[str, Any]:
     """Train ``len(env_fns)`` agents of ``algo`` (``paper_repro.algos.sac`` or ``.td3``) together.
 
@@ -174,6 +193,7 @@ def train(
     run draws the same initial weights and noise on every device. Returns the
     agent, buffers and learning curves.
     """
+    prconfig.check_bf16(cfg.amp_bf16, device)  # bf16 without native units: ~100x slower, refused
     _tune_malloc()
     out_dir = Path(out_dir)
     K = len(env_fns)
@@ -191,7 +211,7 @@ def train(
     device = torch.device(device)
     agent = algo.init(cfg, gens, obs_dim, act_dim, low, high, device)
     buffers = [ReplayBuffer(cfg.total_steps, obs_dim, act_dim) for _ in range(K)]
-    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    obs = rollout.reset(envs, seeds)
     ep_ret, last_ret = np.zeros(K), np.full(K, np.nan)
     curves: list[list[tuple[int, float]]] = [[] for _ in range(K)]
     metric_rows: list[dict[str, Any]] = []  # one row per task per log_every steps -> metrics.csv
@@ -204,8 +224,8 @@ def train(
     chunks: list[int] = []  # end rows of the buffer chunks the current checkpoint covers
     saved_rows = 0  # buffer rows already on disk in chunks
     if ckpt is not None:
-        if ckpt["config"] != dataclasses.asdict(cfg) or list(ckpt["seeds"]) != list(seeds):
-            raise ValueError(f"{ckpt_path}: written with another config or seeds; delete it to start over")
+        io.check_resumable(ckpt_path, {"config": ckpt["config"], "seeds": list(ckpt["seeds"])},
+                           {"config": dataclasses.asdict(cfg), "seeds": list(seeds)}, ignore=RUN_CONTROL)
         start = ckpt["step"]
         for name, obj in agent.items():
             if hasattr(obj, "load_state_dict"):
@@ -213,20 +233,19 @@ def train(
             elif isinstance(obj, torch.Tensor):
                 with torch.no_grad():
                     obj.copy_(ckpt["agent"][name])
-        saved = (ckpt["buffers"] if "buffers" in ckpt  # checkpoints from before the chunk files
-                 else load_chunks(chunk_dir, ckpt["buffer_chunks"], K, ckpt_path))
-        for b, arrays in zip(buffers, saved):
+        for b, arrays in zip(buffers, load_chunks(chunk_dir, ckpt["buffer_chunks"], K, ckpt_path)):
             b.load_arrays(arrays)
-        saved_rows = start if "buffer_chunks" in ckpt else 0
+        saved_rows = start
         for g, s in zip(gens, ckpt["torch_rng"]):
             g.set_state(s)
         for r, s in zip(rngs, ckpt["numpy_rng"]):
             r.bit_generator.state = s
         for env, st, s in zip(envs, ckpt["env_states"], seeds):
             set_env_state(env, st, int(s))
-        obs, ep_ret, last_ret, curves = ckpt["obs"], ckpt["ep_ret"], ckpt["last_ret"], ckpt["curves"]
+        obs, ep_ret, last_ret = (ckpt[k].numpy() for k in ("obs", "ep_ret", "last_ret"))
+        curves = ckpt["curves"]
         metric_rows = ckpt["metric_rows"]
-        chunks = list(ckpt.get("buffer_chunks", []))
+        chunks = list(ckpt["buffer_chunks"])
         log.info("resumed from %s at step %d", ckpt_path, start)
 
     # Chunks that no checkpoint lists (a run killed between writing a chunk and its checkpoint,
@@ -243,17 +262,13 @@ def train(
             raise FloatingPointError(f"non-finite {loss_name} = {per_task[k].item()} in task {k} "
                                      f"({names[k]}) at env step {step}")
 
+    def policy(o: np.ndarray, deterministic: bool) -> np.ndarray:
+        return algo.act(agent, torch.from_numpy(o).to(device), gens, deterministic, cfg).cpu().numpy()
+
     def evaluate() -> np.ndarray:
         rets = np.zeros(K)
         for i in range(cfg.eval_episodes):
-            o = np.stack([e.reset(seed=int(s) + 10_000 + i)[0] for e, s in zip(eval_envs, seeds)]).astype(np.float32)
-            alive = np.ones(K, bool)
-            while alive.any():
-                a = algo.act(agent, torch.from_numpy(o).to(device), gens, True, cfg).cpu().numpy()
-                for k in np.flatnonzero(alive):
-                    o[k], r, term, trunc, _ = eval_envs[k].step(a[k])
-                    rets[k] += r
-                    alive[k] = not (term or trunc)
+            rets += rollout.episodes(eval_envs, lambda o: policy(o, True), [int(s) + 10_000 + i for s in seeds])
         return rets / cfg.eval_episodes
 
     t0, t_last, step_last = time.perf_counter(), time.perf_counter(), start
@@ -262,20 +277,14 @@ def train(
         if step < cfg.learning_starts:
             actions = np.stack([r.uniform(low, high) for r in rngs]).astype(np.float32)
         else:
-            actions = algo.act(agent, torch.from_numpy(obs).to(device), gens, False, cfg).cpu().numpy()
-        for k, env in enumerate(envs):
-            next_obs, r, term, trunc, _ = env.step(actions[k])
-            buffers[k].add(obs[k], actions[k], r, next_obs, term, trunc)
-            ep_ret[k] += r
-            if term or trunc:  # reset by hand: the buffer holds the true final observation
-                last_ret[k], ep_ret[k] = ep_ret[k], 0.0
-                next_obs, _ = env.reset()
-            obs[k] = next_obs
+            actions = policy(obs, False)
+        rewards, done = rollout.step(envs, obs, actions, buffers)  # no auto-reset transition enters a buffer
+        ep_ret += rewards
+        last_ret[done], ep_ret[done] = ep_ret[done], 0.0
 
         # update
         if step >= cfg.learning_starts:
-            b = sample_batched(buffers, rngs, cfg.batch_size)
-            batch = Batch(*(torch.from_numpy(np.asarray(x, np.float32)).to(device) for x in b))
+            batch = sample(buffers, cfg.batch_size, rngs).tensors(device)
             metrics = algo.update(agent, batch, gens, step, cfg, check)
 
         # evaluate
@@ -283,30 +292,32 @@ def train(
         if cfg.eval_episodes and (done_steps % cfg.eval_every == 0 or done_steps == cfg.total_steps):
             for k, ret in enumerate(evaluate()):
                 curves[k].append((done_steps, float(ret)))
-        if done_steps % cfg.log_every == 0:
+        if done_steps % log_every == 0:
             now = time.perf_counter()
             speed = (done_steps - step_last) / (now - t_last)
             log.info("step %d/%d  %.1f steps/s  recent return per task %s", done_steps, cfg.total_steps,
                      speed, np.array2string(last_ret, precision=1))
             for k in range(K):
-                metric_rows.append({"env_steps": done_steps, "task": names[k], "train/episode_return": last_ret[k],
+                metric_rows.append({"env_steps": done_steps, "task": names[k],
+                                    "train/episode_return": float(last_ret[k]),
                                     **{n: float(v[k]) for n, v in metrics.items()}, "time/steps_per_s": speed})
             t_last, step_last = now, done_steps
-        if done_steps % cfg.checkpoint_every == 0 and done_steps < cfg.total_steps:
+        if done_steps % checkpoint_every == 0 and done_steps < cfg.total_steps:
             # Only the rows added since the last checkpoint are written (an atomic chunk file);
             # the checkpoint that lists the chunk is replaced atomically after it.
             write_chunk(chunk_dir, buffers, saved_rows, done_steps)
             chunks.append(done_steps)
             saved_rows = done_steps
             io.save_checkpoint(ckpt_path, {
-                "step": done_steps, "config": dataclasses.asdict(cfg), "seeds": list(seeds),
+                "step": done_steps, "config": dataclasses.asdict(cfg), "seeds": [int(s) for s in seeds],
                 "agent": {n: (o.state_dict() if hasattr(o, "state_dict") else o.detach().clone())
                           for n, o in agent.items() if hasattr(o, "state_dict") or isinstance(o, torch.Tensor)},
                 "buffer_chunks": list(chunks),
                 "torch_rng": [g.get_state() for g in gens],
                 "numpy_rng": [r.bit_generator.state for r in rngs],
                 "env_states": [env_state(e) for e in envs],
-                "obs": obs.copy(), "ep_ret": ep_ret.copy(), "last_ret": last_ret.copy(), "curves": copy.deepcopy(curves),
+                "obs": torch.tensor(obs), "ep_ret": torch.tensor(ep_ret), "last_ret": torch.tensor(last_ret),
+                "curves": copy.deepcopy(curves),
                 "metric_rows": copy.deepcopy(metric_rows),
             })
         if callback is not None:

@@ -36,12 +36,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     format from it (``np.savez``, ``savefig``) behave as they would on ``path``.
     Temporaries of ``path`` left by a writer that was killed (SIGKILL skips the
     cleanup below) are removed first: only one job ever writes a given output.
+    The file gets the mode any other tool would give it under the user's umask
+    (``mkstemp`` alone makes it private, 0600), so a group can share results.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{path.suffix}"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -51,6 +54,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -80,16 +90,49 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
-    """Load a checkpoint written by :func:`save_checkpoint`; ``None`` if there is none."""
+    """Load a checkpoint or saved model written by :func:`save_checkpoint`; ``None`` if there is none.
+
+    Loaded with torch's ``weights_only`` loader: a saved state holds only tensors, numbers, strings,
+    lists, tuples and dicts (no numpy arrays, no instances of project classes), so renaming a class
+    never breaks a saved file, and loading one runs no code from it.
+    """
+    import pickle
+    import re
+
     import torch
 
     path = Path(path)
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a checkpoint is only ever replaced atomically, so this is real damage
+        other = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if isinstance(e, pickle.UnpicklingError) and other:  # intact, but written by an older version
+            raise ValueError(f"{path}: holds {other.group(1)}, not only tensors, numbers, strings, lists and "
+                             "dicts (written by an older version of paper_repro?); delete it to start over") from None
         raise ValueError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
+
+
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like configs (nested dicts compared key by key)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in config_diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if _jsonable(old) == _jsonable(new) else [prefix.rstrip(".")]
+
+
+def check_resumable(path: str | os.PathLike, saved: Mapping, current: Mapping, ignore: tuple[str, ...] = ()) -> None:
+    """Refuse to resume from the checkpoint at ``path`` where what it was written with (``saved``)
+    differs from the current run in anything but ``ignore``d keys: the error names each key."""
+    changed = [k for k in config_diff(saved, current) if k not in ignore]
+    if changed:
+        raise ValueError(f"{path}: written with other values of {changed}, which change the result; "
+                         "delete it to start over, or set them back to resume")
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=_json_default))
 
 
 def config_hash(config: Any) -> str:
@@ -145,6 +188,21 @@ def write_provenance(path: str | os.PathLike, config: Any, **extra: Any) -> Path
     side = provenance_path(path)
     save_json(side, provenance(config, **extra))
     return side
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_job_provenance(job: Any, config: Any, **extra: Any) -> None:
+    """The provenance sidecar of every output of a Snakemake job (``job`` is a script's ``snakemake``
+    object), always rewritten from the job itself: ``config`` as it was run (the resolved dataclass,
+    not the YAML overrides), the rule, wildcards and scale, and the SHA-256 of every input file."""
+    inputs = {str(p): file_sha256(p) for p in dict.fromkeys(map(str, job.input)) if Path(p).is_file()}
+    for path in job.output:
+        write_provenance(path, config, rule=job.rule, wildcards=dict(job.wildcards.items()),
+                         scale=job.config.get("scale"), inputs=inputs, **extra)
 
 
 def _json_default(obj: Any) -> Any:

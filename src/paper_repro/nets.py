@@ -85,6 +85,18 @@ def task_noise(gens: Sequence[torch.Generator], shape: Sequence[int], device: to
     return out if device is None else out.to(device, non_blocking=True)
 
 
+def gaussian_log_prob(eps: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(mean + std·eps; mean, diag std²), summed over the last dim, from the standardised noise
+    ``eps`` (for an action ``a``: ``eps = (a - mean) / std``)."""
+    return (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def tanh_gaussian_log_prob(eps: torch.Tensor, log_std: torch.Tensor, y: torch.Tensor, scale=1.0) -> torch.Tensor:
+    """Log-probability of the action ``scale·y + bias``, ``y = tanh(mean + std·eps)``: the Gaussian's
+    minus the log-Jacobian of the squashing, with SAC's (and rlkit's) 1e-6 inside the log."""
+    return gaussian_log_prob(eps, log_std) - torch.log(scale * (1 - y.pow(2)) + 1e-6).sum(-1)
+
+
 class TanhGaussianActor(nn.Module):
     """SAC's squashed Gaussian policy, K tasks at once."""
 
@@ -102,11 +114,8 @@ class TanhGaussianActor(nn.Module):
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
         eps = task_noise(gens, mean.shape[1:], mean.device)
-        u = mean + std * eps
-        y = torch.tanh(u)
-        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        logp = logp - torch.log(self.act_scale * (1 - y.pow(2)) + 1e-6).sum(-1)
-        return y * self.act_scale + self.act_bias, logp
+        y = torch.tanh(mean + std * eps)
+        return y * self.act_scale + self.act_bias, tanh_gaussian_log_prob(eps, log_std, y, self.act_scale)
 
 
 class DeterministicActor(nn.Module):

@@ -1,4 +1,6 @@
-"""Figures from tidy tables: DataFrame in, matplotlib Figure out. No file I/O here."""
+"""Each figure in two steps: ``<what>_table`` turns the results into the numbers the figure draws (each
+seed's value and the mean over seeds with its bootstrap interval), ``<what>`` draws that table into a
+matplotlib Figure and computes nothing. No file I/O here."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -30,32 +31,63 @@ def apply_style(style: Mapping[str, Any]) -> None:
     sns.set_theme(context=style["context"], style="whitegrid", palette=style["palette"])
 
 
-def offline_policy_curves(curves: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+MAX_SEEDS_DRAWN = 5  # with this many seeds or fewer, the figures draw every seed beside the mean
+
+
+def _families_in_order(df: pd.DataFrame) -> pd.DataFrame:
+    """``family`` as a categorical in order of first appearance (the config's), which sorting keeps."""
+    return df.assign(family=pd.Categorical(df["family"], categories=pd.unique(df["family"])))
+
+
+def offline_policy_curves_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MACAW Figs 8-9 draw: per family and task, each seed's curve (``seed`` rows), the mean
+    over seeds with its bootstrap interval (``aggregate`` rows) and the random policy's return, averaged
+    over the family's tasks and seeds (one ``random`` row per family; none where no task has one).
+
+    ``curves`` columns: family, algo, seed, task_id, split, env_steps, eval_return, random_return.
+    """
+    curves = _families_in_order(curves)
+    table = stats.seeds_and_aggregate(curves, ["family", "algo", "task_id", "split", "env_steps"], "eval_return",
+                                      level, resamples)
+    random = (curves.drop_duplicates(["family", "seed", "task_id"]).dropna(subset=["random_return"])
+              .groupby(["family", "algo"], as_index=False)
+              .agg(mean=("random_return", "mean"), n_seeds=("seed", "nunique"), n_tasks=("task_id", "nunique")))
+    return pd.concat([table, random.assign(kind="random")], ignore_index=True).astype(
+        {"task_id": "Int64", "env_steps": "Int64"})
+
+
+def offline_policy_curves(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
     """MACAW Figs 8-9: one panel per family, one line per task, evaluation return vs environment steps.
 
-    ``curves`` columns: family, algo, seed, task_id, env_steps, eval_return and optionally split
-    ("train", "test" or "train+test": test-only tasks are drawn dashed, the others solid) and
-    random_return (each task's uniform random policy: a dotted line at its mean over tasks).
+    ``table`` is ``offline_policy_curves_table``'s. Each task's line is its mean over seeds, with the
+    bootstrap interval as a band and every seed's curve as a thin line when there are 2 to 5 seeds (one
+    seed: the line is that seed's curve). Test-only tasks are dashed; the random policy is dotted.
     """
     apply_style(style)
-    if "split" not in curves:
-        curves = curves.assign(split="train")
-    curves = curves.assign(line=curves["split"].map(lambda s: "test" if s == "test" else "train"))
-    families = list(dict.fromkeys(curves["family"]))
+    families = list(dict.fromkeys(table["family"]))
     fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.8), squeeze=False)
     keys = {}  # one legend for the figure, below the panels, so that no key hides a curve
     for ax, family in zip(axes[0], families):
-        data = curves[curves["family"] == family]
-        algo = "/".join(sorted(data["algo"].str.upper().unique()))
-        sns.lineplot(data=data, x="env_steps", y="eval_return", hue="task_id", units="seed", estimator=None,
-                     style="line", style_order=["train", "test"], dashes={"train": "", "test": (4, 2)},
-                     palette="viridis", legend=False, linewidth=1.0, ax=ax)
-        if (data["line"] == "test").any():
+        data = table[table["family"] == family]
+        aggregate, seeds = data[data["kind"] == "aggregate"], data[data["kind"] == "seed"]
+        n_seeds = aggregate["n_seeds"].max()
+        tasks = sorted(aggregate["task_id"].unique())
+        colors = dict(zip(tasks, sns.color_palette("viridis", len(tasks))))
+        for (task, split), curve in aggregate.groupby(["task_id", "split"]):
+            dashes = (0, (4, 2)) if split == "test" else "-"
+            ax.plot(curve["env_steps"], curve["mean"], color=colors[task], lw=1.0, ls=dashes)
+            if n_seeds > 1:
+                ax.fill_between(curve["env_steps"], curve["ci_low"], curve["ci_high"], color=colors[task], alpha=0.08,
+                                lw=0)
+            if 1 < n_seeds <= MAX_SEEDS_DRAWN:
+                for _, one in seeds[seeds["task_id"] == task].groupby("seed"):
+                    ax.plot(one["env_steps"], one["mean"], color=colors[task], lw=0.4, alpha=0.5, ls=dashes)
+        if (aggregate["split"] == "test").any():
             keys["training tasks"] = plt.Line2D([], [], color="0.3", lw=1.0)
             keys["test tasks"] = plt.Line2D([], [], color="0.3", lw=1.0, ls=(0, (4, 2)))
-        random = data.drop_duplicates(["seed", "task_id"])["random_return"].mean() if "random_return" in data else None
-        if random is not None and np.isfinite(random):
+        for random in data.loc[data["kind"] == "random", "mean"]:
             keys["random policy (task mean)"] = ax.axhline(random, color="0.5", lw=1.0, ls=":")
+        algo = "/".join(sorted(aggregate["algo"].str.upper().unique()))
         ax.set_title(f"{FAMILY_TITLES.get(family, family)} ({algo})")
         ax.set_xlabel("Environment steps")
         ax.set_ylabel("Average return" if ax is axes[0][0] else "")
@@ -96,37 +128,48 @@ def final_adapted(evals: pd.DataFrame) -> pd.DataFrame:
     return adapted[adapted["steps"] == last]
 
 
-def _ci(table: pd.DataFrame, by: list[str], style: Mapping[str, Any]) -> pd.DataFrame:
-    return stats.mean_ci(table, by, "return", style["ci"], style.get("bootstrap", 1000))
+def _few_seeds(table: pd.DataFrame) -> bool:
+    """Whether the aggregate rows rest on few enough seeds to draw every seed."""
+    return table.loc[table["kind"] == "aggregate", "n_seeds"].max() <= MAX_SEEDS_DRAWN
 
 
-def _errorbar_line(ax, data: pd.DataFrame, x: str, label: str, color) -> None:
+def _errorbar_line(ax, table: pd.DataFrame, x: str, label: str, color) -> None:
+    """The aggregate rows as a line with its interval as a band, and every seed as a dot when there are few."""
+    data = table[table["kind"] == "aggregate"].sort_values(x)
     ax.plot(data[x], data["mean"], marker="o", markersize=3, label=label, color=color)
     ax.fill_between(data[x], data["ci_low"], data["ci_high"], alpha=0.2, color=color, linewidth=0)
+    if _few_seeds(table):
+        seeds = table[table["kind"] == "seed"]
+        ax.scatter(seeds[x], seeds["mean"], s=10, color=color, alpha=0.6, linewidths=0)
 
 
-def sample_efficiency(curves: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
-    """MIER Fig. 2: return after adaptation on the (in-distribution) test tasks vs environment steps
-    of meta-training, one panel per family. Mean over seeds and test tasks, bootstrap CI over seeds.
+def sample_efficiency_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MIER Fig. 2 draws: per family, method and k-th evaluation during meta-training, each
+    seed's return after adaptation averaged over the test tasks, and the mean over seeds with its
+    bootstrap interval. Seeds of on-policy methods reach their k-th evaluation at slightly different step
+    counts (episodes end early): ``env_steps`` is each seed's, and their mean on the aggregate row.
 
     ``curves`` columns: family, method, seed, env_steps, task_id, stage, steps, return.
     """
+    adapted = final_adapted(_families_in_order(curves))
+    adapted = adapted.assign(evaluation=adapted.groupby(["family", "method", "seed"])["env_steps"].rank(method="dense")
+                             .astype(int))
+    return stats.seeds_and_aggregate(adapted, ["family", "method", "evaluation"], "return", level, resamples,
+                                     carry=["env_steps"])
+
+
+def sample_efficiency(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MIER Fig. 2: return after adaptation on the (in-distribution) test tasks vs environment steps of
+    meta-training, one panel per family, from ``sample_efficiency_table``."""
     apply_style(style)
-    adapted = final_adapted(curves)
-    adapted = adapted.groupby(["family", "method", "seed", "env_steps"], as_index=False)["return"].mean()
-    # Seeds of on-policy methods reach their evaluations at slightly different step counts (episodes
-    # end early): align the k-th evaluation of every seed.
-    adapted["evaluation"] = adapted.groupby(["family", "method", "seed"])["env_steps"].rank(method="first")
-    families = list(dict.fromkeys(curves["family"]))
+    families = list(dict.fromkeys(table["family"]))
     colors = _colors(style)
     fig, axes = plt.subplots(1, len(families), figsize=(5.0 * len(families), 3.6), squeeze=False)
     for ax, family in zip(axes[0], families):
-        data = adapted[adapted["family"] == family]
+        data = table[table["family"] == family]
         for method in _methods(data):
-            d = data[data["method"] == method]
-            summary = _ci(d, ["evaluation"], style).merge(
-                d.groupby("evaluation", as_index=False)["env_steps"].mean(), on="evaluation")
-            _errorbar_line(ax, summary, "env_steps", METHOD_LABELS.get(method, method), colors.get(method))
+            _errorbar_line(ax, data[data["method"] == method], "env_steps", METHOD_LABELS.get(method, method),
+                           colors.get(method))
         ax.set_title(f"{FAMILY_TITLES.get(family, family)} Standard Benchmark")
         ax.set_xlabel("Number of Environment Steps")
         ax.set_ylabel("Average Return" if ax is axes[0][0] else "")
@@ -137,18 +180,24 @@ def sample_efficiency(curves: pd.DataFrame, style: Mapping[str, Any], title: str
     return fig
 
 
-def reward_extrapolation(evals: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
-    """MIER Fig. 3: return after adapting on 2 trajectories, per target velocity (trained on [0, 1]).
+def reward_extrapolation_table(evals: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MIER Fig. 3 draws: per method and target velocity, each seed's return after adapting
+    on 2 trajectories (averaged over that velocity's tasks) and the mean over seeds with its interval.
 
     ``evals`` columns: method, seed, task_id, velocity, stage, steps, return.
     """
+    return stats.seeds_and_aggregate(final_adapted(evals), ["method", "velocity"], "return", level, resamples)
+
+
+def reward_extrapolation(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MIER Fig. 3: return after adapting on 2 trajectories, per target velocity (trained on [0, 1]), from
+    ``reward_extrapolation_table``."""
     apply_style(style)
-    final = final_adapted(evals)
     colors = _colors(style)
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
-    for method in _methods(final):
-        summary = _ci(final[final["method"] == method], ["velocity"], style)
-        _errorbar_line(ax, summary, "velocity", METHOD_LABELS.get(method, method), colors.get(method))
+    for method in _methods(table):
+        _errorbar_line(ax, table[table["method"] == method], "velocity", METHOD_LABELS.get(method, method),
+                       colors.get(method))
     ax.axvspan(0, 1, color="grey", alpha=0.12, label="meta-training velocities")
     ax.set_title("HalfCheetah Velocity Extrapolation")
     ax.set_xlabel("Target velocity")
@@ -159,29 +208,46 @@ def reward_extrapolation(evals: pd.DataFrame, style: Mapping[str, Any], title: s
     return fig
 
 
-def dynamics_extrapolation(evals: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
-    """MIER Fig. 4. Left: return after adaptation on the out-of-distribution negated-joint tasks,
-    per method. Right: return vs number of relabelling steps, MIER with cross-task relabelling and
-    without (the test task's own data only). Mean over seeds and test tasks, bootstrap CI.
+def dynamics_extrapolation_table(evals: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MIER Fig. 4 draws, each seed's mean over the test tasks and the mean over seeds with its
+    interval. ``panel`` "methods": per method, the return after all of its adaptation (MIER without
+    relabelling left out); "relabelling": MIER with and without cross-task relabelling, per number of
+    relabelling steps.
 
     ``evals`` columns: method, seed, task_id, stage, steps, return.
     """
+    final = final_adapted(evals[evals["method"] != "mier-no-relabel"])
+    relabel = evals[(evals["stage"] == "adapted") & evals["method"].isin(["mier", "mier-no-relabel"])]
+    table = pd.concat([
+        stats.seeds_and_aggregate(final, ["method"], "return", level, resamples).assign(panel="methods"),
+        stats.seeds_and_aggregate(relabel, ["method", "steps"], "return", level, resamples).assign(panel="relabelling"),
+    ], ignore_index=True)
+    columns = ["panel", "method", "steps", "kind", "seed", "mean", "ci_low", "ci_high", "n_seeds", "n_tasks"]
+    return table[columns].astype({"steps": "Int64"})
+
+
+def dynamics_extrapolation(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MIER Fig. 4, from ``dynamics_extrapolation_table``. Left: return after adaptation on the
+    out-of-distribution negated-joint tasks, per method. Right: return vs number of relabelling steps,
+    MIER with cross-task relabelling and without (the test task's own data only)."""
     apply_style(style)
     colors = _colors(style)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
-    final = final_adapted(evals[evals["method"] != "mier-no-relabel"])
+    final = table[table["panel"] == "methods"]
     methods = _methods(final)
-    summary = _ci(final, ["method"], style).set_index("method").loc[methods]
+    summary = final[final["kind"] == "aggregate"].set_index("method").loc[methods]
     left.bar(range(len(methods)), summary["mean"], color=[colors.get(m) for m in methods],
              yerr=[summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]], capsize=4)
+    if _few_seeds(final):
+        seeds = final[final["kind"] == "seed"]
+        left.scatter(seeds["method"].map(methods.index), seeds["mean"], s=10, color="0.2", zorder=3, linewidths=0)
     left.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
     left.set_title("HalfCheetah Dynamics Extrapolation Performance")
     left.set_ylabel("Average Return")
-    relabel = evals[(evals["stage"] == "adapted") & evals["method"].isin(["mier", "mier-no-relabel"])]
+    relabel = table[table["panel"] == "relabelling"]
     for method in _methods(relabel):
-        summary = _ci(relabel[relabel["method"] == method], ["steps"], style)
         label = {"mier": "MIER with cross-task relabelling", "mier-no-relabel": "MIER without relabelling"}[method]
-        _errorbar_line(right, summary, "steps", label, colors.get(method))
+        _errorbar_line(right, relabel[relabel["method"] == method], "steps", label, colors.get(method))
     right.set_title("Relabelling Analysis")
     right.set_xlabel("Number of relabelling steps")
     right.set_ylabel("Average Return")

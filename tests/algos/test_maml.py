@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from paper_repro import io
 from paper_repro.algos import maml
 
 
@@ -20,8 +21,9 @@ def tiny(dtype=torch.float32, tasks=3, K=4, T=6, seed=0):
     def batch():
         mask = torch.ones(tasks, K, T, dtype=dtype)
         mask[:, 0, -2:] = 0  # one trajectory ended early
-        return maml.Batch(torch.randn(tasks, K, T, 3, generator=g, dtype=dtype), torch.randn(tasks, K, T, 2, generator=g, dtype=dtype),
-                          torch.randn(tasks, K, T, generator=g, dtype=dtype), mask, torch.randn(tasks, K, T, generator=g, dtype=dtype) * mask)
+        return maml.Trajectories(
+            torch.randn(tasks, K, T, 3, generator=g, dtype=dtype), torch.randn(tasks, K, T, 2, generator=g, dtype=dtype),
+            torch.randn(tasks, K, T, generator=g, dtype=dtype), mask, torch.randn(tasks, K, T, generator=g, dtype=dtype) * mask)
 
     return policy, params, batch(), batch()
 
@@ -31,14 +33,14 @@ def test_vmapped_inner_loop_matches_a_loop_over_tasks():
     cfg = maml.Config(inner_steps=2)
     batched = maml.adapt_tasks(policy, params, pre, cfg)
     for i in range(pre.obs.shape[0]):
-        one = maml.adapt(policy, params, maml.Batch(*(x[i] for x in pre)), cfg)
+        one = maml.adapt(policy, params, maml.Trajectories(*(x[i] for x in pre)), cfg)
         for k in params:
             torch.testing.assert_close(batched[k][i], one[k], rtol=1e-5, atol=1e-6)
 
 
 def test_inner_step_is_plain_gradient_descent():
     policy, params, pre, _ = tiny()
-    b = maml.Batch(*(x[0] for x in pre))
+    b = maml.Trajectories(*(x[0] for x in pre))
     p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     loss = maml.pg_loss(policy, p, b)
     grads = dict(zip(p, torch.autograd.grad(loss, list(p.values()))))
@@ -51,7 +53,7 @@ def test_meta_gradient_matches_finite_differences():
     policy, params, pre, post = tiny(torch.float64)
     cfg = maml.Config()
     old = maml.adapt_tasks(policy, params, pre, cfg)
-    old_logp = torch.vmap(lambda p, b: maml.log_prob(policy, p, b.obs, b.act))(old, post).detach() + 0.1
+    old_logp = torch.vmap(lambda p, b: maml.log_prob(policy, p, b.obs, b.action))(old, post).detach() + 0.1
 
     def f(p):
         return maml.surrogate(policy, p, pre, post, old_logp, cfg)
@@ -172,3 +174,16 @@ def test_on_eval_is_called_when_env_steps_cross_a_multiple_and_at_the_end():
     assert calls[-1][1] is state["params"]
     rows = maml.adapt_and_evaluate(state, lambda: make_env(goals[0]), 5, adapt_trajectories=2, eval_episodes=3, seed=0)
     assert [(r["stage"], r["steps"]) for r in rows] == [("prior", 0), ("adapted", 0)]
+
+
+def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):
+    """model.pt loads with torch's weights_only loader (tensors, numbers, strings, lists, dicts only)."""
+    goals = [{"goal": g} for g in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))]
+    make_env = lambda task: gym.wrappers.TimeLimit(PointNav(task["goal"]), 5)  # noqa: E731
+    state = maml.train(make_env, goals, 5, maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=1),
+                       seed=0)
+    io.save_checkpoint(tmp_path / "model.pt", state)
+    loaded = torch.load(tmp_path / "model.pt", weights_only=True)
+    kw = dict(adapt_trajectories=2, eval_episodes=2, seed=0)
+    assert maml.adapt_and_evaluate(loaded, lambda: make_env(goals[0]), 5, **kw) == \
+        maml.adapt_and_evaluate(state, lambda: make_env(goals[0]), 5, **kw)

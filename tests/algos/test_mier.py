@@ -3,10 +3,13 @@ Algorithm 1 (checkpoint/resume, NaN checks, learning on a toy family) and Algori
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from paper_repro import io
 from paper_repro.algos import mier
+from paper_repro.buffers import Batch
 
 torch.set_num_threads(1)
 
@@ -20,8 +23,9 @@ def _setup(dtype=torch.float64, tasks=3, n=16, predict_dynamics=True, seed=0, **
                   ).requires_grad_(True) for k, v in params.items()}
 
     def batch():
-        return mier.Batch(torch.randn(tasks, n, 3, dtype=dtype), torch.randn(tasks, n, 2, dtype=dtype),
-                          torch.randn(tasks, n, 1, dtype=dtype), torch.randn(tasks, n, 3, dtype=dtype))
+        return Batch(torch.randn(tasks, n, 3, dtype=dtype), torch.randn(tasks, n, 2, dtype=dtype),
+                     torch.randn(tasks, n, dtype=dtype), torch.randn(tasks, n, 3, dtype=dtype),
+                     torch.zeros(tasks, n, dtype=dtype))
     return cfg, model, params, batch(), batch()
 
 
@@ -42,7 +46,7 @@ def test_vmapped_meta_loss_matches_loop(predict_dynamics):
 def test_adapt_context_matches_manual_autograd_steps():
     cfg, model, params, adapt, _ = _setup()
     theta = {k: v for k, v in params.items() if k != "context"}
-    b = mier.Batch(*(x[0] for x in adapt))
+    b = Batch(*(x[0] for x in adapt))
     ctx = params["context"]
     for _ in range(cfg.inner_steps):
         (g,) = torch.autograd.grad(mier.nll(model, theta, ctx, b, cfg), ctx, create_graph=True)
@@ -80,7 +84,7 @@ def test_update_raises_on_nan_with_step():
     m, ctx = mier.model_update(model, params, opt, adapt, evaluate, cfg, step=0)
     assert set(m) >= {"train/model_loss", "train/model_nll_pre", "train/model_nll_post"}
     assert ctx.shape == (3, cfg.context_dim) and not ctx.requires_grad
-    bad = adapt._replace(rew=adapt.rew * float("nan"))
+    bad = adapt._replace(reward=adapt.reward * float("nan"))
     with pytest.raises(FloatingPointError, match="step 7"):
         mier.model_update(model, params, opt, bad, evaluate, cfg, step=7)
 
@@ -98,7 +102,7 @@ def test_context_adaptation_identifies_task_parameter():
         w = torch.rand(tasks, 1, 1) * 2 - 1
         def one():
             s, a = torch.randn(tasks, n, 2), torch.rand(tasks, n, 1) * 2 - 1
-            return mier.Batch(s, a, w * a + s[..., :1], s)
+            return Batch(s, a, (w * a + s[..., :1])[..., 0], s, torch.zeros(tasks, n))
         return one(), one()
 
     for step in range(300):
@@ -107,10 +111,10 @@ def test_context_adaptation_identifies_task_parameter():
     adapt, evaluate = batches(50, cfg.adapt_batch)
     post = mier.adapt_contexts(model, theta, params["context"], adapt, cfg).detach()
     with torch.no_grad():
-        pre_mean = torch.func.vmap(lambda b: torch.func.functional_call(model, theta, (b.obs, b.act, params["context"]))[0])(evaluate)
-        post_mean = torch.func.vmap(lambda c, b: torch.func.functional_call(model, theta, (b.obs, b.act, c))[0])(post, evaluate)
-    pre_err = ((pre_mean - evaluate.rew) ** 2).mean().item()
-    post_err = ((post_mean - evaluate.rew) ** 2).mean().item()
+        pre_mean = torch.func.vmap(lambda b: torch.func.functional_call(model, theta, (b.obs, b.action, params["context"]))[0])(evaluate)
+        post_mean = torch.func.vmap(lambda c, b: torch.func.functional_call(model, theta, (b.obs, b.action, c))[0])(post, evaluate)
+    pre_err = ((pre_mean[..., 0] - evaluate.reward) ** 2).mean().item()
+    post_err = ((post_mean[..., 0] - evaluate.reward) ** 2).mean().item()
     print(f"prior-context MSE {pre_err:.4f}, adapted-context MSE {post_err:.4f}")
     assert post_err < 0.3 * pre_err, (pre_err, post_err)
 
@@ -174,8 +178,7 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
     for x, y in zip(straight["buffers"], resumed["buffers"]):
-        for k in x:
-            np.testing.assert_array_equal(x[k], y[k])
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
 def test_train_logs_env_steps_and_calls_on_eval():
@@ -187,7 +190,7 @@ def test_train_logs_env_steps_and_calls_on_eval():
     assert evals == [100, 220]
     assert {"train/model_nll_post", "train/critic_loss", "train/actor_loss", "collect/reward_prior",
             "collect/reward_adapted"} <= set(logged[0])
-    sizes = [len(b["rew"]) for b in state["buffers"]]
+    sizes = [len(b["reward"]) for b in state["buffers"]]
     assert sum(sizes) == 220 and all(s >= 10 for s in sizes)
     assert all(b["prior"].sum() >= 10 for b in state["buffers"])
 
@@ -201,8 +204,8 @@ def test_nan_reward_raises_naming_the_model_loss_and_epoch():
 def test_sac_nan_raises_naming_the_loss():
     agent = mier.init_agent(TINY, torch.Generator().manual_seed(0), 2, 1, -np.ones(1), np.ones(1))
     n = 4
-    b = mier.policy_batch(torch.zeros(n, 2), torch.zeros(n, 1), torch.full((n,), float("nan")), torch.zeros(n, 2),
-                          torch.zeros(n), torch.zeros(n, TINY.context_dim))
+    b = mier.policy_batch(Batch(torch.zeros(n, 2), torch.zeros(n, 1), torch.full((n,), float("nan")),
+                                torch.zeros(n, 2), torch.zeros(n)), torch.zeros(n, TINY.context_dim))
     with pytest.raises(FloatingPointError, match="critic_loss .* at epoch 5, step 9"):
         mier.sac_update(agent, b, torch.Generator().manual_seed(0), TINY, "epoch 5, step 9")
 
@@ -218,6 +221,17 @@ def test_adapt_and_evaluate_rows_and_state_not_mutated():
         assert all(np.isfinite(r["return"]) for r in rows)
     for k, v in final_weights(state).items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0, msg=k)
+
+
+def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):
+    """model.pt loads with torch's weights_only loader (tensors, numbers, strings, lists, dicts only)."""
+    state = mier.train(make_env, [dict(t, w=np.float64(t["w"])) for t in TASKS], 10, TINY, seed=0)
+    io.save_checkpoint(tmp_path / "model.pt", state)
+    loaded = torch.load(tmp_path / "model.pt", weights_only=True)
+    kw = dict(adapt_trajectories=2, eval_episodes=2, seed=1, relabel_steps=(0, 2))
+    env_fn = lambda: make_env({"w": 0.3})  # noqa: E731
+    a, b = (pd.DataFrame(mier.adapt_and_evaluate(s, env_fn, 10, **kw)) for s in (loaded, state))
+    pd.testing.assert_frame_equal(a, b)  # NaN (no relabelled reward yet at step 0) equals NaN here
 
 
 def test_relabel_false_uses_only_the_test_task_data():
@@ -254,10 +268,34 @@ def test_model_finetuning_steps_are_a_test_time_option(monkeypatch):
     # 0 steps leave the meta-trained model as it is
     theta = {k: v for k, v in state["model"].items() if k != "context"}
     model = mier.ContextModel(2, 1, TINY)
-    data = mier.Batch(torch.zeros(8, 2), torch.zeros(8, 1), torch.zeros(8, 1), torch.zeros(8, 2))
+    data = Batch(torch.zeros(8, 2), torch.zeros(8, 1), torch.zeros(8), torch.zeros(8, 2), torch.zeros(8))
     same = real(model, theta, state["model"]["context"], data, TINY, 0, np.random.default_rng(0))
     for k, v in theta.items():
         torch.testing.assert_close(same[k], v, rtol=0, atol=0)
+
+
+def test_relabelling_evaluations_carry_diagnostics_that_change_nothing():
+    """Rows of a relabelling schedule carry the model's errors (meta-trained and fine-tuned), the
+    relabelled and real rewards, and Q(s0, pi(s0)) against the discounted return; computing them draws
+    no random numbers, so the returns equal those of a run without them."""
+    state = mier.train(make_env, TASKS, 10, TINY, seed=0)
+    kw = dict(adapt_trajectories=2, eval_episodes=2, seed=4)
+    env = lambda: make_env({"w": 0.3})  # noqa: E731
+    plain = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0,), **kw)
+    assert not any(k.startswith("diag/") for r in plain for k in r)
+    rows = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0, 3), **kw)
+    assert [r["return"] for r in rows[:2]] == [r["return"] for r in plain]
+    at0, at3 = rows[1], rows[2]
+    assert np.isnan(at0["diag/relabelled_reward_mean"]) and np.isfinite(at3["diag/relabelled_reward_mean"])
+    for key in ("diag/model_reward_rmse_meta", "diag/model_reward_rmse_finetuned", "diag/q_s0",
+                "diag/discounted_return", "diag/eval_reward_mean"):
+        assert np.isfinite(at3[key]), key
+    # the real rewards of the evaluation episodes: -(a - w)^2, so their mean is at most 0
+    assert at3["diag/eval_reward_mean"] <= 0 and at3["diag/discounted_return"] <= 0
+    same = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0, 3), model_steps=0, **kw)[2]
+    assert same["diag/model_reward_rmse_meta"] == same["diag/model_reward_rmse_finetuned"]
+    ablation = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0, 3), relabel=False, **kw)[2]
+    assert np.isnan(ablation["diag/relabelled_reward_mean"]) and "diag/model_reward_rmse_finetuned" not in ablation
 
 
 @pytest.mark.parametrize("predict_dynamics", [True, False])
@@ -268,30 +306,30 @@ def test_relabel_samples_rewards_and_next_states_from_the_model(predict_dynamics
     theta = {k: v.detach() for k, v in model.named_parameters()}
     agent = mier.init_agent(cfg, torch.Generator().manual_seed(0), 3, 2, -np.ones(2), np.ones(2))
     n = 7
-    batch = mier.Batch(torch.randn(n, 3), torch.full((n, 2), 0.5), torch.full((n, 1), 1e6), torch.full((n, 3), 1e6))
+    batch = Batch(torch.randn(n, 3), torch.full((n, 2), 0.5), torch.full((n,), 1e6), torch.full((n, 3), 1e6),
+                  torch.ones(n))
     ctx = torch.randn(cfg.context_dim)
-    out, term = mier.relabel_batch(model, theta, ctx, agent, torch.Generator().manual_seed(5), batch,
-                                   torch.ones(n), cfg)
-    assert out.obs.shape == (n, 3) and out.act.shape == (n, 2) and out.rew.shape == (n, 1)
-    assert out.next_obs.shape == (n, 3) and term.shape == (n,)
+    out = mier.relabel_batch(model, theta, ctx, agent, torch.Generator().manual_seed(5), batch, cfg)
+    assert out.obs.shape == (n, 3) and out.action.shape == (n, 2) and out.reward.shape == (n,)
+    assert out.next_obs.shape == (n, 3) and out.terminated.shape == (n,)
     torch.testing.assert_close(out.obs, batch.obs)
     # replay the same random draws: policy action (dynamics model only), then the model's Gaussian noise
     g = torch.Generator().manual_seed(5)
     c = ctx.expand(n, -1)
     with torch.no_grad():
-        a = agent["actor"](torch.cat([batch.obs, c], -1)[None], [g])[0][0] if predict_dynamics else batch.act
+        a = agent["actor"](torch.cat([batch.obs, c], -1)[None], [g])[0][0] if predict_dynamics else batch.action
         mean, logvar = model(batch.obs, a, c)
         sample = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=g)
-    torch.testing.assert_close(out.act, a)
-    torch.testing.assert_close(out.rew, sample[:, -1:])
-    assert (out.rew.abs() < 1e3).all()  # not the buffer's reward
+    torch.testing.assert_close(out.action, a)
+    torch.testing.assert_close(out.reward, sample[:, -1])
+    assert (out.reward.abs() < 1e3).all()  # not the buffer's reward
     if predict_dynamics:
-        assert not torch.allclose(out.act, batch.act)
+        assert not torch.allclose(out.action, batch.action)
         torch.testing.assert_close(out.next_obs, batch.obs + sample[:, :-1])
-        assert (term == 0).all()
+        assert (out.terminated == 0).all()
     else:  # reward-only model: the buffer's (real) action and next state are kept
         torch.testing.assert_close(out.next_obs, batch.next_obs)
-        assert (term == 1).all()
+        assert (out.terminated == 1).all()
 
 
 def test_disjoint_rows_never_hit_taken_rows():

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from paper_repro import io
 from paper_repro.algos import pearl
+from paper_repro.buffers import Batch
 
 
 class PointGoal(gym.Env):
@@ -55,11 +57,11 @@ def tiny_nets(cfg=TINY, dtype=torch.float64, obs_dim=3, act_dim=2):
 
 def random_batch(tasks, n, obs_dim=3, act_dim=2, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return {"obs": torch.randn(tasks, n, obs_dim, generator=g, dtype=torch.float64),
-            "action": torch.rand(tasks, n, act_dim, generator=g, dtype=torch.float64) * 2 - 1,
-            "reward": torch.randn(tasks, n, generator=g, dtype=torch.float64),
-            "next_obs": torch.randn(tasks, n, obs_dim, generator=g, dtype=torch.float64),
-            "terminated": (torch.rand(tasks, n, generator=g) < 0.3).double()}
+    return Batch(obs=torch.randn(tasks, n, obs_dim, generator=g, dtype=torch.float64),
+                 action=torch.rand(tasks, n, act_dim, generator=g, dtype=torch.float64) * 2 - 1,
+                 reward=torch.randn(tasks, n, generator=g, dtype=torch.float64),
+                 next_obs=torch.randn(tasks, n, obs_dim, generator=g, dtype=torch.float64),
+                 terminated=(torch.rand(tasks, n, generator=g) < 0.3).double())
 
 
 # --- posterior and KL ---------------------------------------------------------------
@@ -119,7 +121,7 @@ def test_batched_losses_and_gradients_equal_a_loop_over_tasks():
     eps_a = torch.randn(T, N, 2, generator=g, dtype=torch.float64)
 
     def task(x, t):
-        return {k: v[t:t + 1] for k, v in x.items()}
+        return Batch(*(v[t:t + 1] for v in x))
 
     qf, kl, z, _, _ = pearl.critic_losses(nets, context, b, eps_z, cfg)
     loop = [pearl.critic_losses(nets, context[t:t + 1], task(b, t), eps_z[t:t + 1], cfg) for t in range(T)]
@@ -171,7 +173,7 @@ def test_train_logs_counts_env_steps_and_calls_on_eval(tmp_path):
     assert all(np.isfinite(v) for m in logs for v in m.values())
     assert {"train/qf_loss", "train/kl_loss", "train/vf_loss", "train/policy_loss"} <= set(logs[0])
     assert evals == [140, 200, 320]  # crossing 100, crossing 200, and the end
-    assert state["config"] == TINY and state["obs_dim"] == 1 and state["act_dim"] == 1
+    assert pearl.Config(**state["config"]) == TINY and state["obs_dim"] == 1 and state["act_dim"] == 1
 
 
 def test_resume_from_checkpoint_ends_bit_exactly_where_an_uninterrupted_run_ends(tmp_path):
@@ -211,6 +213,17 @@ def test_adapt_and_evaluate_rows():
     assert rows == pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1)
     with pytest.raises(TypeError, match="no options"):
         pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1, relabel=1)
+
+
+def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):
+    """model.pt loads with torch's weights_only loader (tensors, numbers, strings, lists, dicts only)."""
+    state = pearl.train(make_env, GOALS, HORIZON, TINY, seed=0)
+    io.save_checkpoint(tmp_path / "model.pt", state)
+    loaded = torch.load(tmp_path / "model.pt", weights_only=True)
+    env_fn = lambda: make_env({"goal": 0.5})  # noqa: E731
+    kw = dict(adapt_trajectories=2, eval_episodes=2, seed=1)
+    rows = pearl.adapt_and_evaluate(loaded, env_fn, HORIZON, **kw)
+    assert rows == pearl.adapt_and_evaluate(state, env_fn, HORIZON, **kw)
 
 
 def returns_of_random_policy(goal, episodes, seed):

@@ -1,7 +1,7 @@
 # Per-task SAC/TD3 agents: every task of a family trained as one batched job (paper_repro.collect).
 # Their lifetime replay buffers are the offline data of MACAW and its baselines (MACAW App. D.2).
 # One rule per family, since the tasks (and so the output files) differ per family:
-#   results/data/<family>/<algo>/seed<s>/task<id>.{npz,curve.csv,policy.pt} and metrics.csv
+#   results/<scale>/data/<family>/<algo>/seed<s>/task<id>.{npz,curve.csv,policy.pt} and metrics.csv
 # A job's checkpoint.pt sits beside its outputs: it survives a failed job, so a rerun resumes.
 
 for _family in COLLECT_FAMILIES:
@@ -20,9 +20,9 @@ for _family in COLLECT_FAMILIES:
             collect=collect_params(_family),
             device=config["device"],
         log:
-            f"results/logs/collect/{_family}/seed{{seed}}.log",
+            f"{SCALE_DIR}/logs/collect/{_family}/seed{{seed}}.log",
         benchmark:
-            f"results/benchmarks/collect/{_family}/seed{{seed}}.tsv"
+            f"{SCALE_DIR}/benchmarks/collect/{_family}/seed{{seed}}.tsv"
         threads: 2
         resources:
             runtime=collect_runtime(_family),

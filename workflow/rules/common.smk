@@ -12,7 +12,9 @@ from paper_repro import envs
 min_version("9.0")
 
 ROOT = Path(workflow.basedir)
-LIB = ROOT / "src" / "paper_repro"
+# Library files are inputs by their path relative to the working directory, so that a moved or copied
+# checkout (with its results) does not see a new set of inputs and rerun everything.
+LIB = Path(os.path.relpath(ROOT / "src" / "paper_repro"))
 
 # Merge config/scales/<scale>.yaml under the user's config and validate the result
 # before any job starts; a typo stops here with the key, the value and what is allowed.
@@ -22,6 +24,11 @@ except prconfig.ConfigError as e:
     sys.exit(f"paper-repro: {e}")
 
 SCALE = config["scale"]
+# The expensive results of a scale (collected data, meta-training runs, evaluations) and their logs live
+# under results/<scale>/, so switching scale never overwrites or reruns another scale's. Task tables
+# (results/tasks/), figure tables (results/tables/) and figures (results/figures/) are cheap and shared:
+# they show the scale they were built at and are rebuilt when it changes.
+SCALE_DIR = f"results/{SCALE}"
 CONDA_ENV = "../envs/paper-repro.yaml"  # relative to workflow/rules/
 
 # Jobs import this checkout's library, whether or not it is installed (and on cluster nodes).
@@ -64,7 +71,7 @@ FIXED_TASK_FAMILIES = [f for f in envs.FAMILIES if f not in BOX_TASK_FAMILIES]
 
 
 def task_table_sources(wildcards):
-    return family_sources(wildcards.family)
+    return family_sources(wildcards.family) + lib("io.py")
 
 
 def all_task_tables():
@@ -95,9 +102,18 @@ def figure_table(name):
     return f"results/tables/{name}.csv"
 
 
+STATS_KEYS = ("ci", "bootstrap")  # of config `plot`: the table stage computes the intervals
+
+
 def plot_params(name):
     """Plot params: the style and the figure's own entry, nothing else."""
-    return {"style": config["plot"], "figure": {"name": name, **config["figures"][name]}, "scale": SCALE}
+    style = {k: v for k, v in config["plot"].items() if k not in STATS_KEYS}
+    return {"style": style, "figure": {"name": name, **config["figures"][name]}, "scale": SCALE}
+
+
+def table_stats():
+    """Table params: the confidence level and bootstrap resamples of the intervals the figures draw."""
+    return {k: config["plot"][k] for k in STATS_KEYS}
 
 
 # --- targets ---
@@ -124,7 +140,7 @@ COLLECT_FAMILIES = sorted({e["family"] for e in config["experiments"].values() i
 
 
 def collect_dir(family, seed="{seed}"):
-    return f"results/data/{family}/{config['collect']['algo'][family]}/seed{seed}"
+    return f"{SCALE_DIR}/data/{family}/{config['collect']['algo'][family]}/seed{seed}"
 
 
 def collect_task_ids(family):
@@ -151,7 +167,8 @@ def collect_task_tables(family):
 
 def collect_sources(family):
     algo = config["collect"]["algo"][family]
-    return family_sources(family) + lib(f"algos/{algo}.py", "nets.py", "buffers.py", "collect.py", "io.py")
+    return family_sources(family) + lib(f"algos/{algo}.py", "nets.py", "buffers.py", "rollout.py", "collect.py", "io.py",
+                                        "config.py")
 
 
 def collect_params(family):
@@ -209,9 +226,9 @@ def collect_files(figure, suffix):
 # The meta-RL algorithms (src/paper_repro/algos/<algo>.py, one interface: train and
 # adapt_and_evaluate) and the library modules each imports besides its own file.
 META_ALGOS = {
-    "maml": [],
-    "mier": ["meta.py", "buffers.py", "nets.py", "algos/sac.py"],
-    "pearl": [],
+    "maml": ["buffers.py", "nets.py", "rollout.py"],
+    "mier": ["meta.py", "buffers.py", "nets.py", "rollout.py", "algos/sac.py"],
+    "pearl": ["buffers.py", "nets.py", "rollout.py"],
 }
 
 # Evaluated methods: the algorithm whose meta-trained model they adapt, and its test-time options.
@@ -271,7 +288,7 @@ def algo_sources(algo):
 
     def sources(wildcards):
         family = config["experiments"][wildcards.experiment]["family"]
-        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", *META_ALGOS[algo])
+        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", *META_ALGOS[algo])
 
     return sources
 
@@ -330,7 +347,7 @@ def eval_files(figure):
 
 def run_curves(figure):
     """Every during-training evaluation curve behind a figure (MIER Fig. 2)."""
-    return [f"results/runs/{name}/{algo}/seed{seed}/curve.csv"
+    return [f"{SCALE_DIR}/runs/{name}/{algo}/seed{seed}/curve.csv"
             for name in config["figures"][figure]["experiments"]
             for algo in config["experiments"][name]["methods"] if algo in META_ALGOS
             for seed in experiment_seeds(name)]
@@ -351,4 +368,4 @@ def figure_test_tables(figure):
 
 
 def eval_path(experiment, algo, seed):
-    return f"results/eval/{experiment}/{algo}/seed{seed}.csv"
+    return f"{SCALE_DIR}/eval/{experiment}/{algo}/seed{seed}.csv"

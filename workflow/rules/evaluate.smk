@@ -1,6 +1,6 @@
 # Out-of-distribution evaluation, one protocol for every method: adapt on
 # evaluate.adapt_trajectories trajectories of each test task, then evaluate.episodes episodes.
-# results/eval/<experiment>/<method>/seed<s>.csv: one row per test task, stage and step count.
+# results/<scale>/eval/<experiment>/<method>/seed<s>.csv: one row per test task, stage and step count.
 
 for _method, (_algo, _) in EVAL_METHODS.items():
 
@@ -8,9 +8,9 @@ for _method, (_algo, _) in EVAL_METHODS.items():
         name:
             f"evaluate_{_method.replace('-', '_')}"
         output:
-            f"results/eval/{{experiment}}/{_method}/seed{{seed}}.csv",
+            f"{SCALE_DIR}/eval/{{experiment}}/{_method}/seed{{seed}}.csv",
         input:
-            model=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
+            model=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
             code=algo_sources(_algo),
         params:
@@ -20,9 +20,9 @@ for _method, (_algo, _) in EVAL_METHODS.items():
             experiment=experiment_params,
             evaluate=eval_protocol(),
         log:
-            f"results/logs/evaluate_{_method}/{{experiment}}/seed{{seed}}.log",
+            f"{SCALE_DIR}/logs/evaluate_{_method}/{{experiment}}/seed{{seed}}.log",
         benchmark:
-            f"results/benchmarks/evaluate_{_method}/{{experiment}}/seed{{seed}}.tsv"
+            f"{SCALE_DIR}/benchmarks/evaluate_{_method}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
         resources:
             runtime=evaluate_runtime(_method),

@@ -8,10 +8,12 @@ rule table_fig8_offline_policy_curves:
     input:
         curves=collect_files("fig8_offline_policy_curves", "curve.csv"),
         buffers=collect_files("fig8_offline_policy_curves", "npz"),
-        code=lib("buffers.py"),  # buffers.warmup_returns: each task's random-policy return
+        code=lib("buffers.py", "plots.py", "stats.py", "io.py"),  # buffers.warmup_returns: each task's random-policy return
         tasks=[t for f in figure_collect_algos("fig8_offline_policy_curves") for t in collect_task_tables(f).values()],
     params:
         collect_algo=figure_collect_algos("fig8_offline_policy_curves"),
+        task_tables={f: collect_task_tables(f) for f in figure_collect_algos("fig8_offline_policy_curves")},
+        stats=table_stats(),
     log:
         "results/logs/tables/fig8_offline_policy_curves.log",
     benchmark:
@@ -26,8 +28,8 @@ rule table_fig8_offline_policy_curves:
         "../scripts/table_fig8.py"
 
 
-# MIER's figures: evaluations after adaptation (results/eval/, Figs 3 and 4) or during meta-training
-# (results/runs/*/curve.csv, Fig. 2), joined with the test tasks' parameters.
+# MIER's figures: evaluations after adaptation (results/<scale>/eval/, Figs 3 and 4) or during meta-training
+# (results/<scale>/runs/*/curve.csv, Fig. 2), joined with the test tasks' parameters.
 for _figure, _results in MIER_FIGURE_RESULTS.items():
 
     rule:
@@ -38,8 +40,10 @@ for _figure, _results in MIER_FIGURE_RESULTS.items():
         input:
             results=_results(_figure),
             tasks=list(figure_test_tables(_figure).values()),
+            code=lib("plots.py", "stats.py", "io.py"),
         params:
             test_tables=figure_test_tables(_figure),
+            stats=table_stats(),
         log:
             f"results/logs/tables/{_figure}.log",
         benchmark:
@@ -63,7 +67,7 @@ for _figure in FIGURES_BUILT:
             **figure_outputs(_figure),
         input:
             table=figure_table(_figure),
-            code=lib("plots.py", "stats.py"),
+            code=lib("plots.py", "stats.py", "io.py"),
         params:
             plot_params(_figure),
         log:

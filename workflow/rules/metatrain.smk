@@ -1,4 +1,4 @@
-# Meta-training, one rule per algorithm: results/runs/<experiment>/<algo>/seed<s>/.
+# Meta-training, one rule per algorithm: results/<scale>/runs/<experiment>/<algo>/seed<s>/.
 # Each job checkpoints as it goes and resumes from its checkpoint when rerun.
 
 for _algo in META_ALGOS:
@@ -7,24 +7,24 @@ for _algo in META_ALGOS:
         name:
             f"metatrain_{_algo}"
         output:
-            model=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
-            metrics=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/metrics.csv",
-            curve=f"results/runs/{{experiment}}/{_algo}/seed{{seed}}/curve.csv",
+            model=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
+            metrics=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/metrics.csv",
+            curve=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/curve.csv",
         input:
             train=experiment_train_table,
             test=experiment_test_table,
             code=algo_sources(_algo),
+            config_code=lib("config.py"),  # the script builds the algorithm's Config with config.from_dict
         params:
             algo=_algo,
             experiment=experiment_params,
             hyper=algo_config(_algo),
-            checkpoint_every=config["metatrain"]["checkpoint_every"],
             eval_every=config["metatrain"]["eval_every"][_algo],
             evaluate=training_eval_protocol(),
         log:
-            f"results/logs/metatrain_{_algo}/{{experiment}}/seed{{seed}}.log",
+            f"{SCALE_DIR}/logs/metatrain_{_algo}/{{experiment}}/seed{{seed}}.log",
         benchmark:
-            f"results/benchmarks/metatrain_{_algo}/{{experiment}}/seed{{seed}}.tsv"
+            f"{SCALE_DIR}/benchmarks/metatrain_{_algo}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
         resources:
             runtime=metatrain_runtime(_algo),

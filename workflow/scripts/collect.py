@@ -36,10 +36,9 @@ collect.train(
     tasks=[{"family": family, **t} for t in tasks],
     names=[f"task{int(t['task_id'])}" for t in tasks],
     device=device,
+    # run control comes from the config, not params: it does not change the result (see collect.schema.yaml)
+    **snakemake.config["collect"]["run"],
 )
 
-# Provenance beside every output (the buffers already carry theirs, with the task and its seed).
-for path in snakemake.output:
-    if not io.provenance_path(path).exists():
-        io.write_provenance(path, {"family": family, **snakemake.params.collect}, seeds={"job": seed, "tasks": seeds},
-                            device=device, tasks=list(snakemake.params.task_ids))
+io.write_job_provenance(snakemake, {"family": family, "algo": algo.__name__, "config": cfg},
+                        seeds={"job": seed, "tasks": seeds}, device=device, tasks=tasks)

@@ -12,7 +12,7 @@ import logging
 import pandas as pd
 import torch
 
-from paper_repro import envs, io
+from paper_repro import envs, evaluate, io
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -26,18 +26,14 @@ family, seed = exp["family"], exp["seed"]
 horizon = envs.get_family(family).horizon
 tasks = pd.read_csv(snakemake.input.tasks).head(exp["task_limit"]["test"])
 
-rows = []
-for i, task in enumerate(tasks.to_dict("records")):
-    result = algo.adapt_and_evaluate(state, lambda: envs.make(family, task), horizon,
-                                     adapt_trajectories=ev["adapt_trajectories"], eval_episodes=ev["episodes"],
-                                     seed=seed * 10_000 + i, **p.options)
-    for row in result:
-        rows.append({"experiment": exp["name"], "family": family, "method": p.method, "seed": seed,
-                     "task_id": task["task_id"], "adapt_trajectories": ev["adapt_trajectories"], **row})
-    logging.info("task %s: %s", task["task_id"], result)
+rows = [{"experiment": exp["name"], "family": family, "method": p.method, "seed": seed, "task_id": row["task_id"],
+         "adapt_trajectories": ev["adapt_trajectories"], **row}
+        for row in evaluate.on_test_tasks(algo, state, family, tasks.to_dict("records"), horizon,
+                                          ev["adapt_trajectories"], ev["episodes"], seed, **p.options)]
 
 out = snakemake.output[0]
 with io.atomic_path(out) as tmp:
     pd.DataFrame(rows).to_csv(tmp, index=False)
-io.write_provenance(out, {"experiment": exp, "method": p.method, "options": p.options, "evaluate": ev},
-                    seeds={"train": seed, "evaluate": seed * 10_000}, device="cpu", inputs=[snakemake.input.model])
+io.write_job_provenance(snakemake, {"experiment": exp, "method": p.method, "options": p.options, "evaluate": ev,
+                                   "model_config": state.get("config")},
+                        seeds={"train": seed, "evaluate": seed * 10_000}, device="cpu")

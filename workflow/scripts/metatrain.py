@@ -6,6 +6,7 @@ MIER Fig. 2), each with provenance. Progress rows go to progress.jsonl as they c
 resumed from its checkpoint keeps the rows of its earlier life.
 """
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 
 from paper_repro import config as prconfig
-from paper_repro import envs, io
+from paper_repro import envs, evaluate, io
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -32,8 +33,15 @@ train_tasks = pd.read_csv(snakemake.input.train).head(exp["task_limit"]["train"]
 test_tasks = pd.read_csv(snakemake.input.test).head(exp["task_limit"]["test"]).to_dict("records")
 run_dir = Path(snakemake.output.model).parent
 checkpoint, progress = run_dir / "checkpoint.pt", run_dir / "progress.jsonl"
-if not checkpoint.exists():
+# What the result depends on; a checkpoint written for anything else is refused, naming the key
+# (run control, such as metatrain.checkpoint_every, is not part of it).
+run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate}
+run_file = run_dir / "checkpoint.run.json"
+if checkpoint.exists() and run_file.exists():
+    io.check_resumable(checkpoint, io.load_json(run_file), run)
+elif not checkpoint.exists():
     progress.unlink(missing_ok=True)  # a fresh start: rows of an earlier run do not belong to this one
+    io.save_json(run_file, run)
 logging.info("%s: %s on %d %s tasks (%d test tasks), seed %d, %s", exp["name"], name, len(train_tasks), family,
              len(test_tasks), seed, cfg)
 start = time.time()
@@ -51,17 +59,14 @@ def log(metrics):
 
 
 def on_eval(state, env_steps):
-    for i, task in enumerate(test_tasks):
-        rows = algo.adapt_and_evaluate(state, lambda: envs.make(family, task), horizon,
-                                       adapt_trajectories=p.evaluate["adapt_trajectories"],
-                                       eval_episodes=p.evaluate["episodes"], seed=seed * 10_000 + i)
-        for row in rows:
-            record("curve", {"env_steps": env_steps, "task_id": task["task_id"], **row})
+    for row in evaluate.on_test_tasks(algo, state, family, test_tasks, horizon, p.evaluate["adapt_trajectories"],
+                                      p.evaluate["episodes"], seed):
+        record("curve", {"env_steps": env_steps, **row})
     logging.info("evaluated %d test tasks at %d environment steps", len(test_tasks), env_steps)
 
 
 state = algo.train(lambda task: envs.make(family, task), train_tasks, horizon, cfg, seed=seed, log=log,
-                   checkpoint=str(checkpoint), checkpoint_every=p.checkpoint_every,
+                   checkpoint=str(checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
                    on_eval=on_eval, eval_every=p.eval_every)
 
 # Rows logged again after a resume replace the ones logged before the crash (they are equal).
@@ -74,8 +79,8 @@ for table, path in ((metrics, snakemake.output.metrics), (curve, snakemake.outpu
     with io.atomic_path(path) as tmp:
         table.drop(columns="kind").to_csv(tmp, index=False)
 io.save_checkpoint(snakemake.output.model, state)
-for path in snakemake.output:
-    io.write_provenance(path, {"experiment": exp, name: p.hyper, "evaluate": p.evaluate}, seeds={"train": seed},
-                        device="cpu")
+io.write_job_provenance(snakemake, {"experiment": exp, name: cfg, "eval_every": p.eval_every, "evaluate": p.evaluate},
+                        seeds={"train": seed}, device="cpu")
 checkpoint.unlink(missing_ok=True)
+run_file.unlink(missing_ok=True)
 progress.unlink(missing_ok=True)

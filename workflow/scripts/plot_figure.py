@@ -1,4 +1,5 @@
-"""Draw a figure from its table: results/figures/<figN>_<what>.{pdf,png} by plots.<what>()."""
+"""Draw a figure from its table (the numbers it draws, already aggregated): results/figures/<figN>_<what>.{pdf,png}
+by plots.<what>()."""
 
 import pandas as pd
 
@@ -13,4 +14,4 @@ fig = draw(table, p["style"], f"{fig_cfg['paper']}: {fig_cfg['title']} ({p['scal
 for path in (snakemake.output.pdf, snakemake.output.png):
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=p["style"]["dpi"], bbox_inches="tight")
-    io.write_provenance(path, p, seeds=sorted(table.seed.unique().tolist()), device="cpu", inputs=[snakemake.input.table])
+io.write_job_provenance(snakemake, p, seeds=sorted(table.seed.dropna().astype(int).unique().tolist()), device="cpu")

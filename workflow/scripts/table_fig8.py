@@ -1,7 +1,9 @@
-"""The table behind fig8: every task's learning curve, one row per evaluation, with its split.
+"""The table behind fig8: the numbers it draws (``plots.offline_policy_curves_table``): every task's
+learning curve per seed and as the mean over seeds with its bootstrap interval, with the task's split,
+and the random policy's return per family.
 
 ``split`` says whether the task is one of the family's training tasks, test tasks or both
-(results/tasks/<family>/macaw/{train,test}.csv, next to the curves' results/data/).
+(results/tasks/<family>/macaw/{train,test}.csv, params.task_tables).
 ``random_return`` is the task's uniform random policy: the mean return of the episodes of its
 buffer's random warm-up (NaN when the warm-up is shorter than an episode).
 """
@@ -11,16 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from paper_repro import buffers, io
+from paper_repro import buffers, io, plots
 
 snakemake = globals()["snakemake"]
 
 
-def task_splits(root: Path, family: str) -> dict[int, str]:
+def task_splits(family: str) -> dict[int, str]:
     """task id -> "train", "test" or "train+test", from the family's MACAW task tables."""
     ids = {}
     for split in ("train", "test"):
-        path = root / "tasks" / family / "macaw" / f"{split}.csv"
+        path = Path(snakemake.params.task_tables[family][split])
         if not path.exists():
             raise FileNotFoundError(f"{path}: task table missing (needed to tell {family}'s test tasks apart)")
         ids[split] = set(pd.read_csv(path)["task_id"].astype(int))
@@ -35,9 +37,9 @@ for path, buffer in zip(snakemake.input.curves, snakemake.input.buffers, strict=
     m = re.search(r"^(.*?)data/([^/]+)/([^/]+)/seed(\d+)/task(\d+)\.curve\.csv$", path)
     if m is None:
         raise ValueError(f"{path}: expected .../data/<family>/<algo>/seed<s>/task<id>.curve.csv")
-    root, family, algo, seed, task = m.groups()
+    _, family, algo, seed, task = m.groups()
     if family not in splits:
-        splits[family] = task_splits(Path(root or "."), family)
+        splits[family] = task_splits(family)
     if int(task) not in splits[family]:
         raise ValueError(f"{path}: task {task} is in neither the train nor the test table of {family}")
     curve = pd.read_csv(path)
@@ -46,11 +48,11 @@ for path, buffer in zip(snakemake.input.curves, snakemake.input.buffers, strict=
     frames.append(curve.assign(family=family, algo=algo, seed=int(seed), task_id=int(task),
                                split=splits[family][int(task)],
                                random_return=warmup.mean() if len(warmup) else float("nan"), source=path))
-table = pd.concat(frames)[["family", "algo", "seed", "task_id", "split", "env_steps", "eval_return", "random_return",
-                           "source"]]
+curves = pd.concat(frames)
+stats = snakemake.params.stats
 
 out = snakemake.output[0]
 with io.atomic_path(out) as tmp:
-    table.to_csv(tmp, index=False)
-io.write_provenance(out, {"collect_algo": snakemake.params.collect_algo}, seeds=sorted(table.seed.unique().tolist()),
-                    device="cpu", runs=list(snakemake.input.curves))
+    plots.offline_policy_curves_table(curves, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+io.write_job_provenance(snakemake, {"collect_algo": snakemake.params.collect_algo, **stats},
+                        seeds=sorted(curves.seed.unique().tolist()), device="cpu", runs=list(snakemake.input.curves))

@@ -1,14 +1,17 @@
-"""The table behind a MIER figure: every row of the result files it aggregates, with each test task's
-parameters (e.g. its target velocity) joined on.
+"""The table behind a MIER figure: the numbers it draws (``plots.<what>_table``: each seed's mean over
+the test tasks and the mean over seeds with its bootstrap interval), from the result files with each
+test task's parameters (e.g. its target velocity) joined on.
 
-The files are evaluations after adaptation (results/eval/<experiment>/<method>/seed<s>.csv: Figs 3
-and 4) or evaluations during meta-training (results/runs/<experiment>/<algo>/seed<s>/curve.csv:
+The files are evaluations after adaptation (results/<scale>/eval/<experiment>/<method>/seed<s>.csv: Figs 3
+and 4) or evaluations during meta-training (results/<scale>/runs/<experiment>/<algo>/seed<s>/curve.csv:
 Fig. 2); both have one row per method, seed, test task, stage and step count.
 """
 
+from pathlib import Path
+
 import pandas as pd
 
-from paper_repro import io
+from paper_repro import io, plots
 
 snakemake = globals()["snakemake"]
 
@@ -24,7 +27,10 @@ tasks = pd.concat([pd.read_csv(path).assign(experiment=name) for name, path in s
 table = table.merge(tasks, on=["experiment", "task_id"], how="left", validate="many_to_one")
 
 out = snakemake.output[0]
+# results/tables/fig4_dynamics_extrapolation.csv -> plots.dynamics_extrapolation_table
+aggregate = getattr(plots, f"{Path(out).stem.split('_', 1)[1]}_table")
+stats = snakemake.params.stats
 with io.atomic_path(out) as tmp:
-    table.to_csv(tmp, index=False)
-io.write_provenance(out, {"results": len(snakemake.input.results)}, seeds=sorted(table.seed.unique().tolist()),
-                    device="cpu", runs=list(snakemake.input.results))
+    aggregate(table, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+io.write_job_provenance(snakemake, {"results": len(snakemake.input.results), **stats},
+                        seeds=sorted(table.seed.unique().tolist()), device="cpu", runs=list(snakemake.input.results))

@@ -12,6 +12,6 @@ tables = envs.task_table(family, protocol, seed=seed)
 for split, path in snakemake.output.items():
     with io.atomic_path(path) as tmp:
         tables[split].to_csv(tmp, index=False)
-    io.write_provenance(path, {"family": family, "protocol": protocol, "split": split, "task_seed": seed},
-                        seeds={"task_seed": seed}, device="cpu")
     logging.info("%s/%s/%s: %d tasks, columns %s", family, protocol, split, len(tables[split]), list(tables[split].columns)[:8])
+io.write_job_provenance(snakemake, {"family": family, "protocol": protocol, "task_seed": seed},
+                        seeds={"task_seed": seed}, device="cpu", splits={s: len(t) for s, t in tables.items()})

@@ -9,6 +9,7 @@ meta-batch with ``vmap``; the Fisher-vector products of TRPO differentiate throu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from paper_repro import io
+from paper_repro import io, rollout
+from paper_repro.buffers import ReplayBuffer
+from paper_repro.nets import gaussian_log_prob
 
 Params = dict[str, torch.Tensor]
 
@@ -77,8 +80,7 @@ class GaussianMLP(torch.nn.Module):
 
 def log_prob(policy: GaussianMLP, params: Params, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     mean, log_std = functional_call(policy, params, (obs,))
-    z = (act - mean) / log_std.exp()
-    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    return gaussian_log_prob((act - mean) / log_std.exp(), log_std)
 
 
 def gaussian_kl(policy: GaussianMLP, old: Params, new: Params, obs: torch.Tensor) -> torch.Tensor:
@@ -91,12 +93,13 @@ def gaussian_kl(policy: GaussianMLP, old: Params, new: Params, obs: torch.Tensor
 # --- trajectories and the linear feature baseline -----------------------------------
 
 
-class Batch(NamedTuple):
-    """K trajectories of one task (or [tasks, K, ...] stacked): padded to the horizon, ``mask`` marks real steps."""
+class Trajectories(NamedTuple):
+    """K trajectories of one task (or [tasks, K, ...] stacked): padded to the horizon, ``mask`` marks
+    real steps; ``adv`` holds the baseline's advantages."""
 
     obs: torch.Tensor
-    act: torch.Tensor
-    rew: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
     mask: torch.Tensor
     adv: torch.Tensor
 
@@ -131,51 +134,42 @@ def fit_baseline(obs: np.ndarray, returns: np.ndarray, mask: np.ndarray, reg: fl
     return (feats @ coef) * mask
 
 
-def rollout(policy: GaussianMLP, params: Params, envs: Sequence[gym.Env], horizon: int,
-            generator: torch.Generator) -> tuple[np.ndarray, ...]:
-    """One episode in each env, all stepped together with one policy forward; padded arrays [n, T, ...]."""
-    n = len(envs)
-    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
-    obs = np.zeros((n, horizon, obs_dim), np.float32)
-    act = np.zeros((n, horizon, act_dim), np.float32)
-    rew = np.zeros((n, horizon), np.float32)
-    mask = np.zeros((n, horizon), np.float32)
-    current = np.stack([env.reset()[0] for env in envs]).astype(np.float32)
-    alive = np.ones(n, bool)
+@torch.no_grad()
+def sample_trajectories(policy: GaussianMLP, params: Params, envs: Sequence[gym.Env], horizon: int,
+                        generator: torch.Generator) -> tuple[np.ndarray, ...]:
+    """One episode in each env (continuing its generator: no new seed), all stepped together with one
+    policy forward; actions sampled from the Gaussian, clipped to the env's box when stepping (the
+    trajectories keep the sampled ones). Padded arrays obs, action, reward, mask ``[n, T, ...]``."""
     low, high = envs[0].action_space.low, envs[0].action_space.high
-    for t in range(horizon):
-        with torch.no_grad():
-            mean, log_std = functional_call(policy, params, (torch.as_tensor(current),))
-            a = (mean + log_std.exp() * torch.randn(mean.shape, generator=generator)).numpy()
-        obs[:, t], act[:, t], mask[:, t] = current, a, alive
-        for i in np.flatnonzero(alive):
-            o, r, term, trunc, _ = envs[i].step(np.clip(a[i], low, high))
-            rew[i, t] = r
-            current[i] = o
-            alive[i] = not (term or trunc)
-        if not alive.any():
-            break
-    return obs, act, rew, mask
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        mean, log_std = functional_call(policy, params, (torch.as_tensor(obs),))
+        return (mean + log_std.exp() * torch.randn(mean.shape, generator=generator)).numpy()
+
+    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    buffers = [ReplayBuffer(horizon, obs_dim, act_dim) for _ in envs]
+    rollout.episodes(envs, act, horizon=horizon, into=buffers, env_action=lambda a: np.clip(a, low, high))
+    return rollout.padded(buffers, horizon)
 
 
-def make_batch(obs, act, rew, mask, cfg: Config) -> Batch:
-    returns = discounted_returns(rew, mask, cfg.gamma)
+def make_batch(obs, action, reward, mask, cfg: Config) -> Trajectories:
+    returns = discounted_returns(reward, mask, cfg.gamma)
     adv = returns - fit_baseline(obs, returns, mask, cfg.baseline_reg)
     valid = adv[mask > 0]
     adv = (adv - valid.mean()) / (valid.std() + 1e-8) * mask  # centred and scaled, as rllab's VPG/TRPO
-    return Batch(*(torch.as_tensor(x, dtype=torch.float32) for x in (obs, act, rew, mask, adv)))
+    return Trajectories(*(torch.as_tensor(x, dtype=torch.float32) for x in (obs, action, reward, mask, adv)))
 
 
 # --- losses -------------------------------------------------------------------------
 
 
-def pg_loss(policy: GaussianMLP, params: Params, batch: Batch) -> torch.Tensor:
+def pg_loss(policy: GaussianMLP, params: Params, batch: Trajectories) -> torch.Tensor:
     """REINFORCE with the baseline's advantages: -E[log π(a|s) A]."""
-    logp = log_prob(policy, params, batch.obs, batch.act)
+    logp = log_prob(policy, params, batch.obs, batch.action)
     return -(logp * batch.adv * batch.mask).sum() / batch.mask.sum()
 
 
-def adapt(policy: GaussianMLP, params: Params, batch: Batch, cfg: Config) -> Params:
+def adapt(policy: GaussianMLP, params: Params, batch: Trajectories, cfg: Config) -> Params:
     """The inner loop: ``inner_steps`` policy-gradient steps from ``params`` on one task's batch."""
     for _ in range(cfg.inner_steps):
         grads = grad(lambda p: pg_loss(policy, p, batch))(params)
@@ -183,21 +177,22 @@ def adapt(policy: GaussianMLP, params: Params, batch: Batch, cfg: Config) -> Par
     return params
 
 
-def adapt_tasks(policy: GaussianMLP, params: Params, batches: Batch, cfg: Config) -> Params:
+def adapt_tasks(policy: GaussianMLP, params: Params, batches: Trajectories, cfg: Config) -> Params:
     """``adapt`` for every task of a stacked batch at once (vmap over the task axis)."""
     return vmap(lambda b: adapt(policy, params, b, cfg))(batches)
 
 
-def surrogate(policy: GaussianMLP, params: Params, pre: Batch, post: Batch, old_logp: torch.Tensor,
+def surrogate(policy: GaussianMLP, params: Params, pre: Trajectories, post: Trajectories, old_logp: torch.Tensor,
               cfg: Config) -> torch.Tensor:
     """TRPO's objective through the inner step: -E_tasks E[π_θ'(a|s) / π_old(a|s) · A] on post-update data."""
     adapted = adapt_tasks(policy, params, pre, cfg)
-    logp = vmap(lambda p, b: log_prob(policy, p, b.obs, b.act))(adapted, post)
+    logp = vmap(lambda p, b: log_prob(policy, p, b.obs, b.action))(adapted, post)
     ratio = torch.exp(logp - old_logp)
     return -((ratio * post.adv * post.mask).sum((1, 2)) / post.mask.sum((1, 2))).mean()
 
 
-def mean_kl(policy: GaussianMLP, params: Params, old_adapted: Params, pre: Batch, post: Batch, cfg: Config) -> torch.Tensor:
+def mean_kl(policy: GaussianMLP, params: Params, old_adapted: Params, pre: Trajectories, post: Trajectories,
+            cfg: Config) -> torch.Tensor:
     adapted = adapt_tasks(policy, params, pre, cfg)
     kl = vmap(lambda o, n, b: gaussian_kl(policy, o, n, b.obs))(old_adapted, adapted, post)
     return ((kl * post.mask).sum((1, 2)) / post.mask.sum((1, 2))).mean()
@@ -236,13 +231,14 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
     return x
 
 
-def update(policy: GaussianMLP, params: Params, pre: Batch, post: Batch, cfg: Config) -> tuple[Params, dict[str, float]]:
+def update(policy: GaussianMLP, params: Params, pre: Trajectories, post: Trajectories,
+           cfg: Config) -> tuple[Params, dict[str, float]]:
     """One TRPO meta-update; returns the new meta-parameters and metrics."""
     params = {k: v.detach() for k, v in params.items()}
     with torch.no_grad():
         old_adapted = adapt_tasks(policy, params, pre, cfg)
     old_adapted = {k: v.detach() for k, v in old_adapted.items()}
-    old_logp = vmap(lambda p, b: log_prob(policy, p, b.obs, b.act))(old_adapted, post).detach()
+    old_logp = vmap(lambda p, b: log_prob(policy, p, b.obs, b.action))(old_adapted, post).detach()
 
     loss_before, g = torch.func.grad_and_value(lambda p: surrogate(policy, p, pre, post, old_logp, cfg))(params)[::-1]
     g = flat(g)
@@ -270,8 +266,8 @@ def update(policy: GaussianMLP, params: Params, pre: Batch, post: Batch, cfg: Co
 # --- the meta-training loop ---------------------------------------------------------
 
 
-def stack(batches: Sequence[Batch]) -> Batch:
-    return Batch(*(torch.stack(x) for x in zip(*batches)))
+def stack(batches: Sequence[Trajectories]) -> Trajectories:
+    return Trajectories(*(torch.stack(x) for x in zip(*batches)))
 
 
 def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config, *,
@@ -300,7 +296,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         gen.set_state(resumed["torch_rng"])
 
     def state() -> dict:
-        return {"params": params, "config": cfg, "obs_dim": obs_dim, "act_dim": act_dim}
+        return {"params": params, "config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim}
 
     for iteration in range(start, cfg.meta_iterations):
         if checkpoint and checkpoint_every and iteration > start and iteration % checkpoint_every == 0:
@@ -312,10 +308,10 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         for envs_of_task in task_envs:
             for env in envs_of_task:
                 env.reset(seed=int(rng.integers(2**31)))
-        pre = stack([make_batch(*rollout(policy, params, e, horizon, gen), cfg) for e in task_envs])
+        pre = stack([make_batch(*sample_trajectories(policy, params, e, horizon, gen), cfg) for e in task_envs])
         adapted = adapt_tasks(policy, params, pre, cfg)
-        post = stack([make_batch(*rollout(policy, {k: v[i] for k, v in adapted.items()}, e, horizon, gen), cfg)
-                      for i, e in enumerate(task_envs)])
+        post = stack([make_batch(*sample_trajectories(policy, {k: v[i] for k, v in adapted.items()}, e, horizon, gen),
+                                 cfg) for i, e in enumerate(task_envs)])
         # update
         params, metrics = update(policy, params, pre, post, cfg)
         if not all(math.isfinite(v) for v in metrics.values()):
@@ -323,7 +319,9 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         previous, env_steps = env_steps, env_steps + int(pre.mask.sum() + post.mask.sum())
         # the returns seen before and after adaptation
         log({"iteration": iteration, "env_steps": env_steps, **metrics,
-             "train/pre_return": float(pre.rew.sum(-1).mean()), "train/adapted_return": float(post.rew.sum(-1).mean())})
+             "train/pre_return": float(pre.reward.sum(-1).mean()),
+             "train/adapted_return": float(post.reward.sum(-1).mean())})
+        # evaluate: adaptation on the test tasks, whenever the env steps cross a multiple of eval_every
         if on_eval and eval_every and env_steps // eval_every > previous // eval_every and iteration < cfg.meta_iterations - 1:
             on_eval(state(), env_steps)
     if on_eval:
@@ -338,14 +336,14 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     "prior" is the return of the adaptation trajectories themselves (the meta-policy before its
     update); both stages sample actions from the Gaussian policy, as MAML is evaluated.
     """
-    cfg = state["config"]
+    cfg = Config(**state["config"])
     policy = GaussianMLP(state["obs_dim"], state["act_dim"], cfg.hidden, cfg.init_log_std)
     gen = torch.Generator().manual_seed(seed)
     envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
     for i, env in enumerate(envs):
         env.reset(seed=seed * 1000 + i)
-    pre = rollout(policy, state["params"], envs[:adapt_trajectories], horizon, gen)
+    pre = sample_trajectories(policy, state["params"], envs[:adapt_trajectories], horizon, gen)
     adapted = adapt(policy, state["params"], make_batch(*pre, cfg), cfg)
-    post = rollout(policy, adapted, envs[:eval_episodes], horizon, gen)
+    post = sample_trajectories(policy, adapted, envs[:eval_episodes], horizon, gen)
     return [{"stage": "prior", "steps": 0, "return": float(pre[2].sum(-1).mean())},
             {"stage": "adapted", "steps": 0, "return": float(post[2].sum(-1).mean())}]

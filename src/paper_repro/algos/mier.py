@@ -25,7 +25,6 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -33,8 +32,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from paper_repro import buffers, io, meta
+from paper_repro import io, meta, rollout
 from paper_repro.algos import sac
+from paper_repro.buffers import Batch, ReplayBuffer, concat, stack
 
 Params = dict[str, torch.Tensor]
 
@@ -150,17 +150,11 @@ class ContextModel(nn.Module):
         return mean, logvar
 
 
-class Batch(NamedTuple):
-    obs: torch.Tensor
-    act: torch.Tensor
-    rew: torch.Tensor  # (..., 1)
-    next_obs: torch.Tensor
-
-
 def targets(batch: Batch, cfg: Config) -> torch.Tensor:
+    """What the model predicts: (Δs, r), or r alone; ``[..., out_dim]``."""
     if cfg.predict_dynamics:
-        return torch.cat([batch.next_obs - batch.obs, batch.rew], -1)
-    return batch.rew
+        return torch.cat([batch.next_obs - batch.obs, batch.reward[..., None]], -1)
+    return batch.reward[..., None]
 
 
 # --- losses -------------------------------------------------------------------------
@@ -168,7 +162,7 @@ def targets(batch: Batch, cfg: Config) -> torch.Tensor:
 
 def nll(model: ContextModel, theta: Params, ctx: torch.Tensor, batch: Batch, cfg: Config) -> torch.Tensor:
     """Mean Gaussian negative log-likelihood of the batch (constant 0.5·log 2π dropped)."""
-    mean, logvar = functional_call(model, theta, (batch.obs, batch.act, ctx))
+    mean, logvar = functional_call(model, theta, (batch.obs, batch.action, ctx))
     err = (mean - targets(batch, cfg)) ** 2
     return 0.5 * (err * torch.exp(-logvar) + logvar).sum(-1).mean()
 
@@ -279,13 +273,13 @@ def init_agent(cfg: Config, gen: torch.Generator, obs_dim: int, act_dim: int, lo
     return agent
 
 
-def policy_batch(obs, act, rew, next_obs, term, ctx) -> buffers.Batch:
+def policy_batch(b: Batch, ctx: torch.Tensor) -> Batch:
     """A K=1 SAC batch [1, N, ...] from N transitions and their contexts [N, context_dim]."""
-    return buffers.Batch(torch.cat([obs, ctx], -1)[None], act[None], rew.reshape(1, -1),
-                         torch.cat([next_obs, ctx], -1)[None], term.reshape(1, -1))
+    return Batch(torch.cat([b.obs, ctx], -1)[None], b.action[None], b.reward.reshape(1, -1),
+                 torch.cat([b.next_obs, ctx], -1)[None], b.terminated.reshape(1, -1))
 
 
-def sac_update(agent: dict, b: buffers.Batch, gen: torch.Generator, cfg: Config, where: str) -> dict[str, float]:
+def sac_update(agent: dict, b: Batch, gen: torch.Generator, cfg: Config, where: str) -> dict[str, float]:
     def check(name, per_task):
         if not torch.isfinite(per_task).all():
             raise FloatingPointError(f"MIER SAC {name} is {per_task.tolist()} at {where}")
@@ -293,49 +287,27 @@ def sac_update(agent: dict, b: buffers.Batch, gen: torch.Generator, cfg: Config,
     return {k: float(v.mean()) for k, v in metrics.items()}
 
 
-@torch.no_grad()
-def act(agent: dict, gen: torch.Generator, obs: np.ndarray, ctx: torch.Tensor, deterministic: bool) -> np.ndarray:
-    """Actions [n, A] for observations [n, O] and contexts [n, context_dim] (one forward)."""
-    x = torch.cat([torch.as_tensor(obs, dtype=torch.float32), ctx], -1)[None]
-    return agent["actor"](x, [gen], deterministic)[0][0].numpy()
+def policy(agent: dict, gen: torch.Generator, ctx: torch.Tensor, deterministic: bool) -> rollout.Policy:
+    """The policy with context ``ctx`` ([context_dim], or one per env [n, context_dim]) as a
+    rollout callable: actions [n, A] for observations [n, O], one forward."""
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        x = torch.cat([torch.as_tensor(obs, dtype=torch.float32), ctx.expand(len(obs), -1)], -1)[None]
+        return agent["actor"](x, [gen], deterministic)[0][0].numpy()
+    return act
 
 
 # --- data ---------------------------------------------------------------------------
 
-FIELDS = ("obs", "act", "rew", "next_obs", "term")
 
-
-class TaskData:
-    """One training task's transitions, append-only (capacity doubles). ``prior`` marks those collected
-    with the prior context: the adaptation batches of the meta-update come from them, as at test time
-    (authors' code: pre_adapt_replay_buffer)."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.size = len(arrays["rew"])
-        self.data = {k: np.array(v) for k, v in arrays.items()}
-        self.prior_rows = np.flatnonzero(self.data["prior"])
-
-    def add(self, arrays: dict[str, np.ndarray], prior: bool) -> None:
-        n = len(arrays["rew"])
-        if self.size + n > len(self.data["rew"]):
-            cap = max(2 * len(self.data["rew"]), self.size + n)
-            self.data = {k: np.concatenate([v[: self.size], np.zeros((cap - self.size, *v.shape[1:]), v.dtype)])
-                         for k, v in self.data.items()}
-        for k in FIELDS:
-            self.data[k][self.size: self.size + n] = arrays[k]
-        self.data["prior"][self.size: self.size + n] = prior
-        if prior:
-            self.prior_rows = np.concatenate([self.prior_rows, np.arange(self.size, self.size + n)])
-        self.size += n
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: v[: self.size].copy() for k, v in self.data.items()}
-
-
-def empty_data(obs_dim: int, act_dim: int) -> TaskData:
-    return TaskData({"obs": np.zeros((0, obs_dim), np.float32), "act": np.zeros((0, act_dim), np.float32),
-                     "rew": np.zeros(0, np.float32), "next_obs": np.zeros((0, obs_dim), np.float32),
-                     "term": np.zeros(0, np.float32), "prior": np.zeros(0, bool)})
+def collect(agent: dict, gen: torch.Generator, envs: Sequence[gym.Env], ctx: torch.Tensor, steps: int,
+            seeds: Sequence[int]) -> list[ReplayBuffer]:
+    """``steps`` env steps in each env (reset with ``seeds``, episodes restart as they end), all envs
+    stepped together with one policy forward; ctx [context_dim] or [n, context_dim]. One buffer per env."""
+    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    out = [ReplayBuffer(steps, obs_dim, act_dim) for _ in envs]
+    rollout.transitions(envs, policy(agent, gen, ctx, deterministic=False), steps, seeds, out)
+    return out
 
 
 def disjoint_rows(rng: np.random.Generator, size: int, taken: np.ndarray, n: int) -> np.ndarray:
@@ -346,60 +318,17 @@ def disjoint_rows(rng: np.random.Generator, size: int, taken: np.ndarray, n: int
     return raw + np.searchsorted(gaps, raw, side="right")
 
 
-def to_batch(d: dict[str, np.ndarray], rows) -> tuple[Batch, torch.Tensor]:
-    t = {k: torch.as_tensor(d[k][rows]) for k in FIELDS}
-    return Batch(t["obs"], t["act"], t["rew"][..., None], t["next_obs"]), t["term"]
-
-
-def sample_meta_batch(data: Sequence[TaskData], tasks, n: int, rng: np.random.Generator):
-    """Disjoint adaptation (prior-context data) and evaluation batches for every task, stacked [tasks, n, ...]."""
-    adapt, evaluate, term = [], [], []
+def sample_meta_batch(data: Sequence[ReplayBuffer], tasks, n: int, rng: np.random.Generator) -> tuple[Batch, Batch]:
+    """Disjoint adaptation and evaluation batches for every task, tensors [tasks, n, ...]. Adaptation rows are
+    those tagged ``prior``, collected with the prior context, as the test task's adaptation data is
+    (authors' code: pre_adapt_replay_buffer)."""
+    adapt, evaluate = [], []
     for t in tasks:
-        d = data[t]
-        a = d.prior_rows[rng.integers(0, len(d.prior_rows), n)]
-        e = disjoint_rows(rng, d.size, a, n)
-        adapt.append(to_batch(d.data, a)[0])
-        b, tm = to_batch(d.data, e)
-        evaluate.append(b)
-        term.append(tm)
-    stack = lambda bs: Batch(*(torch.stack(x) for x in zip(*bs)))  # noqa: E731
-    return stack(adapt), stack(evaluate), torch.stack(term)
-
-
-def collect(agent: dict, gen: torch.Generator, envs: Sequence[gym.Env], ctx: torch.Tensor, steps: int,
-            seeds: Sequence[int]) -> list[dict[str, np.ndarray]]:
-    """``steps`` env steps in each env (reset with ``seeds``, episodes restart as they end), all envs
-    stepped together with one policy forward; ctx [n, context_dim]. One dict of arrays per env."""
-    n = len(envs)
-    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
-    out = [{k: [] for k in FIELDS} for _ in range(n)]
-    for _ in range(steps):
-        a = act(agent, gen, obs, ctx, deterministic=False)
-        for i, env in enumerate(envs):
-            o2, r, term, trunc, _ = env.step(a[i])
-            for k, v in zip(FIELDS, (obs[i].copy(), a[i], r, o2, float(term))):
-                out[i][k].append(v)
-            obs[i] = env.reset()[0] if term or trunc else o2
-    return [{k: np.asarray(v, np.float32) for k, v in o.items()} for o in out]
-
-
-def run_episodes(agent: dict, gen: torch.Generator, envs: Sequence[gym.Env], ctx: torch.Tensor, horizon: int,
-                 seeds: Sequence[int], deterministic: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One episode per env, stepped together; all their transitions and each episode's return."""
-    n = len(envs)
-    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
-    out, returns, alive = {k: [] for k in FIELDS}, np.zeros(n), np.ones(n, bool)
-    for _ in range(horizon):
-        a = act(agent, gen, obs, ctx.expand(n, -1), deterministic)
-        for i in np.flatnonzero(alive):
-            o2, r, term, trunc, _ = envs[i].step(a[i])
-            for k, v in zip(FIELDS, (obs[i].copy(), a[i], r, o2, float(term))):
-                out[k].append(v)
-            returns[i] += r
-            obs[i], alive[i] = o2, not (term or trunc)
-        if not alive.any():
-            break
-    return {k: np.asarray(v, np.float32) for k, v in out.items()}, returns
+        prior_rows = data[t].prior_rows()
+        rows = prior_rows[rng.integers(0, len(prior_rows), n)]
+        adapt.append(data[t].batch(rows))
+        evaluate.append(data[t].batch(disjoint_rows(rng, data[t].size, rows, n)))
+    return stack(adapt).tensors(), stack(evaluate).tensors()
 
 
 # --- Algorithm 1: meta-training -----------------------------------------------------
@@ -446,14 +375,16 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     model, params, gen, agent = _build(cfg, obs_dim, act_dim, space.low, space.high, seed)
     model_opt = torch.optim.Adam(params.values(), lr=cfg.model_lr)
     rng = np.random.default_rng(seed)
-    data = [empty_data(obs_dim, act_dim) for _ in train_tasks]
+    data = [ReplayBuffer(0, obs_dim, act_dim, grow=True) for _ in train_tasks]  # every task's transitions
     start, env_steps, eval_mark, evaluated_at = 0, 0, 0, -1
 
-    def export() -> dict:
+    def export() -> dict:  # tensors, numbers, strings, lists and dicts only (see io.load_checkpoint)
         return {"config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim,
-                "act_low": space.low.copy(), "act_high": space.high.copy(),
+                "act_low": space.low.tolist(), "act_high": space.high.tolist(),
                 "model": {k: v.detach().clone() for k, v in params.items()}, **_agent_state(agent, False),
-                "buffers": [d.arrays() for d in data], "train_tasks": [dict(t) for t in train_tasks]}
+                "buffers": [d.tensors() for d in data],
+                "train_tasks": [{k: v.item() if isinstance(v, np.generic) else v for k, v in t.items()}
+                                for t in train_tasks]}
 
     ck = io.load_checkpoint(checkpoint) if checkpoint else None
     if ck is not None:
@@ -462,17 +393,17 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
                 params[k].copy_(v)
         model_opt.load_state_dict(ck["model_opt"])
         _load_agent(agent, ck["agent"])
-        data = [TaskData(a) for a in ck["buffers"]]
+        for d, arrays in zip(data, ck["buffers"]):
+            d.load_arrays(arrays)
         rng.bit_generator.state, start = ck["numpy_rng"], ck["epoch"]
         gen.set_state(ck["torch_gen"])
         torch.set_rng_state(ck["torch_rng"])
         env_steps, eval_mark = ck["env_steps"], ck["eval_mark"]
     else:  # initial data with the prior context (authors' code: initial exploration)
-        prior = params["context"].detach().expand(len(envs), -1)
         for _ in range(cfg.initial_repeats):
-            for d, arrays in zip(data, collect(agent, gen, envs, prior, cfg.steps_prior,
-                                               rng.integers(2**31, size=len(envs)))):
-                d.add(arrays, prior=True)
+            for d, b in zip(data, collect(agent, gen, envs, params["context"].detach(), cfg.steps_prior,
+                                          rng.integers(2**31, size=len(envs)))):
+                d.extend(b.arrays(), prior=True)
             env_steps += len(envs) * cfg.steps_prior
 
     theta_keys = [k for k in params if k != "context"]
@@ -480,40 +411,37 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         if checkpoint and checkpoint_every and epoch > start and epoch % checkpoint_every == 0:
             io.save_checkpoint(checkpoint, {
                 "model": {k: v.detach().clone() for k, v in params.items()}, "model_opt": model_opt.state_dict(),
-                "agent": _agent_state(agent, True), "buffers": [d.arrays() for d in data],
+                "agent": _agent_state(agent, True), "buffers": [d.tensors() for d in data],
                 "numpy_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "env_steps": env_steps, "eval_mark": eval_mark})
-        # data: prior context, then the context adapted on that data, for each sampled task
+        # collect: prior context, then the context adapted on that data, for each sampled task
         tasks = rng.choice(len(train_tasks), cfg.tasks_per_epoch, replace=len(train_tasks) < cfg.tasks_per_epoch)
         task_envs = [make_env(train_tasks[t]) for t in tasks]
-        prior = params["context"].detach().expand(len(tasks), -1)
+        prior = params["context"].detach()
         pre = collect(agent, gen, task_envs, prior, cfg.steps_prior, rng.integers(2**31, size=len(tasks)))
-        pre_batch = Batch(*(torch.as_tensor(np.stack([p[k] for p in pre])) for k in ("obs", "act")),
-                          torch.as_tensor(np.stack([p["rew"] for p in pre]))[..., None],
-                          torch.as_tensor(np.stack([p["next_obs"] for p in pre])))
         theta = {k: params[k].detach() for k in theta_keys}
-        adapted = adapt_contexts(model, theta, params["context"].detach(), pre_batch, cfg).detach()
+        adapted = adapt_contexts(model, theta, prior, stack([p.batch() for p in pre]).tensors(), cfg).detach()
         post = collect(agent, gen, task_envs, adapted, cfg.steps_adapted, rng.integers(2**31, size=len(tasks)))
         for t, p, q in zip(tasks, pre, post):
-            data[t].add(p, prior=True)
-            data[t].add(q, prior=False)
+            data[t].extend(p.arrays(), prior=True)
+            data[t].extend(q.arrays())
         env_steps += len(tasks) * (cfg.steps_prior + cfg.steps_adapted)
-        # N_model model meta-updates and N_policy SAC updates, interleaved on the same meta-batches
+        # update: N_model model meta-updates and N_policy SAC updates, interleaved on the same meta-batches
         sums: dict[str, float] = {}
         for step in range(cfg.train_steps):
             batch_tasks = rng.choice(len(train_tasks), cfg.meta_batch, replace=len(train_tasks) < cfg.meta_batch)
-            a, e, term = sample_meta_batch(data, batch_tasks, cfg.adapt_batch, rng)
+            a, e = sample_meta_batch(data, batch_tasks, cfg.adapt_batch, rng)
             m, ctx = model_update(model, params, model_opt, a, e, cfg, step=step, epoch=epoch)
             ctx = ctx[:, None].expand(-1, cfg.adapt_batch, -1).reshape(-1, cfg.context_dim)
-            flat = [x.reshape(-1, x.shape[-1]) for x in e]
-            m.update(sac_update(agent, policy_batch(flat[0], flat[1], flat[2], flat[3], term.reshape(-1), ctx),
-                                gen, cfg, f"epoch {epoch}, step {step}"))
+            flat = Batch(*(x.flatten(0, 1) for x in e))  # the SAC batch: every task's evaluation batch
+            m.update(sac_update(agent, policy_batch(flat, ctx), gen, cfg, f"epoch {epoch}, step {step}"))
             for k, v in m.items():
                 sums[k] = sums.get(k, 0.0) + v
         log({"iteration": epoch, "env_steps": env_steps,
-             "collect/reward_prior": float(np.mean([p["rew"].mean() for p in pre])),
-             "collect/reward_adapted": float(np.mean([q["rew"].mean() for q in post])),
+             "collect/reward_prior": float(np.mean([p.arrays()["reward"].mean() for p in pre])),
+             "collect/reward_adapted": float(np.mean([q.arrays()["reward"].mean() for q in post])),
              **{k: v / max(cfg.train_steps, 1) for k, v in sums.items()}})
+        # evaluate: adaptation on the test tasks, whenever the env steps cross a multiple of eval_every
         if on_eval and eval_every and env_steps // eval_every > eval_mark:
             eval_mark, evaluated_at = env_steps // eval_every, env_steps
             on_eval(export(), env_steps)
@@ -528,7 +456,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
 
 @torch.no_grad()
 def relabel_batch(model: ContextModel, theta: Params, ctx: torch.Tensor, agent: dict, gen: torch.Generator,
-            batch: Batch, term: torch.Tensor, cfg: Config) -> tuple[Batch, torch.Tensor]:
+                  batch: Batch, cfg: Config) -> Batch:
     """Relabel(D, θ, φ_T) (Sec. 4.3): actions resampled from the current policy, next state and
     reward sampled from the adapted model; model transitions are non-terminal (the families with
     a dynamics model never terminate).
@@ -537,26 +465,47 @@ def relabel_batch(model: ContextModel, theta: Params, ctx: torch.Tensor, agent: 
     so there the buffer's action and next state are kept and only the reward is sampled from the
     model. For reward-only families the dynamics are shared across tasks, so these are real
     transitions of the test task (the authors' ``off_policy_relabelling`` path)."""
-    obs, act_, next_obs = batch.obs, batch.act, batch.next_obs
+    obs, act_ = batch.obs, batch.action
     c = ctx.expand(obs.shape[0], -1)
     if cfg.predict_dynamics:
         act_, _ = agent["actor"](torch.cat([obs, c], -1)[None], [gen])
         act_ = act_[0]
     mean, logvar = functional_call(model, theta, (obs, act_, c))
     noise = torch.randn(mean.shape, generator=gen)
-    sample = mean + (0.5 * logvar).exp() * noise
+    sample = mean + (0.5 * logvar).exp() * noise  # the reward last
     if cfg.predict_dynamics:
-        return Batch(obs, act_, sample[:, -1:], obs + sample[:, :-1]), torch.zeros_like(term)
-    return Batch(obs, act_, sample, next_obs), term
+        return Batch(obs, act_, sample[:, -1], obs + sample[:, :-1], torch.zeros_like(batch.terminated))
+    return batch._replace(reward=sample[:, -1])
 
 
-def sample_training_data(buffers_: Sequence[dict[str, np.ndarray]], n: int, rng: np.random.Generator
-                         ) -> tuple[Batch, torch.Tensor]:
+def sample_training_data(data: Sequence[ReplayBuffer], n: int, rng: np.random.Generator) -> Batch:
     """n transitions drawn uniformly over the meta-training tasks, then uniformly within the task."""
-    tasks = rng.integers(0, len(buffers_), n)
-    rows = (rng.random(n) * np.array([len(b["rew"]) for b in buffers_])[tasks]).astype(np.int64)
-    parts = [to_batch(buffers_[t], rows[tasks == t]) for t in np.unique(tasks)]
-    return Batch(*(torch.cat(x) for x in zip(*(p[0] for p in parts)))), torch.cat([p[1] for p in parts])
+    tasks = rng.integers(0, len(data), n)
+    rows = (rng.random(n) * np.array([d.size for d in data])[tasks]).astype(np.int64)
+    return concat([data[t].batch(rows[tasks == t]) for t in np.unique(tasks)]).tensors()
+
+
+@torch.no_grad()
+def diagnostics(model: ContextModel, thetas: dict[str, Params], ctx: torch.Tensor, agent: dict,
+                episodes: Sequence[ReplayBuffer], cfg: Config) -> dict[str, float]:
+    """What tells a policy exploiting an inaccurate model from a bug, on the evaluation episodes of the
+    adapted policy (one buffer each): the model's reward and state-change RMSE on those transitions, per
+    model in ``thetas`` (e.g. before and after test-time fine-tuning), their mean real reward, and the
+    critic's Q(s₀, π(s₀)) (min of the twin critics) against the realised discounted return."""
+    b = concat([e.batch() for e in episodes]).tensors()
+    c = ctx.expand(len(b.obs), -1)
+    out = {"diag/eval_reward_mean": float(b.reward.mean())}
+    for name, theta in thetas.items():
+        mean, _ = functional_call(model, theta, (b.obs, b.action, c))
+        out[f"diag/model_reward_rmse_{name}"] = float((mean[:, -1] - b.reward).pow(2).mean().sqrt())
+        if cfg.predict_dynamics:
+            out[f"diag/model_state_rmse_{name}"] = float((mean[:, :-1] - (b.next_obs - b.obs)).pow(2).mean().sqrt())
+    s0 = torch.cat([torch.as_tensor(np.stack([e.data["obs"][0] for e in episodes])), ctx.expand(len(episodes), -1)], -1)
+    a0, _ = agent["actor"](s0[None], None, True)
+    out["diag/q_s0"] = float(agent["critic"](s0[None], a0).min(1).values.mean())
+    out["diag/discounted_return"] = float(np.mean([
+        (e.arrays()["reward"].astype(np.float64) * cfg.gamma ** np.arange(e.size)).sum() for e in episodes]))
+    return out
 
 
 def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *, adapt_trajectories: int,
@@ -566,10 +515,16 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     ``relabel_steps``, counted in SAC updates after adaptation; the default (0,) is context adaptation
     only, the in-distribution protocol of Fig. 2; the workflow passes Fig. 4's schedule). ``relabel=False`` is the ablation of
     Sec. 5.2.2: SAC on the test task's adaptation data only. ``model_steps`` (the model fine-tuning
-    steps on the test task before relabelling) defaults to ``Config.test_model_steps``. ``state`` is not modified."""
+    steps on the test task before relabelling) defaults to ``Config.test_model_steps``. ``state`` is not modified.
+
+    Where the policy is trained after adaptation (a relabelling step beyond 0), each adapted row also
+    carries :func:`diagnostics` (model errors of the meta-trained and the fine-tuned model,
+    ``diag/*``) and ``diag/relabelled_reward_mean``, the mean relabelled reward of the SAC batches since
+    the previous evaluation (NaN without relabelling). They draw no random numbers: the returns are
+    the same with or without them."""
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
-    model, params, gen, agent = _build(cfg, state["obs_dim"], state["act_dim"], state["act_low"],
-                                       state["act_high"], seed)
+    model, params, gen, agent = _build(cfg, state["obs_dim"], state["act_dim"], np.float32(state["act_low"]),
+                                       np.float32(state["act_high"]), seed)
     with torch.no_grad():
         for k, v in state["model"].items():
             params[k].copy_(v)
@@ -580,31 +535,44 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
     eval_seeds = [seed * 1000 + 500 + i for i in range(eval_episodes)]
 
-    def evaluate(ctx: torch.Tensor) -> float:
-        return float(run_episodes(agent, gen, envs[:eval_episodes], ctx, horizon, eval_seeds, True)[1].mean())
+    def evaluate(ctx: torch.Tensor, models: dict[str, Params] | None = None) -> dict[str, float]:
+        episodes = [ReplayBuffer(0, state["obs_dim"], state["act_dim"], grow=True) for _ in eval_seeds]
+        returns = rollout.episodes(envs[:eval_episodes], policy(agent, gen, ctx, True), eval_seeds, horizon,
+                                   into=episodes)
+        return {"return": float(returns.mean()),
+                **(diagnostics(model, models, ctx, agent, episodes, cfg) if models else {})}
 
-    own, _ = run_episodes(agent, gen, envs[:adapt_trajectories], prior, horizon,
-                          [seed * 1000 + i for i in range(adapt_trajectories)], deterministic=False)
-    own_batch, own_term = to_batch(own, slice(None))
-    rows = [{"stage": "prior", "steps": 0, "return": evaluate(prior)}]
+    own = ReplayBuffer(0, state["obs_dim"], state["act_dim"], grow=True)  # the adaptation trajectories
+    rollout.episodes(envs[:adapt_trajectories], policy(agent, gen, prior, False),
+                     [seed * 1000 + i for i in range(adapt_trajectories)], horizon, into=own)
+    own_batch = own.batch().tensors()
+    rows = [{"stage": "prior", "steps": 0, **evaluate(prior)}]
     ctx = adapt_context(model, theta, prior, own_batch, cfg).detach()
     schedule = sorted(set(relabel_steps))
+    models = {"meta": theta} if schedule[-1] > 0 else None  # diagnostics where the policy trains on
     if relabel and schedule[-1] > 0:  # only relabelling reads the fine-tuned model
         theta = finetune_model(model, theta, ctx, own_batch, cfg,
                                cfg.test_model_steps if model_steps is None else model_steps, rng)
+        models["finetuned"] = theta
+    relabelled_rewards: list[torch.Tensor] = []
     n_own = max(1, round(cfg.real_ratio * cfg.test_batch)) if relabel else cfg.test_batch
+    training = [ReplayBuffer.from_arrays(b) for b in state["buffers"]]  # no copy
     for step in range(schedule[-1] + 1):
         if step in schedule:
-            rows.append({"stage": "adapted", "steps": step, "return": evaluate(ctx)})
+            row = {"stage": "adapted", "steps": step, **evaluate(ctx, models)}
+            if models:
+                row["diag/relabelled_reward_mean"] = (float(torch.cat(relabelled_rewards).mean())
+                                                      if relabelled_rewards else float("nan"))
+                relabelled_rewards.clear()
+            rows.append(row)
         if step == schedule[-1]:
             break
-        idx = rng.integers(0, len(own["rew"]), n_own)
-        parts = [(Batch(*(x[idx] for x in own_batch)), own_term[idx])]
+        idx = rng.integers(0, own.size, n_own)
+        b = Batch(*(x[idx] for x in own_batch))
         if relabel:
-            b, term = sample_training_data(state["buffers"], cfg.test_batch - n_own, rng)
-            parts.append(relabel_batch(model, theta, ctx, agent, gen, b, term, cfg))
-        b = Batch(*(torch.cat(x) for x in zip(*(p[0] for p in parts))))
-        term = torch.cat([p[1] for p in parts])
-        c = ctx.expand(b.obs.shape[0], -1)
-        sac_update(agent, policy_batch(b.obs, b.act, b.rew, b.next_obs, term, c), gen, cfg, f"test-time step {step}")
+            relabelled = relabel_batch(model, theta, ctx, agent, gen,
+                                       sample_training_data(training, cfg.test_batch - n_own, rng), cfg)
+            b = concat([b, relabelled])
+            relabelled_rewards.append(relabelled.reward)
+        sac_update(agent, policy_batch(b, ctx.expand(b.obs.shape[0], -1)), gen, cfg, f"test-time step {step}")
     return rows

@@ -22,6 +22,7 @@ evaluated with the posterior mean of all adaptation context.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from paper_repro import io
+from paper_repro import io, rollout
+from paper_repro.buffers import Batch, ReplayBuffer, sample
+from paper_repro.nets import polyak, tanh_gaussian_log_prob
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Clamp of the policy's log standard deviation (oyster ``rlkit/torch/sac/policies.py``)."""
@@ -168,11 +171,8 @@ def policy_forward(nets: Nets, obs: torch.Tensor, z: torch.Tensor, eps: torch.Te
     log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
     if eps is None:
         return torch.tanh(mean), mean, log_std, None
-    u = mean + log_std.exp() * eps
-    a = torch.tanh(u)
-    logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    logp = logp - torch.log(1 - a.pow(2) + 1e-6).sum(-1)  # oyster's TanhNormal epsilon
-    return a, mean, log_std, logp
+    a = torch.tanh(mean + log_std.exp() * eps)
+    return a, mean, log_std, tanh_gaussian_log_prob(eps, log_std, a)  # oyster's TanhNormal epsilon, 1e-6
 
 
 def expand_z(z: torch.Tensor, n: int) -> torch.Tensor:
@@ -183,7 +183,7 @@ def expand_z(z: torch.Tensor, n: int) -> torch.Tensor:
 # --- losses (oyster ``sac.py`` ``_take_step``), batched over tasks -------------------
 
 
-def critic_losses(nets: Nets, context: torch.Tensor, b: dict, eps_z: torch.Tensor, cfg: Config):
+def critic_losses(nets: Nets, context: torch.Tensor, b: Batch, eps_z: torch.Tensor, cfg: Config):
     """Bellman loss of both Q networks (gradient reaches the encoder through z) and β·KL.
 
     Q targets use the target value network: r·reward_scale + γ(1 - terminated)·V̄(s', z). Both
@@ -192,26 +192,26 @@ def critic_losses(nets: Nets, context: torch.Tensor, b: dict, eps_z: torch.Tenso
     """
     mu, var = posterior(nets, context)
     z = mu + var.sqrt() * eps_z
-    zb = expand_z(z, b["obs"].shape[1])
-    q1 = nets.qf1(torch.cat([b["obs"], b["action"], zb], -1)).squeeze(-1)
-    q2 = nets.qf2(torch.cat([b["obs"], b["action"], zb], -1)).squeeze(-1)
+    zb = expand_z(z, b.obs.shape[1])
+    q1 = nets.qf1(torch.cat([b.obs, b.action, zb], -1)).squeeze(-1)
+    q2 = nets.qf2(torch.cat([b.obs, b.action, zb], -1)).squeeze(-1)
     with torch.no_grad():
-        target_v = nets.target_vf(torch.cat([b["next_obs"], zb], -1)).squeeze(-1)
-        q_target = cfg.reward_scale * b["reward"] + (1 - b["terminated"]) * cfg.discount * target_v
+        target_v = nets.target_vf(torch.cat([b.next_obs, zb], -1)).squeeze(-1)
+        q_target = cfg.reward_scale * b.reward + (1 - b.terminated) * cfg.discount * target_v
     qf_loss = (q1 - q_target).pow(2).mean() + (q2 - q_target).pow(2).mean()
     kl_loss = cfg.kl_lambda * kl_to_prior(mu, var).sum()
     return qf_loss, kl_loss, z.detach(), mu.detach(), var.detach()
 
 
-def actor_value_losses(nets: Nets, b: dict, z: torch.Tensor, eps_a: torch.Tensor, cfg: Config):
+def actor_value_losses(nets: Nets, b: Batch, z: torch.Tensor, eps_a: torch.Tensor, cfg: Config):
     """Value loss (target min Q(s, ã) - log π(ã|s), ã ~ π) and the policy loss
     E[log π(ã|s) - min Q(s, ã)] + mean/log-std regularisers. z arrives detached: neither loss trains
     the encoder. Returns (vf_loss, policy_loss, mean log π)."""
-    zb = expand_z(z, b["obs"].shape[1])
-    a, mean, log_std, logp = policy_forward(nets, b["obs"], zb, eps_a)
-    q_in = torch.cat([b["obs"], a, zb], -1)
+    zb = expand_z(z, b.obs.shape[1])
+    a, mean, log_std, logp = policy_forward(nets, b.obs, zb, eps_a)
+    q_in = torch.cat([b.obs, a, zb], -1)
     min_q = torch.min(nets.qf1(q_in), nets.qf2(q_in)).squeeze(-1)
-    v_pred = nets.vf(torch.cat([b["obs"], zb], -1)).squeeze(-1)
+    v_pred = nets.vf(torch.cat([b.obs, zb], -1)).squeeze(-1)
     vf_loss = (v_pred - (min_q - logp).detach()).pow(2).mean()
     policy_loss = (logp - min_q).mean() + cfg.policy_mean_reg_weight * mean.pow(2).mean() \
         + cfg.policy_std_reg_weight * log_std.pow(2).mean()
@@ -228,14 +228,14 @@ def make_optimizers(nets: Nets, cfg: Config) -> dict[str, torch.optim.Optimizer]
     }
 
 
-def update(nets: Nets, opts: dict, context: torch.Tensor, b: dict, gen: torch.Generator, cfg: Config,
+def update(nets: Nets, opts: dict, context: torch.Tensor, b: Batch, gen: torch.Generator, cfg: Config,
            iteration: int) -> dict[str, torch.Tensor]:
     """One gradient step on a meta-batch, in oyster's order: encoder + Q step, then value and policy
     steps (with the updated Q), then the target value network."""
-    t, n = b["obs"].shape[:2]
-    dtype = b["obs"].dtype
+    t, n = b.obs.shape[:2]
+    dtype = b.obs.dtype
     eps_z = torch.randn(t, nets.latent_dim, generator=gen, dtype=dtype)
-    eps_a = torch.randn(t, n, b["action"].shape[-1], generator=gen, dtype=dtype)
+    eps_a = torch.randn(t, n, b.action.shape[-1], generator=gen, dtype=dtype)
     qf_loss, kl_loss, z, mu, var = critic_losses(nets, context, b, eps_z, cfg)
     check(iteration, qf_loss=qf_loss, kl_loss=kl_loss)
     opts["qf"].zero_grad(set_to_none=True)
@@ -256,7 +256,7 @@ def update(nets: Nets, opts: dict, context: torch.Tensor, b: dict, gen: torch.Ge
     (vf_loss + policy_loss).backward()  # disjoint parameters: the same as two backward passes
     opts["vf"].step()
     opts["policy"].step()
-    torch._foreach_lerp_(list(nets.target_vf.parameters()), list(nets.vf.parameters()), cfg.soft_target_tau)
+    polyak(nets.target_vf, nets.vf, cfg.soft_target_tau)
     return {"train/qf_loss": qf_loss.detach(), "train/kl_loss": kl_loss.detach(), "train/vf_loss": vf_loss.detach(),
             "train/policy_loss": policy_loss.detach(), "train/log_pi": logp,
             "train/z_mean_abs": mu.abs().mean(), "train/z_var": var.mean()}
@@ -269,83 +269,33 @@ def check(iteration: int, **losses: torch.Tensor) -> None:
             raise FloatingPointError(f"PEARL: {name} is {value.item()} at iteration {iteration}")
 
 
-# --- replay buffers -----------------------------------------------------------------
+# --- data: replay buffers (paper_repro.buffers) and episodes ------------------------
 
 
-FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
-
-
-class TaskBuffer:
-    """One task's transitions; grows as needed (oyster's per-task capacity of 1e6 is never reached:
-    a task receives ≈ 2000 + iterations·num_tasks_sample·1000/tasks transitions)."""
-
-    def __init__(self, obs_dim: int, act_dim: int):
-        self.size = 0
-        self.data = {"obs": np.zeros((0, obs_dim), np.float32), "action": np.zeros((0, act_dim), np.float32),
-                     "reward": np.zeros(0, np.float32), "next_obs": np.zeros((0, obs_dim), np.float32),
-                     "terminated": np.zeros(0, np.float32)}
-
-    def add(self, path: dict[str, np.ndarray]) -> None:
-        n = len(path["reward"])
-        if self.size + n > len(self.data["reward"]):
-            capacity = max(2 * len(self.data["reward"]), self.size + n)
-            for k, v in self.data.items():
-                grown = np.zeros((capacity, *v.shape[1:]), v.dtype)
-                grown[: self.size] = v[: self.size]
-                self.data[k] = grown
-        for k in FIELDS:
-            self.data[k][self.size: self.size + n] = path[k]
-        self.size += n
-
-    def clear(self) -> None:
-        self.size = 0
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: v[: self.size].copy() for k, v in self.data.items()}
-
-    def load(self, arrays: dict[str, np.ndarray]) -> None:
-        self.data = {k: v.copy() for k, v in arrays.items()}
-        self.size = len(arrays["reward"])
-
-
-def sample(buffers: Sequence[TaskBuffer], tasks: Sequence[int], n: int, rng: np.random.Generator) -> dict:
-    """Uniform transitions (with replacement) of each listed task: tensors ``[len(tasks), n, ...]``."""
-    rows = [(buffers[i], rng.integers(0, buffers[i].size, n)) for i in tasks]
-    return {k: torch.from_numpy(np.stack([buf.data[k][idx] for buf, idx in rows])) for k in FIELDS}
-
-
-def context_of(b: dict, cfg: Config) -> torch.Tensor:
+def context_of(b: Batch, cfg: Config) -> torch.Tensor:
     """(s, a, r[, s']) concatenated: ``[T, C, ctx_dim]``; raw (unscaled) rewards, as oyster."""
-    parts = [b["obs"], b["action"], b["reward"][..., None]]
+    parts = [b.obs, b.action, b.reward[..., None]]
     if cfg.use_next_obs_in_context:
-        parts.append(b["next_obs"])
+        parts.append(b.next_obs)
     return torch.cat(parts, -1)
 
 
-# --- rollouts -----------------------------------------------------------------------
-
-
 @torch.no_grad()
-def rollout(nets: Nets, env: gym.Env, z: torch.Tensor, horizon: int, env_seed: int,
-            gen: torch.Generator | None) -> dict[str, np.ndarray]:
-    """One episode with a fixed z ``[D]``; stochastic actions from ``gen``, or tanh(mean) when
-    ``gen`` is None. Actions are stored in [-1, 1] and rescaled to the env's box (rlkit's
-    NormalizedBoxEnv). Never bootstraps through a time limit: ``terminated`` only."""
+def episode(nets: Nets, env: gym.Env, z: torch.Tensor, horizon: int, env_seed: int, gen: torch.Generator | None,
+            into: ReplayBuffer | None = None) -> float:
+    """One episode with a fixed z ``[D]``, its transitions into ``into``; returns its return.
+    Stochastic actions from ``gen``, or tanh(mean) when ``gen`` is None. Actions are stored in
+    [-1, 1] and rescaled to the env's box (rlkit's NormalizedBoxEnv). A time limit is not a
+    termination: the Bellman target stops at ``terminated`` only."""
     low, high = env.action_space.low, env.action_space.high
-    obs, _ = env.reset(seed=env_seed)
-    path = {k: [] for k in FIELDS}
     zt = z.reshape(1, -1).float()
-    for _ in range(horizon):
-        o = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+
+    def act(obs: np.ndarray) -> np.ndarray:
         eps = None if gen is None else torch.randn(1, low.shape[0], generator=gen)
-        a = policy_forward(nets, o, zt, eps)[0][0].numpy()
-        next_obs, r, terminated, truncated, _ = env.step(low + (a + 1.0) * 0.5 * (high - low))
-        for k, v in zip(FIELDS, (obs, a, r, next_obs, terminated)):
-            path[k].append(v)
-        obs = next_obs
-        if terminated or truncated:
-            break
-    return {k: np.asarray(v, np.float32) for k, v in path.items()}
+        return policy_forward(nets, torch.as_tensor(obs), zt, eps)[0].numpy()
+
+    rescale = lambda a: low + (a + 1.0) * 0.5 * (high - low)  # noqa: E731
+    return float(rollout.episodes([env], act, [env_seed], horizon, into, rescale)[0])
 
 
 def prior(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,13 +306,13 @@ def prior(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def new_state(nets: Nets, cfg: Config, obs_dim: int, act_dim: int) -> dict:
-    """What ``adapt_and_evaluate`` needs: weights, the Config and the dims."""
-    return {"nets": {k: v.detach().clone() for k, v in nets.state_dict().items()}, "config": cfg,
-            "obs_dim": obs_dim, "act_dim": act_dim}
+    """What ``adapt_and_evaluate`` needs: weights, the Config (a plain dict) and the dims."""
+    return {"nets": {k: v.detach().clone() for k, v in nets.state_dict().items()},
+            "config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim}
 
 
 def load_nets(state: dict) -> Nets:
-    nets = Nets(state["obs_dim"], state["act_dim"], state["config"], torch.Generator().manual_seed(0))
+    nets = Nets(state["obs_dim"], state["act_dim"], Config(**state["config"]), torch.Generator().manual_seed(0))
     nets.load_state_dict(state["nets"])
     return nets
 
@@ -394,8 +344,10 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
     nets = Nets(obs_dim, act_dim, cfg, gen)
     opts = make_optimizers(nets, cfg)
-    rl_bufs = [TaskBuffer(obs_dim, act_dim) for _ in train_tasks]
-    enc_bufs = [TaskBuffer(obs_dim, act_dim) for _ in train_tasks]
+    # Growing buffers: oyster's per-task capacity of 1e6 is never reached (a task receives
+    # ≈ 2000 + iterations·num_tasks_sample·1000/tasks transitions).
+    rl_bufs = [ReplayBuffer(0, obs_dim, act_dim, grow=True) for _ in train_tasks]
+    enc_bufs = [ReplayBuffer(0, obs_dim, act_dim, grow=True) for _ in train_tasks]
     start, env_steps, next_eval = 0, 0, eval_every
 
     saved = io.load_checkpoint(checkpoint) if checkpoint else None
@@ -404,7 +356,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         for k, opt in opts.items():
             opt.load_state_dict(saved["opts"][k])
         for buf, arrays in zip(rl_bufs + enc_bufs, saved["buffers"]):
-            buf.load(arrays)
+            buf.load_arrays(arrays)
         rng.bit_generator.state = saved["numpy_rng"]
         gen.set_state(saved["torch_rng"])
         start, env_steps, next_eval = saved["iteration"], saved["env_steps"], saved["next_eval"]
@@ -416,16 +368,17 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         n = 0
         while n < num_samples:
             z = mu + var.sqrt() * torch.randn(cfg.latent_dim, generator=gen)
-            path = rollout(nets, envs[i], z, horizon, int(rng.integers(2**31)), gen)
-            n += len(path["reward"])
-            returns.setdefault("posterior" if use_posterior else "prior", []).append(float(path["reward"].sum()))
-            rl_bufs[i].add(path)
+            path = ReplayBuffer(horizon, obs_dim, act_dim)
+            ret = episode(nets, envs[i], z, horizon, int(rng.integers(2**31)), gen, path)
+            n += path.size
+            returns.setdefault("posterior" if use_posterior else "prior", []).append(ret)
+            rl_bufs[i].extend(path.arrays())
             if add_to_enc:
-                enc_bufs[i].add(path)
+                enc_bufs[i].extend(path.arrays())
             if use_posterior:
                 with torch.no_grad():
                     mu, var = (x[0] for x in posterior(nets, context_of(
-                        sample(enc_bufs, [i], cfg.embedding_batch_size, rng), cfg)))
+                        sample([enc_bufs[i]], cfg.embedding_batch_size, rng).tensors(), cfg)))
         return n
 
     last_eval = None
@@ -433,8 +386,9 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         if checkpoint and checkpoint_every and iteration > start and iteration % checkpoint_every == 0:
             io.save_checkpoint(checkpoint, {
                 "nets": nets.state_dict(), "opts": {k: o.state_dict() for k, o in opts.items()},
-                "buffers": [b.arrays() for b in rl_bufs + enc_bufs], "numpy_rng": rng.bit_generator.state,
+                "buffers": [b.tensors() for b in rl_bufs + enc_bufs], "numpy_rng": rng.bit_generator.state,
                 "torch_rng": gen.get_state(), "iteration": iteration, "env_steps": env_steps, "next_eval": next_eval})
+        # collect: the initial data, then for a few tasks with z from the prior and from the posterior
         returns.clear()
         if iteration == 0:
             for i in range(len(train_tasks)):
@@ -449,16 +403,19 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
             if cfg.num_extra_rl_steps_posterior > 0:
                 env_steps += collect(i, cfg.num_extra_rl_steps_posterior, use_posterior=True, add_to_enc=False)
 
+        # update: gradient steps on meta-batches of tasks (context from the encoder buffers)
         totals: dict[str, torch.Tensor] = {}
         for _ in range(cfg.num_train_steps_per_itr):
             tasks = rng.choice(len(train_tasks), cfg.meta_batch)
-            context = context_of(sample(enc_bufs, tasks, cfg.embedding_batch_size, rng), cfg)
-            metrics = update(nets, opts, context, sample(rl_bufs, tasks, cfg.batch_size, rng), gen, cfg, iteration)
+            context = context_of(sample([enc_bufs[t] for t in tasks], cfg.embedding_batch_size, rng).tensors(), cfg)
+            b = sample([rl_bufs[t] for t in tasks], cfg.batch_size, rng).tensors()
+            metrics = update(nets, opts, context, b, gen, cfg, iteration)
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + v
         steps = max(cfg.num_train_steps_per_itr, 1)
         log({"iteration": iteration, "env_steps": env_steps, **{k: float(v) / steps for k, v in totals.items()},
              **{f"collect/return_{k}": float(np.mean(v)) for k, v in returns.items()}})
+        # evaluate: adaptation on the test tasks, whenever the env steps cross a multiple of eval_every
         if on_eval is not None and eval_every and env_steps >= next_eval:
             on_eval(new_state(nets, cfg, obs_dim, act_dim), env_steps)
             last_eval = env_steps
@@ -485,34 +442,33 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     """
     if options:
         raise TypeError(f"PEARL adapt_and_evaluate takes no options; got {sorted(options)}")
-    cfg: Config = state["config"]
+    cfg = Config(**state["config"])
     nets = load_nets(state)
     gen = torch.Generator().manual_seed(seed)
     env = make_env()
     seeds = iter(range(seed * 10_000, seed * 10_000 + 2 * eval_episodes + adapt_trajectories))
 
     def mean_return(z: torch.Tensor) -> float:
-        return float(np.mean([rollout(nets, env, z, horizon, next(seeds), None)["reward"].sum()
-                              for _ in range(eval_episodes)]))
+        return float(np.mean([episode(nets, env, z, horizon, next(seeds), None) for _ in range(eval_episodes)]))
 
     mu, var = prior(cfg)
     rows = [{"stage": "prior", "steps": 0, "return": mean_return(mu)}]
-    paths: list[dict] = []
+    context = ReplayBuffer(0, state["obs_dim"], state["act_dim"], grow=True)
     for k in range(adapt_trajectories):
         if k >= cfg.num_exp_traj_eval:
-            mu, var = infer(nets, paths, cfg)
+            mu, var = infer(nets, context, cfg)
         z = mu + var.sqrt() * torch.randn(cfg.latent_dim, generator=gen)
-        paths.append(rollout(nets, env, z, horizon, next(seeds), None))
-    if paths:
-        mu, var = infer(nets, paths, cfg)
+        episode(nets, env, z, horizon, next(seeds), None, context)
+    if context.size:
+        mu, var = infer(nets, context, cfg)
     rows.append({"stage": "adapted", "steps": 0, "return": mean_return(mu)})
     return rows
 
 
 @torch.no_grad()
-def infer(nets: Nets, paths: Sequence[dict], cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and variance ``[D]`` from all transitions of ``paths``."""
-    b = {k: torch.from_numpy(np.concatenate([p[k] for p in paths]))[None] for k in FIELDS}
+def infer(nets: Nets, context: ReplayBuffer, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and variance ``[D]`` from all transitions in ``context``."""
+    b = Batch(*(x[None] for x in context.batch().tensors()))
     mu, var = posterior(nets, context_of(b, cfg))
     return mu[0], var[0]
 

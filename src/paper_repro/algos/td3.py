@@ -43,10 +43,6 @@ class Config:
     """Env steps between evaluations of the deterministic policy."""
     eval_episodes: int = 5
     """Deterministic episodes per evaluation (0: no evaluation)."""
-    checkpoint_every: int = 10_000
-    """Env steps between checkpoints."""
-    log_every: int = 1_000
-    """Env steps between progress lines."""
     amp_bf16: bool = False
     """bf16 autocast of the forward passes (fp32 master weights and Adam state)."""
 
@@ -135,10 +131,3 @@ def update(agent: dict, b: Batch, gens, step: int, cfg: Config, check) -> dict:
 
 def policy_state(agent: dict, k: int) -> dict:
     return nets.task_slice(agent["actor"], k)
-
-
-def train(env_fns, cfg: Config, out_dir, **kwargs):
-    """Train one TD3 agent per env factory; see :func:`paper_repro.collect.train`."""
-    from paper_repro import collect, algos
-
-    return collect.train(env_fns, algos.td3, cfg, out_dir, **kwargs)

@@ -1,0 +1,45 @@
+"""The out-of-distribution evaluation protocol, one for every meta-RL method.
+
+On each test task: ``adapt_trajectories`` trajectories to adapt on, then ``episodes`` evaluation
+episodes, as the algorithm's ``adapt_and_evaluate`` runs them (with its own test-time ``options``,
+e.g. MIER's relabelling schedule). Meta-training (learning curves) and the evaluation jobs run this
+same protocol. Task i of a job gets the seed ``seed * 10_000 + i``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from paper_repro import envs
+
+log = logging.getLogger("paper_repro.evaluate")
+
+
+def task_seed(seed: int, i: int) -> int:
+    """The seed of the i-th test task of a job run with ``seed``."""
+    return seed * 10_000 + i
+
+
+def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks: Sequence[Mapping[str, Any]],
+                  horizon: int, adapt_trajectories: int, episodes: int, seed: int, *,
+                  make_env: Callable[[Mapping[str, Any]], Any] | None = None, **options: Any) -> list[dict]:
+    """Adapt ``state`` (what ``algo.train`` returned) on each of ``tasks`` and evaluate it.
+
+    Returns one row per task, stage and step count: the task's ``task_id``, then the algorithm's
+    own row (stage, steps, return). ``make_env(task)`` builds a task's env
+    (default: the family's, ``paper_repro.envs.make(family, task)``).
+    """
+    if make_env is None:
+        def make_env(task):
+            return envs.make(family, task)
+
+    rows = []
+    for i, task in enumerate(tasks):
+        result = algo.adapt_and_evaluate(state, lambda: make_env(task), horizon, adapt_trajectories=adapt_trajectories,
+                                         eval_episodes=episodes, seed=task_seed(seed, i), **options)
+        rows += [{"task_id": task["task_id"], **row} for row in result]
+        log.info("task %s: %s", task["task_id"], result)
+    return rows

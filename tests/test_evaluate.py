@@ -1,0 +1,42 @@
+"""The evaluation protocol shared by meta-training's learning curves and the evaluation jobs: the
+seeds, the options and the rows; and a real algorithm through it on a real family."""
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from paper_repro import envs, evaluate
+from paper_repro.algos import maml
+
+
+def test_each_task_gets_its_seed_options_and_rows():
+    calls = []
+
+    def adapt_and_evaluate(state, make_env, horizon, *, adapt_trajectories, eval_episodes, seed, **options):
+        calls.append((state, make_env(), horizon, adapt_trajectories, eval_episodes, seed, options))
+        return [{"stage": "prior", "steps": 0, "return": -1.0}, {"stage": "adapted", "steps": 0, "return": float(seed)}]
+
+    algo = SimpleNamespace(adapt_and_evaluate=adapt_and_evaluate)
+    tasks = [{"task_id": 7, "goal": 1.0}, {"task_id": 3, "goal": 2.0}]
+    rows = evaluate.on_test_tasks(algo, "STATE", "toy", tasks, 50, 2, 5, seed=4,
+                                  make_env=lambda task: task["goal"], relabel=False)
+    # task i of a job with seed s: seed s * 10_000 + i; every task its own env; options passed through
+    assert [(c[1], c[5]) for c in calls] == [(1.0, 40_000), (2.0, 40_001)]
+    assert all(c[0] == "STATE" and c[2:5] == (50, 2, 5) and c[6] == {"relabel": False} for c in calls)
+    assert rows == [{"task_id": 7, "stage": "prior", "steps": 0, "return": -1.0},
+                    {"task_id": 7, "stage": "adapted", "steps": 0, "return": 40_000.0},
+                    {"task_id": 3, "stage": "prior", "steps": 0, "return": -1.0},
+                    {"task_id": 3, "stage": "adapted", "steps": 0, "return": 40_001.0}]
+
+
+def test_maml_on_the_family_envs():
+    family = "cheetah-vel"
+    tasks = envs.task_table(family, envs.protocols(family)[0])
+    split = next(iter(tasks.values())).head(2).to_dict("records")
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=1)
+    state = maml.train(lambda t: envs.make(family, t), split, 5, cfg, seed=0)
+    rows = evaluate.on_test_tasks(maml, state, family, split, 5, 2, 2, seed=1)
+    assert [(r["task_id"], r["stage"]) for r in rows] == [(t["task_id"], s) for t in split
+                                                          for s in ("prior", "adapted")]
+    assert all(np.isfinite(r["return"]) for r in rows)
+    assert rows == evaluate.on_test_tasks(maml, state, family, split, 5, 2, 2, seed=1)  # the seeds fix the result

@@ -1,0 +1,40 @@
+"""Atomic writes honour the user's umask, and resume checks name what changed."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from paper_repro import io
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then put the old one back."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o027, 0o640), (0o077, 0o600)])
+def test_outputs_honour_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    io.write_text(tmp_path / "table.csv", "a\n1\n")
+    io.save_checkpoint(tmp_path / "model.pt", {"w": 1})
+    with io.atomic_path(tmp_path / "buffer.npz") as tmp:
+        np.savez(tmp, x=np.zeros(3))
+    for name in ("table.csv", "model.pt", "buffer.npz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+    assert io.current_umask() == mask
+
+
+def test_config_diff_names_nested_keys():
+    old = {"config": {"lr": 3e-4, "hidden": (256, 256), "log_every": 1000}, "seeds": [1, 2]}
+    new = {"config": {"lr": 1e-3, "hidden": [256, 256], "log_every": 10}, "seeds": [1, 2], "extra": 1}
+    assert io.config_diff(old, new) == ["config.log_every", "config.lr", "extra"]
+    with pytest.raises(ValueError, match=r"ckpt.pt: written with other values of \['config.lr', 'extra'\]"):
+        io.check_resumable("ckpt.pt", old, new, ignore=("config.log_every",))
+    io.check_resumable("ckpt.pt", old, {**old, "config": {**old["config"], "log_every": 5}}, ignore=("config.log_every",))

@@ -1,0 +1,135 @@
+"""Every job lists, among its inputs, each library file its result depends on: the import closure of
+its script and of the modules it loads by name (the algorithm, the family's robot module). Otherwise an
+edit of that file would not rerun the job, and "edit algos/mier.py, rerun MIER only" breaks silently.
+
+The one deliberate exception: the family registry (``envs/__init__.py``) imports every robot module,
+but a job depends only on its own family's robot module (editing ant.py must not rerun cheetah jobs).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, snakemake
+
+from paper_repro import config as prconfig
+from paper_repro import envs
+
+LIB = ROOT / "src" / "paper_repro"
+SCRIPTS = ROOT / "workflow" / "scripts"
+ROBOT_MODULES = {p.relative_to(LIB).as_posix() for p in (LIB / "envs").glob("*.py")} - {"envs/__init__.py", "envs/tasks.py"}
+# package markers with no code (a docstring at most): nothing a result can depend on
+EMPTY_MODULES = {p.relative_to(LIB).as_posix() for p in LIB.rglob("__init__.py")
+                 if all(isinstance(n, ast.Expr) for n in ast.parse(p.read_text()).body)}
+# rule name prefix -> the script it runs (workflow/rules/*.smk)
+RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), ("metatrain_", "metatrain.py"),
+                ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
+                ("plot_", "plot_figure.py")]
+
+
+def module_file(dotted: str) -> str | None:
+    """'paper_repro.algos.mier' -> 'algos/mier.py' (a package -> its __init__.py); None if not a module."""
+    parts = dotted.split(".")[1:]
+    for candidate in (LIB.joinpath(*parts).with_suffix(".py"), LIB.joinpath(*parts, "__init__.py")):
+        if parts and candidate.is_file() or not parts and candidate.name == "__init__.py" and candidate.is_file():
+            return candidate.relative_to(LIB).as_posix()
+    return None
+
+
+def imports(path: Path, package: str) -> set[str]:
+    """The paper_repro modules a file imports (``from paper_repro import x`` counts x where it is a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("paper_repro")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the file's package
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if base.startswith("paper_repro"):
+                found.add(base)
+                found |= {f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}")}
+    return {m for m in found if module_file(m)}
+
+
+def closure(modules: set[str]) -> set[str]:
+    """Library files (relative to src/paper_repro) reached from ``modules`` through imports."""
+    seen, todo = set(), list(modules)
+    while todo:
+        name = todo.pop()
+        path = module_file(name)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+        todo += imports(LIB / path, package)
+        if "." in name.removeprefix("paper_repro."):  # importing a.b runs a/__init__.py first
+            todo.append(name.rsplit(".", 1)[0])
+    return seen
+
+
+def planned_jobs(workdir: Path) -> list[tuple[str, dict[str, str], list[str]]]:
+    """(rule, wildcards, inputs) of every job of the smoke DAG, from a forced dry run."""
+    out = snakemake(workdir, "-n", "-F", "--cores", "1", "--config", "scale=smoke").stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule )", out):
+        rule = re.match(r"(?:local)?rule (\S+):", block)
+        if not rule:
+            continue
+        inputs = re.search(r"^\s+input: (.+)$", block, flags=re.M)
+        wildcards = re.search(r"^\s+wildcards: (.+)$", block, flags=re.M)
+        wc = dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}
+        jobs.append((rule.group(1), wc, [p.strip() for p in inputs.group(1).split(",")] if inputs else []))
+    return jobs
+
+
+def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[str]:
+    """Modules a job's script loads by name: its algorithm's and its family's robot module."""
+    mods, family = set(), wildcards.get("family")
+    if rule.startswith("collect_"):
+        family = rule.removeprefix("collect_")
+        mods.add(f"paper_repro.algos.{config['collect']['algo'][family]}")
+    elif rule.startswith(("metatrain_", "evaluate_")):
+        algo = rule.split("_", 1)[1].split("_")[0]  # evaluate_mier_no_relabel -> mier
+        mods.add(f"paper_repro.algos.{algo}")
+        family = config["experiments"][wildcards["experiment"]]["family"]
+    if family:
+        robot = family.split("-")[0]
+        mods.add(f"paper_repro.envs.{ {'metaworld': 'meta_world'}.get(robot, robot)}")
+    return mods
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    from conftest import copy_workflow
+
+    return planned_jobs(copy_workflow(tmp_path_factory.mktemp("inputs") / "wf"))
+
+
+def test_every_job_lists_the_import_closure_of_its_code(jobs):
+    config = prconfig.resolve({**prconfig.load_yaml(ROOT / "config" / "config.yaml"), "scale": "smoke"}, ROOT)
+    assert len({rule for rule, _, _ in jobs}) > 10, "the dry run lists too few rules"
+    problems = []
+    for rule, wildcards, inputs in jobs:
+        if rule == "all":
+            continue
+        script = next(s for prefix, s in RULE_SCRIPTS if rule.startswith(prefix))
+        needed = closure(imports(SCRIPTS / script, "") | dynamic_modules(rule, wildcards, config))
+        own_robot = {module_file(m) for m in dynamic_modules(rule, wildcards, config) if ".envs." in m}
+        needed -= ROBOT_MODULES - own_robot  # the registry's other robots: see the module docstring
+        needed -= EMPTY_MODULES
+        listed = {p.split("src/paper_repro/", 1)[1] for p in inputs if "src/paper_repro/" in p}
+        if not needed <= listed:
+            problems.append(f"{rule} {wildcards}: inputs lack {sorted(needed - listed)}")
+    assert not problems, "\n".join(dict.fromkeys(problems))
+
+
+def test_closure_follows_imports():
+    """The walker itself: mier imports sac, which imports nets and buffers; envs pulls in every robot."""
+    assert {"algos/mier.py", "algos/sac.py", "nets.py", "buffers.py", "meta.py", "io.py"} <= closure({"paper_repro.algos.mier"})
+    assert {"envs/__init__.py", "envs/tasks.py", "envs/ant.py", "envs/cheetah.py"} <= closure({"paper_repro.envs"})
+    assert envs.FAMILIES  # the registry imports

@@ -73,7 +73,7 @@ BAD = [
     ("experiments.mier-negated-joints.family", "cheetah-negated", ["'experiments.mier-negated-joints.family'", "'cheetah-negated'", "cheetah-negated-joints"]),
     ("experiments.mier-negated-joints.protocol", "mire", ["'experiments.mier-negated-joints.protocol'", "'mire'", "allowed"]),
     ("figures.fig4_dynamics_extrapolation.experiments", ["mier-negatedjoints"], ["'figures.fig4_dynamics_extrapolation.experiments'", "'mier-negatedjoints'", "mier-negated-joints"]),
-    ("experiments.admrl-hopper-2d.adapt", {"mier": {"model_steps": 0}}, ["'experiments.admrl-hopper-2d.adapt'", "'mier'", "admrl"]),
+    ("experiments.admrl-hopper-2d.adapt", {"mier": {"test_model_steps": 0}}, ["'experiments.admrl-hopper-2d.adapt'", "'mier'", "admrl"]),
     ("experiments.mier-negated-joints.adapt.mier.model_step", 0, ["'experiments.mier-negated-joints.adapt.mier'", "model_step"]),
     ("task_limit.experiments", {"mier-negatedjoints": {"test": None}}, ["'task_limit.experiments'", "'mier-negatedjoints'", "mier-negated-joints"]),
 ]

@@ -12,17 +12,18 @@ from paper_repro.algos import maml
 def test_each_task_gets_its_seed_options_and_rows():
     calls = []
 
-    def adapt_and_evaluate(state, make_env, horizon, *, adapt_trajectories, eval_episodes, seed, **options):
-        calls.append((state, make_env(), horizon, adapt_trajectories, eval_episodes, seed, options))
+    def adapt_and_evaluate(state, make_env, horizon, *, adapt_trajectories, eval_episodes, seed, device, **options):
+        calls.append((state, make_env(), horizon, adapt_trajectories, eval_episodes, seed, options, device))
         return [{"stage": "prior", "steps": 0, "return": -1.0}, {"stage": "adapted", "steps": 0, "return": float(seed)}]
 
     algo = SimpleNamespace(adapt_and_evaluate=adapt_and_evaluate)
     tasks = [{"task_id": 7, "goal": 1.0}, {"task_id": 3, "goal": 2.0}]
     rows = evaluate.on_test_tasks(algo, "STATE", "toy", tasks, 50, 2, 5, seed=4,
-                                  make_env=lambda task: task["goal"], relabel=False)
-    # task i of a job with seed s: seed s * 10_000 + i; every task its own env; options passed through
+                                  make_env=lambda task: task["goal"], device="cuda", relabel=False)
+    # task i of a job with seed s: seed s * 10_000 + i; every task its own env; options and device passed through
     assert [(c[1], c[5]) for c in calls] == [(1.0, 40_000), (2.0, 40_001)]
-    assert all(c[0] == "STATE" and c[2:5] == (50, 2, 5) and c[6] == {"relabel": False} for c in calls)
+    assert all(c[0] == "STATE" and c[2:5] == (50, 2, 5) and c[6] == {"relabel": False} and c[7] == "cuda"
+               for c in calls)
     assert rows == [{"task_id": 7, "stage": "prior", "steps": 0, "return": -1.0},
                     {"task_id": 7, "stage": "adapted", "steps": 0, "return": 40_000.0},
                     {"task_id": 3, "stage": "prior", "steps": 0, "return": -1.0},

@@ -98,7 +98,7 @@ def test_test_time_option_change_reruns_that_methods_evaluation_only(built):
     """MIER's model fine-tuning steps on the test task (experiments.<name>.adapt.mier) is a test-time
     choice: changing it re-evaluates MIER and retrains nothing."""
     (built / "override.yaml").write_text(
-        "scale: smoke\nexperiments: {mier-negated-joints: {adapt: {mier: {model_steps: 3}}}}\n")
+        "scale: smoke\nexperiments: {mier-negated-joints: {adapt: {mier: {test_model_steps: 3}}}}\n")
     rebuilt = planned(built, TARGETS, "--configfile", "override.yaml")
     assert rebuilt == sorted([evaluation("mier"), *FIG4_DOWNSTREAM])
 

@@ -24,13 +24,14 @@ def task_seed(seed: int, i: int) -> int:
 
 
 def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks: Sequence[Mapping[str, Any]],
-                  horizon: int, adapt_trajectories: int, episodes: int, seed: int, *,
+                  horizon: int, adapt_trajectories: int, episodes: int, seed: int, *, device: str = "cpu",
                   make_env: Callable[[Mapping[str, Any]], Any] | None = None, **options: Any) -> list[dict]:
     """Adapt ``state`` (what ``algo.train`` returned) on each of ``tasks`` and evaluate it.
 
     Returns one row per task, stage and step count: the task's ``task_id``, then the algorithm's
     own row (stage, steps, return). ``make_env(task)`` builds a task's env
-    (default: the family's, ``paper_repro.envs.make(family, task)``).
+    (default: the family's, ``paper_repro.envs.make(family, task)``); the algorithm's networks run
+    on ``device``.
     """
     if make_env is None:
         def make_env(task):
@@ -39,7 +40,7 @@ def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks
     rows = []
     for i, task in enumerate(tasks):
         result = algo.adapt_and_evaluate(state, lambda: make_env(task), horizon, adapt_trajectories=adapt_trajectories,
-                                         eval_episodes=episodes, seed=task_seed(seed, i), **options)
+                                         eval_episodes=episodes, seed=task_seed(seed, i), device=device, **options)
         rows += [{"task_id": task["task_id"], **row} for row in result]
         log.info("task %s: %s", task["task_id"], result)
     return rows

@@ -9,6 +9,7 @@ complete. Provenance is written as a ``<file>.provenance.json`` sidecar.
 from __future__ import annotations
 
 import contextlib
+import copy
 import glob
 import hashlib
 import json
@@ -81,12 +82,30 @@ def load_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def to_cpu(tree: Any) -> Any:
+    """``tree`` with every tensor in it (nested in dicts, lists and tuples: weights, optimizer states)
+    on the CPU. CPU tensors are kept as they are, not copied; dicts keep their type and attributes
+    (a state_dict's ``_metadata``)."""
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        out = copy.copy(tree)
+        out.update((k, to_cpu(v)) for k, v in tree.items())
+        return out
+    if type(tree) in (list, tuple):
+        return type(tree)(to_cpu(v) for v in tree)
+    return tree
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Atomically ``torch.save`` a checkpoint dict."""
+    """Atomically ``torch.save`` a checkpoint dict, its tensors moved to the CPU (:func:`to_cpu`), so
+    that it loads on a machine without a GPU."""
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+        torch.save(to_cpu(dict(state)), tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -18,22 +18,33 @@ TaskLoss = Callable[[Params, Params, object], torch.Tensor]
 """loss(slow, fast, data) -> scalar, for one task."""
 
 
+def grad_norm(grads: Params) -> torch.Tensor:
+    """The joint L2 norm of ``grads``."""
+    return torch.sqrt(sum((g**2).sum() for g in grads.values()))
+
+
 def clip_grads(grads: Params, max_norm: float | None) -> Params:
     """Scale ``grads`` so that their joint L2 norm is at most ``max_norm`` (None: unchanged)."""
     if max_norm is None:
         return grads
-    norm = torch.sqrt(sum((g**2).sum() for g in grads.values()))
-    scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
+    scale = torch.clamp(max_norm / (grad_norm(grads) + 1e-12), max=1.0)
     return {k: g * scale for k, g in grads.items()}
 
 
 def inner_loop(loss: TaskLoss, slow: Params, fast: Params, data, steps: int, lr: float,
-               max_norm: float | None = None) -> Params:
-    """``steps`` gradient steps on ``loss(slow, fast, data)`` w.r.t. ``fast``; differentiable."""
+               max_norm: float | None = None, with_norms: bool = False):
+    """``steps`` gradient steps on ``loss(slow, fast, data)`` w.r.t. ``fast``; differentiable.
+    ``with_norms``: also return each step's gradient norm before clipping (``[steps]``, detached),
+    to log how often ``max_norm`` binds."""
     g = grad(loss, argnums=1)
+    norms = []
     for _ in range(steps):
-        grads = clip_grads(g(slow, fast, data), max_norm)
+        grads = g(slow, fast, data)
+        norms.append(grad_norm(grads).detach())
+        grads = clip_grads(grads, max_norm)
         fast = {k: fast[k] - lr * grads[k] for k in fast}
+    if with_norms:
+        return fast, torch.stack(norms) if norms else torch.zeros(0)
     return fast
 
 

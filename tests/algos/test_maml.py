@@ -1,5 +1,6 @@
 """MAML-TRPO: the vmapped inner loop against a loop over tasks, the meta-gradient against finite
-differences, the TRPO solver, and learning on MAML's 2-D navigation toy problem."""
+differences, the TRPO solver and its line search, CUDA against CPU, and learning on MAML's 2-D
+navigation toy problem."""
 
 from __future__ import annotations
 
@@ -84,6 +85,24 @@ def test_trpo_update_stays_in_the_trust_region_and_improves_the_surrogate():
     assert metrics["train/kl"] <= 0.01 + 1e-6
     assert metrics["train/surrogate"] < metrics["train/surrogate_before"]
     assert any(not torch.equal(new[k], params[k]) for k in params)
+
+
+def test_line_search_shrinks_the_step_by_backtrack_ratio():
+    """Each rejected try shrinks the TRPO step by ``backtrack_ratio`` (rllab's 0.8), so an accepted step
+    after i rejections is backtrack_ratio**i of the full step, whatever the ratio. A trust region of
+    KL 1 makes the full step fail a few times."""
+    policy, params, pre, post = tiny(torch.float64)
+    assert maml.Config().backtrack_ratio == 0.8
+    full_steps, tries = [], []
+    for ratio in (0.5, 0.8):
+        cfg = maml.Config(max_kl=1.0, backtrack_ratio=ratio)
+        new, metrics = maml.update(policy, params, pre, post, cfg)
+        i = metrics["train/line_search_steps"]
+        assert 0 < i < cfg.line_search_steps
+        tries.append(i)
+        full_steps.append((maml.flat(new) - maml.flat(params)) / ratio**i)
+    assert tries[0] < tries[1]  # the smaller ratio gets inside the trust region in fewer tries
+    torch.testing.assert_close(full_steps[0], full_steps[1])
 
 
 def test_baseline_fits_returns_and_returns_respect_episode_ends():
@@ -187,3 +206,53 @@ def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):
     kw = dict(adapt_trajectories=2, eval_episodes=2, seed=0)
     assert maml.adapt_and_evaluate(loaded, lambda: make_env(goals[0]), 5, **kw) == \
         maml.adapt_and_evaluate(state, lambda: make_env(goals[0]), 5, **kw)
+
+
+# --- devices ------------------------------------------------------------------------
+
+
+def nav_env(task):
+    return gym.wrappers.TimeLimit(PointNav(task["goal"]), 5)
+
+
+NAV_GOALS = [{"goal": g} for g in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))]
+
+
+def test_train_returns_cpu_tensors_and_an_unknown_device_is_refused():
+    """The state (model.pt) holds CPU tensors, so it loads on a machine without a GPU. Config
+    strings reach ``train`` through ``config.resolve_device``; a bad one given directly fails at
+    once with torch's message (no check of ours)."""
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=1)
+    state = maml.train(nav_env, NAV_GOALS, 5, cfg, seed=0, device="cpu")
+    assert all(t.device.type == "cpu" for t in state["params"].values())
+    with pytest.raises(RuntimeError, match="device string: gpu"):
+        maml.train(nav_env, NAV_GOALS, 5, cfg, seed=0, device="gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_matches_cpu_run(tmp_path):
+    """Initial weights and every random draw come from the CPU generators on every device, so a CUDA
+    run starts where the CPU run starts and stays within float32 tolerance of it over its first
+    meta-updates; its state and its checkpoint hold CPU tensors, and test-time adaptation on CUDA
+    gives the CPU's returns. The conjugate-gradient solve at rllab's damping (1e-5) amplifies
+    rounding-level differences of its inputs ~10⁴-fold on this tiny problem (1e-7 noise in the
+    observations moves the weights by ~1e-2 after one update, on the CPU alone); damping 0.1
+    conditions it, so the comparison tests the device path and not the conditioning."""
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=2, cg_damping=0.1)
+    logs = {"cpu": [], "cuda": []}
+    ckpt = tmp_path / "ckpt.pt"
+    cpu = maml.train(nav_env, NAV_GOALS, 5, cfg, seed=0, log=logs["cpu"].append, device="cpu")
+    gpu = maml.train(nav_env, NAV_GOALS, 5, cfg, seed=0, log=logs["cuda"].append, device="cuda",
+                     checkpoint=str(ckpt), checkpoint_every=1)
+    saved_at = []  # where each tensor of the checkpoint was when it was saved
+    torch.load(ckpt, weights_only=True, map_location=lambda storage, location: saved_at.append(location) or storage)
+    assert set(saved_at) == {"cpu"}
+    # an accepted line-search step that differs is a discrete change: name it before comparing weights
+    assert [m["train/line_search_steps"] for m in logs["cuda"]] == [m["train/line_search_steps"] for m in logs["cpu"]]
+    for k, v in cpu["params"].items():
+        assert gpu["params"][k].device.type == "cpu", k
+        torch.testing.assert_close(gpu["params"][k], v, rtol=1e-3, atol=1e-3, msg=k)
+    kw = dict(adapt_trajectories=2, eval_episodes=2, seed=1)
+    rows = {d: maml.adapt_and_evaluate(cpu, lambda: nav_env(NAV_GOALS[0]), 5, device=d, **kw) for d in ("cpu", "cuda")}
+    assert [r["return"] for r in rows["cuda"]] == pytest.approx([r["return"] for r in rows["cpu"]], rel=1e-3, abs=1e-3)

@@ -147,7 +147,8 @@ def make_env(task):
 TASKS = [{"task_id": i, "w": w} for i, w in enumerate(np.linspace(-0.8, 0.8, 6))]
 TINY = mier.Config(model_hidden=(16, 16), sac_hidden=(16, 16), epochs=4, tasks_per_epoch=2, steps_prior=10,
                    steps_adapted=10, initial_repeats=1, train_steps=3, meta_batch=2, adapt_batch=8,
-                   predict_dynamics=False, test_model_steps=2, test_batch=16)
+                   predict_dynamics=False, test_model_steps=2, test_batch=16, relabel_every=2, relabel_states=40,
+                   relabel_tasks=4, model_buffer_size=80)
 
 
 def final_weights(state):
@@ -259,8 +260,8 @@ def test_model_finetuning_steps_are_a_test_time_option(monkeypatch):
     kw = dict(adapt_trajectories=2, eval_episodes=1, seed=0)
     run = lambda **o: mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, **kw, **o)  # noqa: E731
     run(relabel_steps=(0, 3))
-    run(relabel_steps=(0, 3), model_steps=0)
-    run(relabel_steps=(0, 3), model_steps=7)
+    run(relabel_steps=(0, 3), test_model_steps=0)
+    run(relabel_steps=(0, 3), test_model_steps=7)
     assert calls == [TINY.test_model_steps, 0, 7]
     run(relabel_steps=(0,))                    # context adaptation only (Fig. 2's protocol)
     run(relabel_steps=(0, 3), relabel=False)   # the ablation trains on the test task's own data
@@ -292,7 +293,7 @@ def test_relabelling_evaluations_carry_diagnostics_that_change_nothing():
         assert np.isfinite(at3[key]), key
     # the real rewards of the evaluation episodes: -(a - w)^2, so their mean is at most 0
     assert at3["diag/eval_reward_mean"] <= 0 and at3["diag/discounted_return"] <= 0
-    same = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0, 3), model_steps=0, **kw)[2]
+    same = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0, 3), test_model_steps=0, **kw)[2]
     assert same["diag/model_reward_rmse_meta"] == same["diag/model_reward_rmse_finetuned"]
     ablation = mier.adapt_and_evaluate(state, env, 10, relabel_steps=(0, 3), relabel=False, **kw)[2]
     assert np.isnan(ablation["diag/relabelled_reward_mean"]) and "diag/model_reward_rmse_finetuned" not in ablation
@@ -339,6 +340,122 @@ def test_disjoint_rows_never_hit_taken_rows():
         rows = mier.disjoint_rows(rng, 40, taken, 2000)
         assert rows.min() >= 0 and rows.max() < 40 and not set(rows) & set(taken)
         assert set(rows) == set(range(40)) - set(taken)  # uniform over the complement: all hit
+
+
+@pytest.mark.parametrize("predict_dynamics", [True, False])
+def test_model_loss_reductions(predict_dynamics):
+    """per_head_mean (the authors'): reward NLL + next-state NLL averaged over dimensions, each term
+    err²/σ² + log σ²; sum: 0.5·NLL summed over outputs."""
+    cfg, model, params, adapt, _ = _setup(predict_dynamics=predict_dynamics)
+    theta = {k: v for k, v in params.items() if k != "context"}
+    b = mier.Batch(*(x[0] for x in adapt))
+    mean, logvar = model(b.obs, b.action, params["context"].expand(len(b.obs), -1))
+    d = (mean - mier.targets(b, cfg)) ** 2 * torch.exp(-logvar) + logvar
+    want = d[:, -1].mean() + d[:, :-1].mean() if predict_dynamics else d.mean()
+    torch.testing.assert_close(mier.nll(model, theta, params["context"], b, cfg), want)
+    summed = mier.nll(model, theta, params["context"], b, mier.dataclasses.replace(cfg, model_loss="sum"))
+    torch.testing.assert_close(summed, 0.5 * d.sum(-1).mean())
+
+
+def test_meta_gradient_is_clipped_per_tensor():
+    """Every meta-gradient tensor is clipped to norm meta_grad_clip before the Adam step (the authors'
+    tf.clip_by_norm per variable); the rate is logged; None leaves the gradients alone."""
+    for clip in (1e-4, None):
+        cfg, model, params, adapt, evaluate = _setup(dtype=torch.float32, meta_grad_clip=clip)
+        loss, _, _ = mier.model_meta_loss(model, params, adapt, evaluate, cfg)
+        raw = torch.autograd.grad(loss, list(params.values()))
+        opt = torch.optim.SGD(params.values(), lr=0.0)
+        metrics, _ = mier.model_update(model, params, opt, adapt, evaluate, cfg)
+        for g, p in zip(raw, params.values()):
+            if clip is None:
+                torch.testing.assert_close(p.grad, g)
+            else:
+                assert p.grad.norm() <= clip * (1 + 1e-4)
+                torch.testing.assert_close(p.grad, g * min(1.0, clip / float(g.norm())))
+        assert (metrics.get("train/meta_grad_clip_rate") == 1.0) == (clip is not None)
+        assert 0 <= metrics["train/inner_clip_rate"] <= 1 and metrics["train/inner_grad_norm"] > 0
+
+
+def test_model_buffer_is_a_fifo_of_relabelled_chunks():
+    buf = mier.ModelBuffer(capacity=20, chunk=10)
+    for i in range(3):
+        buf.add(Batch(*(torch.full((10, 1), float(i)) for _ in range(5))))
+    drawn = buf.sample(500, np.random.default_rng(0))
+    assert drawn.obs.shape == (500, 1) and set(drawn.obs.flatten().tolist()) == {1.0, 2.0}
+
+
+def test_relabelling_schedules(monkeypatch):
+    """buffer (the authors'): relabel_states states every relabel_every loop steps of sac_repeats SAC
+    updates each; per_update: a fresh batch for every SAC update. The evaluation schedule counts SAC
+    updates either way."""
+    state = mier.train(make_env, TASKS, 10, TINY, seed=0)
+    calls = []
+    real = mier.relabel_batch
+
+    def spy(model, theta, ctx, agent, gen, batch, cfg):
+        calls.append(len(batch.obs))
+        return real(model, theta, ctx, agent, gen, batch, cfg)
+
+    monkeypatch.setattr(mier, "relabel_batch", spy)
+    kw = dict(adapt_trajectories=2, eval_episodes=1, seed=0, relabel_steps=(0, 4, 12))
+    rows = mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, sac_repeats=2, relabel_every=3, **kw)
+    assert [r["steps"] for r in rows] == [0, 0, 4, 12]
+    assert calls == [TINY.relabel_states] * 2  # at updates 0 and 6
+    calls.clear()
+    mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, relabel_schedule="per_update", **kw)
+    assert calls == [TINY.test_batch - 1] * 12  # real_ratio 0.05 of 16: 1 own transition per batch
+
+
+def test_test_time_context_adaptation_and_options(monkeypatch):
+    """The test task's context takes test_context_steps steps, the first inner_steps at inner_lr, the
+    rest at a tenth (the authors' fast_adapt_model); options outside TEST_TIME are refused."""
+    state = mier.train(make_env, TASKS, 10, TINY, seed=0)
+    calls = []
+    real = mier.adapt_context
+
+    def spy(model, theta, ctx, batch, cfg, steps=None, lr=None, with_norms=False):
+        calls.append((steps, lr))
+        return real(model, theta, ctx, batch, cfg, steps, lr, with_norms)
+
+    monkeypatch.setattr(mier, "adapt_context", spy)
+    kw = dict(adapt_trajectories=2, eval_episodes=1, seed=0)
+    mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, **kw)
+    assert calls == [(TINY.inner_steps, None), (TINY.test_context_steps - TINY.inner_steps, TINY.inner_lr / 10)]
+    with pytest.raises(TypeError, match="inner_lr"):
+        mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, inner_lr=0.5, **kw)
+    with pytest.raises(ValueError, match="relabel_schedule"):
+        mier.adapt_and_evaluate(state, lambda: make_env({"w": 0.3}), 10, relabel_schedule="fresh", **kw)
+
+
+def _all_cpu(tree) -> bool:
+    if torch.is_tensor(tree):
+        return tree.device.type == "cpu"
+    if isinstance(tree, dict):
+        return all(_all_cpu(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return all(_all_cpu(v) for v in tree)
+    return True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_matches_cpu_run():
+    """Networks and updates on the GPU, environments and random draws on the CPU: a CUDA run stays
+    within float tolerance of the CPU run over its first updates, and its saved state is CPU tensors."""
+    cfg = mier.dataclasses.replace(TINY, epochs=2)
+    runs = {dev: mier.train(make_env, TASKS, 10, cfg, seed=0, device=dev) for dev in ("cpu", "cuda")}
+    assert _all_cpu(runs["cuda"])
+    for name, w in final_weights(runs["cpu"]).items():
+        torch.testing.assert_close(final_weights(runs["cuda"])[name], w, rtol=1e-3, atol=1e-4, msg=name)
+    kw = dict(adapt_trajectories=2, eval_episodes=1, seed=0, relabel_steps=(0, 4))
+    rows = {dev: mier.adapt_and_evaluate(runs["cpu"], lambda: make_env({"w": 0.3}), 10, device=dev, **kw)
+            for dev in ("cpu", "cuda")}
+    np.testing.assert_allclose([r["return"] for r in rows["cuda"]], [r["return"] for r in rows["cpu"]], rtol=1e-3,
+                               atol=1e-3)
+
+
+def test_saved_state_is_on_the_cpu():
+    assert _all_cpu(mier.train(make_env, TASKS, 10, TINY, seed=0, device="cpu"))
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
 """PEARL: the product-of-Gaussians posterior and its KL, the batched-over-tasks update against a loop
 over tasks, the stop-gradient into the encoder, checkpoint/resume, NaN detection, the test-time rows,
-and learning to identify a hidden goal on a 1-D point task."""
+CUDA against CPU, and learning to identify a hidden goal on a 1-D point task."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -224,6 +225,42 @@ def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):
     kw = dict(adapt_trajectories=2, eval_episodes=2, seed=1)
     rows = pearl.adapt_and_evaluate(loaded, env_fn, HORIZON, **kw)
     assert rows == pearl.adapt_and_evaluate(state, env_fn, HORIZON, **kw)
+
+
+# --- devices ------------------------------------------------------------------------
+
+
+def test_train_returns_cpu_tensors_and_an_unknown_device_is_refused():
+    """The state (model.pt) holds CPU tensors, so it loads on a machine without a GPU. Config
+    strings reach ``train`` through ``config.resolve_device``; a bad one given directly fails at
+    once with torch's message (no check of ours)."""
+    state = pearl.train(make_env, GOALS, HORIZON, dataclasses.replace(TINY, num_iterations=1), seed=0, device="cpu")
+    assert all(t.device.type == "cpu" for t in state["nets"].values())
+    with pytest.raises(RuntimeError, match="device string: gpu"):
+        pearl.train(make_env, GOALS, HORIZON, TINY, seed=0, device="gpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_matches_cpu_run(tmp_path):
+    """Initial weights and every random draw come from the CPU generators on every device, so a CUDA
+    run starts where the CPU run starts and stays within float32 tolerance of it over its first
+    updates (2 iterations, 10 gradient steps); its state and its checkpoint hold CPU tensors, and
+    test-time adaptation on CUDA gives the CPU's returns."""
+    cfg = dataclasses.replace(TINY, num_iterations=2)
+    ckpt = tmp_path / "ckpt.pt"
+    cpu = pearl.train(make_env, GOALS, HORIZON, cfg, seed=0, device="cpu")
+    gpu = pearl.train(make_env, GOALS, HORIZON, cfg, seed=0, device="cuda", checkpoint=str(ckpt), checkpoint_every=1)
+    saved_at = []  # where each tensor of the checkpoint was when it was saved
+    torch.load(ckpt, weights_only=True, map_location=lambda storage, location: saved_at.append(location) or storage)
+    assert set(saved_at) == {"cpu"}
+    for k, v in cpu["nets"].items():
+        assert gpu["nets"][k].device.type == "cpu", k
+        torch.testing.assert_close(gpu["nets"][k], v, rtol=1e-3, atol=1e-3, msg=k)
+    kw = dict(adapt_trajectories=2, eval_episodes=2, seed=1)
+    rows = {d: pearl.adapt_and_evaluate(cpu, lambda: make_env({"goal": 0.5}), HORIZON, device=d, **kw)
+            for d in ("cpu", "cuda")}
+    assert [r["return"] for r in rows["cuda"]] == pytest.approx([r["return"] for r in rows["cpu"]], rel=1e-3, abs=1e-3)
 
 
 def returns_of_random_policy(goal, episodes, seed):

@@ -13,12 +13,14 @@ for _method, (_algo, _) in EVAL_METHODS.items():
             model=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
             code=algo_sources(_algo),
+            config_code=lib("config.py"),  # the script resolves the device with config.resolve_device
         params:
             algo=_algo,
             method=_method,
             options=eval_options(_method),
             experiment=experiment_params,
             evaluate=eval_protocol(),
+            device=config["device"],
         log:
             f"{SCALE_DIR}/logs/evaluate_{_method}/{{experiment}}/seed{{seed}}.log",
         benchmark:
@@ -28,6 +30,7 @@ for _method, (_algo, _) in EVAL_METHODS.items():
             runtime=evaluate_runtime(_method),
             mem_mb=4000,
             cpus_per_task=1,
+            gpu=1 if config["device"] == "cuda" else 0,
         conda:
             CONDA_ENV
         script:

@@ -21,6 +21,7 @@ for _algo in META_ALGOS:
             hyper=algo_config(_algo),
             eval_every=config["metatrain"]["eval_every"][_algo],
             evaluate=training_eval_protocol(),
+            device=config["device"],
         log:
             f"{SCALE_DIR}/logs/metatrain_{_algo}/{{experiment}}/seed{{seed}}.log",
         benchmark:
@@ -30,6 +31,7 @@ for _algo in META_ALGOS:
             runtime=metatrain_runtime(_algo),
             mem_mb=metatrain_mem_mb(_algo),
             cpus_per_task=1,
+            gpu=1 if config["device"] == "cuda" else 0,
         conda:
             CONDA_ENV
         script:

@@ -12,6 +12,7 @@ import logging
 import pandas as pd
 import torch
 
+from paper_repro import config as prconfig
 from paper_repro import envs, evaluate, io
 
 snakemake = globals()["snakemake"]
@@ -25,15 +26,17 @@ state = io.load_checkpoint(snakemake.input.model)
 family, seed = exp["family"], exp["seed"]
 horizon = envs.get_family(family).horizon
 tasks = pd.read_csv(snakemake.input.tasks).head(exp["task_limit"]["test"])
+device = prconfig.resolve_device(p.device)
+logging.info("%s: %s (%s) on %d test tasks, seed %d, on %s", exp["name"], p.method, p.algo, len(tasks), seed, device)
 
 rows = [{"experiment": exp["name"], "family": family, "method": p.method, "seed": seed, "task_id": row["task_id"],
          "adapt_trajectories": ev["adapt_trajectories"], **row}
         for row in evaluate.on_test_tasks(algo, state, family, tasks.to_dict("records"), horizon,
-                                          ev["adapt_trajectories"], ev["episodes"], seed, **p.options)]
+                                          ev["adapt_trajectories"], ev["episodes"], seed, device=device, **p.options)]
 
 out = snakemake.output[0]
 with io.atomic_path(out) as tmp:
     pd.DataFrame(rows).to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"experiment": exp, "method": p.method, "options": p.options, "evaluate": ev,
                                    "model_config": state.get("config")},
-                        seeds={"train": seed, "evaluate": seed * 10_000}, device="cpu")
+                        seeds={"train": seed, "evaluate": seed * 10_000}, device=device)

@@ -42,8 +42,9 @@ if checkpoint.exists() and run_file.exists():
 elif not checkpoint.exists():
     progress.unlink(missing_ok=True)  # a fresh start: rows of an earlier run do not belong to this one
     io.save_json(run_file, run)
-logging.info("%s: %s on %d %s tasks (%d test tasks), seed %d, %s", exp["name"], name, len(train_tasks), family,
-             len(test_tasks), seed, cfg)
+device = prconfig.resolve_device(p.device)
+logging.info("%s: %s on %d %s tasks (%d test tasks), seed %d, %s, on %s", exp["name"], name, len(train_tasks),
+             family, len(test_tasks), seed, cfg, device)
 start = time.time()
 
 
@@ -60,14 +61,14 @@ def log(metrics):
 
 def on_eval(state, env_steps):
     for row in evaluate.on_test_tasks(algo, state, family, test_tasks, horizon, p.evaluate["adapt_trajectories"],
-                                      p.evaluate["episodes"], seed):
+                                      p.evaluate["episodes"], seed, device=device):
         record("curve", {"env_steps": env_steps, **row})
     logging.info("evaluated %d test tasks at %d environment steps", len(test_tasks), env_steps)
 
 
 state = algo.train(lambda task: envs.make(family, task), train_tasks, horizon, cfg, seed=seed, log=log,
                    checkpoint=str(checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
-                   on_eval=on_eval, eval_every=p.eval_every)
+                   on_eval=on_eval, eval_every=p.eval_every, device=device)
 
 # Rows logged again after a resume replace the ones logged before the crash (they are equal).
 rows = [json.loads(line) for line in progress.read_text().splitlines()]
@@ -80,7 +81,7 @@ for table, path in ((metrics, snakemake.output.metrics), (curve, snakemake.outpu
         table.drop(columns="kind").to_csv(tmp, index=False)
 io.save_checkpoint(snakemake.output.model, state)
 io.write_job_provenance(snakemake, {"experiment": exp, name: cfg, "eval_every": p.eval_every, "evaluate": p.evaluate},
-                        seeds={"train": seed}, device="cpu")
+                        seeds={"train": seed}, device=device)
 checkpoint.unlink(missing_ok=True)
 run_file.unlink(missing_ok=True)
 progress.unlink(missing_ok=True)

@@ -5,6 +5,11 @@ trajectories of the task. Outer loop: TRPO on the post-update trajectories, diff
 the inner step. The inner step is functional (``torch.func``) and batched over the tasks of a
 meta-batch with ``vmap``; the Fisher-vector products of TRPO differentiate through it exactly
 (the paper used finite differences only to avoid third derivatives in its framework).
+
+Environments, the baseline fit and the random generators stay on the CPU; the policy, the
+trajectory tensors and the meta-update run on ``device``. Action noise is drawn on the CPU
+generator and moved, so a seed draws the same numbers on every device; runs on two devices still
+differ by float rounding, which the conjugate-gradient solve amplifies.
 """
 
 from __future__ import annotations
@@ -48,7 +53,12 @@ class Config:
     cg_damping: float = 1e-5
     """Damping added to the Fisher-vector products (rllab's reg_coeff)."""
     line_search_steps: int = 15
-    """Backtracking steps, each halving the TRPO step."""
+    """Backtracking steps of the TRPO line search (rllab's ``ConjugateGradientOptimizer``:
+    max_backtracks=15)."""
+    backtrack_ratio: float = 0.8
+    """Factor by which each backtracking step shrinks the TRPO step (rllab's
+    ``ConjugateGradientOptimizer``: backtrack_ratio=0.8, used by the MAML authors' code; this code
+    halved the step, 0.5, before)."""
     gamma: float = 0.99
     """Discount of returns and of the baseline targets."""
     baseline_reg: float = 1e-5
@@ -138,13 +148,15 @@ def fit_baseline(obs: np.ndarray, returns: np.ndarray, mask: np.ndarray, reg: fl
 def sample_trajectories(policy: GaussianMLP, params: Params, envs: Sequence[gym.Env], horizon: int,
                         generator: torch.Generator) -> tuple[np.ndarray, ...]:
     """One episode in each env (continuing its generator: no new seed), all stepped together with one
-    policy forward; actions sampled from the Gaussian, clipped to the env's box when stepping (the
-    trajectories keep the sampled ones). Padded arrays obs, action, reward, mask ``[n, T, ...]``."""
+    policy forward (on the device of ``params``); actions sampled from the Gaussian, clipped to the
+    env's box when stepping (the trajectories keep the sampled ones). Padded numpy arrays obs, action,
+    reward, mask ``[n, T, ...]``."""
     low, high = envs[0].action_space.low, envs[0].action_space.high
+    device = next(iter(params.values())).device
 
     def act(obs: np.ndarray) -> np.ndarray:
-        mean, log_std = functional_call(policy, params, (torch.as_tensor(obs),))
-        return (mean + log_std.exp() * torch.randn(mean.shape, generator=generator)).numpy()
+        mean, log_std = functional_call(policy, params, (torch.as_tensor(obs, device=device),))
+        return (mean + log_std.exp() * torch.randn(mean.shape, generator=generator).to(device)).cpu().numpy()
 
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
     buffers = [ReplayBuffer(horizon, obs_dim, act_dim) for _ in envs]
@@ -152,12 +164,14 @@ def sample_trajectories(policy: GaussianMLP, params: Params, envs: Sequence[gym.
     return rollout.padded(buffers, horizon)
 
 
-def make_batch(obs, action, reward, mask, cfg: Config) -> Trajectories:
+def make_batch(obs, action, reward, mask, cfg: Config, device: str | torch.device = "cpu") -> Trajectories:
+    """The trajectories with the baseline's advantages (fitted on the CPU), as tensors on ``device``."""
     returns = discounted_returns(reward, mask, cfg.gamma)
     adv = returns - fit_baseline(obs, returns, mask, cfg.baseline_reg)
     valid = adv[mask > 0]
     adv = (adv - valid.mean()) / (valid.std() + 1e-8) * mask  # centred and scaled, as rllab's VPG/TRPO
-    return Trajectories(*(torch.as_tensor(x, dtype=torch.float32) for x in (obs, action, reward, mask, adv)))
+    return Trajectories(*(torch.as_tensor(x, dtype=torch.float32, device=device)
+                          for x in (obs, action, reward, mask, adv)))
 
 
 # --- losses -------------------------------------------------------------------------
@@ -252,7 +266,7 @@ def update(policy: GaussianMLP, params: Params, pre: Trajectories, post: Traject
     step = torch.sqrt(2 * cfg.max_kl / (shs + 1e-12)) * direction
     theta = flat(params)
     for i in range(cfg.line_search_steps):
-        candidate = unflat(theta + 0.5**i * step, params)
+        candidate = unflat(theta + cfg.backtrack_ratio**i * step, params)
         with torch.no_grad():
             loss = surrogate(policy, candidate, pre, post, old_logp, cfg)
             kl = mean_kl(policy, candidate, old_adapted, pre, post, cfg)
@@ -272,9 +286,11 @@ def stack(batches: Sequence[Trajectories]) -> Trajectories:
 
 def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config, *,
           seed: int, log: Callable[[dict], None] = lambda m: None, checkpoint: str | None = None,
-          checkpoint_every: int = 0, on_eval: Callable[[dict, int], None] | None = None, eval_every: int = 0) -> dict:
+          checkpoint_every: int = 0, on_eval: Callable[[dict, int], None] | None = None, eval_every: int = 0,
+          device: str | torch.device = "cpu") -> dict:
     """Meta-train on ``train_tasks``; ``make_env(task)`` builds a ready env. Returns the state that
-    :func:`adapt_and_evaluate` needs (meta-parameters, config, sizes).
+    :func:`adapt_and_evaluate` needs (meta-parameters as CPU tensors, config, sizes). The policy and
+    the meta-updates run on ``device``; its initial weights are drawn on the CPU, then moved.
 
     With ``checkpoint``, the state (parameters, iteration, environment steps, every RNG) is saved
     atomically every ``checkpoint_every`` meta-iterations, and a rerun resumes from it and ends where
@@ -286,17 +302,19 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     gen = torch.Generator().manual_seed(seed)
     probe = make_env(train_tasks[0])
     obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
-    policy = GaussianMLP(obs_dim, act_dim, cfg.hidden, cfg.init_log_std)
+    policy = GaussianMLP(obs_dim, act_dim, cfg.hidden, cfg.init_log_std).to(device)
     params = {k: v.detach() for k, v in policy.named_parameters()}
     start, env_steps = 0, 0
     resumed = io.load_checkpoint(checkpoint) if checkpoint else None
     if resumed is not None:
-        params, start, env_steps = resumed["params"], resumed["iteration"], resumed["env_steps"]
+        params = {k: v.to(device) for k, v in resumed["params"].items()}
+        start, env_steps = resumed["iteration"], resumed["env_steps"]
         rng.bit_generator.state = resumed["numpy_rng"]
         gen.set_state(resumed["torch_rng"])
 
     def state() -> dict:
-        return {"params": params, "config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim}
+        return {"params": {k: v.cpu() for k, v in params.items()}, "config": dataclasses.asdict(cfg),
+                "obs_dim": obs_dim, "act_dim": act_dim}
 
     for iteration in range(start, cfg.meta_iterations):
         if checkpoint and checkpoint_every and iteration > start and iteration % checkpoint_every == 0:
@@ -308,10 +326,11 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         for envs_of_task in task_envs:
             for env in envs_of_task:
                 env.reset(seed=int(rng.integers(2**31)))
-        pre = stack([make_batch(*sample_trajectories(policy, params, e, horizon, gen), cfg) for e in task_envs])
+        pre = stack([make_batch(*sample_trajectories(policy, params, e, horizon, gen), cfg, device)
+                     for e in task_envs])
         adapted = adapt_tasks(policy, params, pre, cfg)
         post = stack([make_batch(*sample_trajectories(policy, {k: v[i] for k, v in adapted.items()}, e, horizon, gen),
-                                 cfg) for i, e in enumerate(task_envs)])
+                                 cfg, device) for i, e in enumerate(task_envs)])
         # update
         params, metrics = update(policy, params, pre, post, cfg)
         if not all(math.isfinite(v) for v in metrics.values()):
@@ -324,26 +343,29 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         # evaluate: adaptation on the test tasks, whenever the env steps cross a multiple of eval_every
         if on_eval and eval_every and env_steps // eval_every > previous // eval_every and iteration < cfg.meta_iterations - 1:
             on_eval(state(), env_steps)
+    final = state()
     if on_eval:
-        on_eval(state(), env_steps)
-    return state()
+        on_eval(final, env_steps)
+    return final
 
 
 def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *, adapt_trajectories: int,
-                       eval_episodes: int, seed: int) -> list[dict]:
+                       eval_episodes: int, seed: int, device: str | torch.device = "cpu") -> list[dict]:
     """Test time: adapt on ``adapt_trajectories`` trajectories of the task, then evaluate the adapted policy.
 
     "prior" is the return of the adaptation trajectories themselves (the meta-policy before its
-    update); both stages sample actions from the Gaussian policy, as MAML is evaluated.
+    update); both stages sample actions from the Gaussian policy, as MAML is evaluated. The policy
+    and its inner update run on ``device``.
     """
     cfg = Config(**state["config"])
-    policy = GaussianMLP(state["obs_dim"], state["act_dim"], cfg.hidden, cfg.init_log_std)
+    policy = GaussianMLP(state["obs_dim"], state["act_dim"], cfg.hidden, cfg.init_log_std).to(device)
+    params = {k: v.to(device) for k, v in state["params"].items()}
     gen = torch.Generator().manual_seed(seed)
     envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
     for i, env in enumerate(envs):
         env.reset(seed=seed * 1000 + i)
-    pre = sample_trajectories(policy, state["params"], envs[:adapt_trajectories], horizon, gen)
-    adapted = adapt(policy, state["params"], make_batch(*pre, cfg), cfg)
+    pre = sample_trajectories(policy, params, envs[:adapt_trajectories], horizon, gen)
+    adapted = adapt(policy, params, make_batch(*pre, cfg, device), cfg)
     post = sample_trajectories(policy, adapted, envs[:eval_episodes], horizon, gen)
     return [{"stage": "prior", "steps": 0, "return": float(pre[2].sum(-1).mean())},
             {"stage": "adapted", "steps": 0, "return": float(post[2].sum(-1).mean())}]

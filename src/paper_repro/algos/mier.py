@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,19 +48,31 @@ class Config:
     """Hidden layers of the reward/dynamics model (App. A, item 4)."""
     inner_steps: int = 2
     """Gradient steps of context adaptation (App. A, item 1)."""
-    inner_lr: float = 0.1
-    """Context adaptation step size α (App. A, item 2). The authors' code uses 0.01 with clipping
-    (``configs/default.py`` fast_adapt_lr, clip_val_inner_grad); we keep the paper's 0.1 and also
-    clip, which only bites on outlier batches."""
+    inner_lr: float = 0.01
+    """Context adaptation step size α: the authors' code, ``configs/default.py`` fast_adapt_lr = 0.01,
+    which no env or experiment config overrides; App. A, item 2 says 0.1 (``inner_lr: 0.1``). With the
+    authors' ``model_loss`` the context gradient is about 8× smaller than with ``sum``."""
     inner_grad_clip: float | None = 10.0
-    """Max L2 norm of the context gradient per inner step (authors' code; None disables)."""
+    """Max L2 norm of the context gradient per inner step (authors' code, clip_val_inner_grad = 10;
+    None disables). How often it binds is logged (train/inner_clip_rate)."""
     adapt_batch: int = 256
     """Transitions per task in the adaptation batch, and in the disjoint evaluation batch (App. A,
     item 3; the authors' code samples num_sample_steps_for_adaptation = 200/400 instead)."""
     context_reg: float = 0.01
     """Weight of the L2 penalty on post-update contexts in the meta-loss (App. A, item 6)."""
     logvar_reg: float = 0.01
-    """Weight of the penalty on the learned log-variance bounds (MBPO convention, Janner et al. 2019)."""
+    """Weight of the penalty on the learned log-variance bounds (authors' code,
+    ``models/bnn_contextual.py`` _compile_log_likelihood; the MBPO convention)."""
+    model_loss: str = "per_head_mean"
+    """How the Gaussian NLL is reduced over the model's outputs. ``per_head_mean`` (authors' code,
+    ``models/bnn_contextual.py`` _compile_losses): the reward's NLL plus the next-state NLL averaged
+    over state dimensions, each Σ (err²/σ² + log σ²) averaged, so the reward carries half the loss.
+    ``sum``: 0.5·NLL summed over all outputs (the textbook Gaussian NLL; the reward is 1/18 of it on
+    half-cheetah). The paper does not say."""
+    meta_grad_clip: float | None = 10.0
+    """Max L2 norm of each meta-gradient tensor (θ's and the prior context's) before the Adam step
+    (authors' code, clip_val_outer_grad = 10 with tf.clip_by_norm per variable; None disables; the
+    paper does not say)."""
     predict_dynamics: bool = True
     """Predict next-state deltas as well as reward (App. A: only for families whose dynamics vary).
     False: a reward-only model; relabelling then keeps the buffer's action and next state (see
@@ -79,8 +92,9 @@ class Config:
     """Discount (authors' code, sac_hyperparams.discount_factor)."""
     tau: float = 0.005
     """Polyak rate of the target critics (authors' code, target_update_rate)."""
-    init_alpha: float = math.exp(-1.0)
-    """Initial SAC temperature (authors' code: log_alpha_init = -1)."""
+    init_alpha: float = 1.0
+    """Initial SAC temperature: the authors' code starts at α = 1 (``softlearning_sac.py``: log_alpha
+    initializer 0.0; ``configs/default.py``'s log_alpha_init = -1 is never read)."""
     target_entropy: float = -1.0
     """SAC target entropy (authors' code, sac_hyperparams.target_entropy = -1.0, not -|A|)."""
     # --- Algorithm 1 ---
@@ -108,14 +122,56 @@ class Config:
     test_model_steps: int = 100
     """N_model of Alg. 2: Adam steps on θ with the adapted context on the test task's data (authors'
     code: num_extra_fast_adapt_steps_for_model = 100 by default, 0 in their negated-joints config,
-    configs/envs/ood/cheetah-negated-joints.json). A test-time value: ``adapt_and_evaluate``'s
-    ``model_steps`` overrides it per experiment (config experiments.<name>.adapt.mier) without
+    configs/envs/ood/cheetah-negated-joints.json). A test-time value (see :data:`TEST_TIME`):
+    ``adapt_and_evaluate`` overrides it per experiment (config experiments.<name>.adapt.mier) without
     retraining. Skipped when no relabelling step is evaluated, as nothing else reads the model."""
+    test_context_steps: int = 10
+    """Context adaptation steps on the test task (authors' code, num_fast_adapt_steps_for_context =
+    10 in ``mier.py`` fast_adapt_model: the first ``inner_steps`` at ``inner_lr``, the rest at
+    ``inner_lr``/10). Alg. 2 of the paper adapts as in meta-training: ``inner_steps``."""
     test_batch: int = 256
     """SAC batch at test time (authors' code, batch_size)."""
     real_ratio: float = 0.05
     """Fraction of each test-time SAC batch drawn from the test task's own data when relabelling
     (authors' code, model_real_ratio); the rest is relabelled meta-training data."""
+    relabel_schedule: str = "buffer"
+    """How relabelled data reaches the test-time SAC updates. ``buffer`` (authors' code, ``mier.py``
+    extrapolate): every ``relabel_every`` loop steps, ``relabel_states`` states of the meta-training
+    data are relabelled with the current policy and model into a FIFO model buffer of
+    ``model_buffer_size`` transitions, and each loop step makes ``sac_repeats`` SAC updates sampling
+    from it; relabelled actions are up to a few thousand updates old. ``per_update`` (Alg. 2 as
+    written): a fresh batch relabelled with the current policy for every SAC update."""
+    relabel_every: int = 250
+    """Loop steps between relabellings (authors' code, relabelling_interval)."""
+    relabel_states: int = 100_000
+    """States relabelled each time (authors' code, rollout_batch_size), drawn from ``relabel_tasks``
+    meta-training tasks taken with replacement, the same number from each (num_cross_tasks_for_relabelling)."""
+    relabel_tasks: int = 20
+    """Meta-training tasks each relabelling draws its states from (authors' code, num_cross_tasks_for_relabelling)."""
+    model_buffer_size: int = 1_000_000
+    """Capacity of the FIFO model buffer (authors' code, replay_buffer_max_sample_size); a multiple of
+    ``relabel_states``."""
+    sac_repeats: int = 2
+    """SAC updates per test-time loop step (authors' code, num_sac_repeat_steps_for_extrapol); the
+    evaluation schedule counts SAC updates."""
+
+
+TEST_TIME = ("test_model_steps", "test_context_steps", "test_batch", "real_ratio", "relabel_schedule",
+             "relabel_every", "relabel_states", "relabel_tasks", "model_buffer_size", "sac_repeats")
+"""Config fields only Algorithm 2 reads: :func:`adapt_and_evaluate` takes them as keyword overrides,
+so an experiment can set them (config ``experiments.<name>.adapt.mier``) without retraining."""
+
+
+def check(cfg: Config) -> Config:
+    """``cfg`` if its choices are valid; otherwise a ValueError naming the field."""
+    choices = {"model_loss": ("per_head_mean", "sum"), "relabel_schedule": ("buffer", "per_update")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"mier.{name}: {getattr(cfg, name)!r} is not one of {allowed}")
+    if cfg.model_buffer_size % cfg.relabel_states or cfg.relabel_states % cfg.relabel_tasks:
+        raise ValueError(f"mier: model_buffer_size ({cfg.model_buffer_size}) must be a multiple of relabel_states "
+                         f"({cfg.relabel_states}), itself a multiple of relabel_tasks ({cfg.relabel_tasks})")
+    return cfg
 
 
 # --- model --------------------------------------------------------------------------
@@ -161,23 +217,32 @@ def targets(batch: Batch, cfg: Config) -> torch.Tensor:
 
 
 def nll(model: ContextModel, theta: Params, ctx: torch.Tensor, batch: Batch, cfg: Config) -> torch.Tensor:
-    """Mean Gaussian negative log-likelihood of the batch (constant 0.5·log 2π dropped)."""
+    """Gaussian negative log-likelihood of the batch (constants dropped), reduced over the outputs
+    as ``cfg.model_loss`` says: per head (reward, next state) averaged, or 0.5·sum over outputs."""
     mean, logvar = functional_call(model, theta, (batch.obs, batch.action, ctx))
-    err = (mean - targets(batch, cfg)) ** 2
-    return 0.5 * (err * torch.exp(-logvar) + logvar).sum(-1).mean()
+    per_output = (mean - targets(batch, cfg)) ** 2 * torch.exp(-logvar) + logvar
+    if cfg.model_loss == "sum":
+        return 0.5 * per_output.sum(-1).mean()
+    if cfg.predict_dynamics:  # the reward is the last output
+        return per_output[..., -1].mean() + per_output[..., :-1].mean()
+    return per_output.mean()
 
 
-def adapt_context(model: ContextModel, theta: Params, ctx: torch.Tensor, batch: Batch, cfg: Config) -> torch.Tensor:
-    """Ξ_MAML(θ, φ, D_adapt): cfg.inner_steps gradient steps on the NLL w.r.t. the context only."""
+def adapt_context(model: ContextModel, theta: Params, ctx: torch.Tensor, batch: Batch, cfg: Config,
+                  steps: int | None = None, lr: float | None = None, with_norms: bool = False):
+    """Ξ_MAML(θ, φ, D_adapt): gradient steps on the NLL w.r.t. the context only (cfg.inner_steps at
+    cfg.inner_lr unless told otherwise); ``with_norms`` also returns each step's gradient norm."""
     def loss(slow, fast, data):
         return nll(model, slow, fast["ctx"], data, cfg)
-    return meta.inner_loop(loss, theta, {"ctx": ctx}, batch, cfg.inner_steps, cfg.inner_lr,
-                           cfg.inner_grad_clip)["ctx"]
+    out = meta.inner_loop(loss, theta, {"ctx": ctx}, batch, cfg.inner_steps if steps is None else steps,
+                          cfg.inner_lr if lr is None else lr, cfg.inner_grad_clip, with_norms)
+    return (out[0]["ctx"], out[1]) if with_norms else out["ctx"]
 
 
-def adapt_contexts(model: ContextModel, theta: Params, ctx: torch.Tensor, batches: Batch, cfg: Config) -> torch.Tensor:
+def adapt_contexts(model: ContextModel, theta: Params, ctx: torch.Tensor, batches: Batch, cfg: Config,
+                   with_norms: bool = False):
     """``adapt_context`` for every task of a meta-batch at once (batches have a leading task dim)."""
-    return vmap(lambda b: adapt_context(model, theta, ctx, b, cfg))(batches)
+    return vmap(lambda b: adapt_context(model, theta, ctx, b, cfg, with_norms=with_norms))(batches)
 
 
 def model_meta_loss(model: ContextModel, params: Params, adapt: Batch, evaluate: Batch, cfg: Config
@@ -189,7 +254,7 @@ def model_meta_loss(model: ContextModel, params: Params, adapt: Batch, evaluate:
     """
     theta = {k: v for k, v in params.items() if k != "context"}
     ctx = params["context"]
-    post = adapt_contexts(model, theta, ctx, adapt, cfg)                       # (tasks, context_dim)
+    post, norms = adapt_contexts(model, theta, ctx, adapt, cfg, with_norms=True)  # (tasks, context_dim)
     post_nll = vmap(lambda c, b: nll(model, theta, c, b, cfg))(post, evaluate)  # (tasks,)
     ctx_pen = (post**2).sum(-1).mean()
     bound_pen = (theta["max_logvar"].sum() - theta["min_logvar"].sum())
@@ -197,7 +262,9 @@ def model_meta_loss(model: ContextModel, params: Params, adapt: Batch, evaluate:
     with torch.no_grad():
         pre_nll = vmap(lambda b: nll(model, theta, ctx, b, cfg))(evaluate).mean()
     return loss, {"train/model_loss": loss.detach(), "train/model_nll_post": post_nll.mean().detach(),
-                  "train/model_nll_pre": pre_nll, "train/context_norm": post.norm(dim=-1).mean().detach()}, post
+                  "train/model_nll_pre": pre_nll, "train/context_norm": post.norm(dim=-1).mean().detach(),
+                  "train/inner_grad_norm": norms.mean(),
+                  "train/inner_clip_rate": (norms > (cfg.inner_grad_clip or math.inf)).float().mean()}, post
 
 
 def model_meta_loss_loop(model: ContextModel, params: Params, adapt: Batch, evaluate: Batch, cfg: Config
@@ -217,9 +284,9 @@ def model_meta_loss_loop(model: ContextModel, params: Params, adapt: Batch, eval
 
 
 def init_params(model: ContextModel, cfg: Config) -> Params:
-    """θ from the module (detached leaves) plus a zero prior context φ."""
+    """θ from the module (detached leaves, on its device) plus a zero prior context φ."""
     p = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
-    p["context"] = torch.zeros(cfg.context_dim, requires_grad=True)
+    p["context"] = torch.zeros(cfg.context_dim, device=p["max_logvar"].device, requires_grad=True)
     return p
 
 
@@ -237,6 +304,9 @@ def model_update(model: ContextModel, params: Params, opt: torch.optim.Optimizer
         raise FloatingPointError(f"MIER model meta-loss is {loss.item()} at epoch {epoch}, step {step}")
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if cfg.meta_grad_clip is not None:  # per tensor, as tf.clip_by_norm in the authors' code
+        norms = torch.stack([torch.nn.utils.clip_grad_norm_(p, cfg.meta_grad_clip) for p in params.values()])
+        metrics["train/meta_grad_clip_rate"] = (norms > cfg.meta_grad_clip).float().mean()
     opt.step()
     return {k: float(v) for k, v in metrics.items()}, post.detach()
 
@@ -266,9 +336,9 @@ def sac_config(cfg: Config) -> sac.Config:
     return sac.Config(lr=cfg.sac_lr, gamma=cfg.gamma, tau=cfg.tau, hidden=cfg.sac_hidden, init_alpha=cfg.init_alpha)
 
 
-def init_agent(cfg: Config, gen: torch.Generator, obs_dim: int, act_dim: int, low, high) -> dict:
-    """One SAC agent (K=1) on observations (s, φ)."""
-    agent = sac.init(sac_config(cfg), [gen], obs_dim + cfg.context_dim, act_dim, low, high)
+def init_agent(cfg: Config, gen: torch.Generator, obs_dim: int, act_dim: int, low, high, device="cpu") -> dict:
+    """One SAC agent (K=1) on observations (s, φ), on ``device`` (its initial weights drawn on the CPU)."""
+    agent = sac.init(sac_config(cfg), [gen], obs_dim + cfg.context_dim, act_dim, low, high, device)
     agent["target_entropy"] = cfg.target_entropy
     return agent
 
@@ -292,8 +362,8 @@ def policy(agent: dict, gen: torch.Generator, ctx: torch.Tensor, deterministic: 
     rollout callable: actions [n, A] for observations [n, O], one forward."""
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
-        x = torch.cat([torch.as_tensor(obs, dtype=torch.float32), ctx.expand(len(obs), -1)], -1)[None]
-        return agent["actor"](x, [gen], deterministic)[0][0].numpy()
+        x = torch.cat([torch.as_tensor(obs, dtype=torch.float32, device=ctx.device), ctx.expand(len(obs), -1)], -1)
+        return agent["actor"](x[None], [gen], deterministic)[0][0].cpu().numpy()
     return act
 
 
@@ -318,7 +388,8 @@ def disjoint_rows(rng: np.random.Generator, size: int, taken: np.ndarray, n: int
     return raw + np.searchsorted(gaps, raw, side="right")
 
 
-def sample_meta_batch(data: Sequence[ReplayBuffer], tasks, n: int, rng: np.random.Generator) -> tuple[Batch, Batch]:
+def sample_meta_batch(data: Sequence[ReplayBuffer], tasks, n: int, rng: np.random.Generator, device="cpu"
+                      ) -> tuple[Batch, Batch]:
     """Disjoint adaptation and evaluation batches for every task, tensors [tasks, n, ...]. Adaptation rows are
     those tagged ``prior``, collected with the prior context, as the test task's adaptation data is
     (authors' code: pre_adapt_replay_buffer)."""
@@ -328,25 +399,32 @@ def sample_meta_batch(data: Sequence[ReplayBuffer], tasks, n: int, rng: np.rando
         rows = prior_rows[rng.integers(0, len(prior_rows), n)]
         adapt.append(data[t].batch(rows))
         evaluate.append(data[t].batch(disjoint_rows(rng, data[t].size, rows, n)))
-    return stack(adapt).tensors(), stack(evaluate).tensors()
+    return stack(adapt).tensors(device), stack(evaluate).tensors(device)
 
 
 # --- Algorithm 1: meta-training -----------------------------------------------------
 
 
-def _build(cfg: Config, obs_dim: int, act_dim: int, low, high, seed: int):
+def _build(cfg: Config, obs_dim: int, act_dim: int, low, high, seed: int, device="cpu"):
+    """Model, parameters and agent on ``device``, initialised on the CPU (the same on every device);
+    the generator stays on the CPU."""
     torch.manual_seed(seed)
-    model = ContextModel(obs_dim, act_dim, cfg)
+    model = ContextModel(obs_dim, act_dim, cfg).to(device)
     params = init_params(model, cfg)
     gen = torch.Generator().manual_seed(seed)
-    agent = init_agent(cfg, gen, obs_dim, act_dim, low, high)
+    agent = init_agent(cfg, gen, obs_dim, act_dim, low, high, device)
     return model, params, gen, agent
+
+
+def _snapshot(tree):
+    """A CPU copy of ``tree`` (weights, optimizer states) that later updates leave alone."""
+    return copy.deepcopy(io.to_cpu(tree))
 
 
 def _agent_state(agent: dict, optimizers: bool) -> dict:
     keys = ["actor", "critic", "critic_target"] + (["actor_opt", "critic_opt", "alpha_opt"] if optimizers else [])
-    out = {k: copy.deepcopy(agent[k].state_dict()) for k in keys}
-    out["log_alpha"] = agent["log_alpha"].detach().clone()
+    out = {k: _snapshot(agent[k].state_dict()) for k in keys}
+    out["log_alpha"] = _snapshot(agent["log_alpha"].detach())
     return out
 
 
@@ -362,17 +440,20 @@ def _load_agent(agent: dict, st: dict) -> None:
 def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config, *,
           seed: int, log: Callable[[dict], None] = lambda m: None, checkpoint: str | None = None,
           checkpoint_every: int = 0, on_eval: Callable[[dict, int], None] | None = None,
-          eval_every: int = 0) -> dict:
+          eval_every: int = 0, device: str = "cpu") -> dict:
     """Algorithm 1 on ``train_tasks``; returns the state :func:`adapt_and_evaluate` needs (see the
-    shared interface in the project docs). ``horizon`` is enforced by ``make_env``'s TimeLimit.
+    shared interface in the project docs), its tensors on the CPU. ``horizon`` is enforced by
+    ``make_env``'s TimeLimit. Networks and updates run on ``device``; environments, buffers and
+    random draws on the CPU.
 
     Logged per epoch: the epoch's mean training losses, and collect/reward_prior and
     collect/reward_adapted, the mean reward per env step of the data collected that epoch with the
     prior and with the adapted context."""
+    check(cfg)
     envs = [make_env(t) for t in train_tasks]
     space = envs[0].action_space
     obs_dim, act_dim = envs[0].observation_space.shape[0], space.shape[0]
-    model, params, gen, agent = _build(cfg, obs_dim, act_dim, space.low, space.high, seed)
+    model, params, gen, agent = _build(cfg, obs_dim, act_dim, space.low, space.high, seed, device)
     model_opt = torch.optim.Adam(params.values(), lr=cfg.model_lr)
     rng = np.random.default_rng(seed)
     data = [ReplayBuffer(0, obs_dim, act_dim, grow=True) for _ in train_tasks]  # every task's transitions
@@ -381,7 +462,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     def export() -> dict:  # tensors, numbers, strings, lists and dicts only (see io.load_checkpoint)
         return {"config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim,
                 "act_low": space.low.tolist(), "act_high": space.high.tolist(),
-                "model": {k: v.detach().clone() for k, v in params.items()}, **_agent_state(agent, False),
+                "model": _snapshot({k: v.detach() for k, v in params.items()}), **_agent_state(agent, False),
                 "buffers": [d.tensors() for d in data],
                 "train_tasks": [{k: v.item() if isinstance(v, np.generic) else v for k, v in t.items()}
                                 for t in train_tasks]}
@@ -410,7 +491,8 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     for epoch in range(start, cfg.epochs):
         if checkpoint and checkpoint_every and epoch > start and epoch % checkpoint_every == 0:
             io.save_checkpoint(checkpoint, {
-                "model": {k: v.detach().clone() for k, v in params.items()}, "model_opt": model_opt.state_dict(),
+                "model": _snapshot({k: v.detach() for k, v in params.items()}),
+                "model_opt": _snapshot(model_opt.state_dict()),
                 "agent": _agent_state(agent, True), "buffers": [d.tensors() for d in data],
                 "numpy_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "env_steps": env_steps, "eval_mark": eval_mark})
@@ -420,7 +502,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         prior = params["context"].detach()
         pre = collect(agent, gen, task_envs, prior, cfg.steps_prior, rng.integers(2**31, size=len(tasks)))
         theta = {k: params[k].detach() for k in theta_keys}
-        adapted = adapt_contexts(model, theta, prior, stack([p.batch() for p in pre]).tensors(), cfg).detach()
+        adapted = adapt_contexts(model, theta, prior, stack([p.batch() for p in pre]).tensors(device), cfg).detach()
         post = collect(agent, gen, task_envs, adapted, cfg.steps_adapted, rng.integers(2**31, size=len(tasks)))
         for t, p, q in zip(tasks, pre, post):
             data[t].extend(p.arrays(), prior=True)
@@ -430,7 +512,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         sums: dict[str, float] = {}
         for step in range(cfg.train_steps):
             batch_tasks = rng.choice(len(train_tasks), cfg.meta_batch, replace=len(train_tasks) < cfg.meta_batch)
-            a, e = sample_meta_batch(data, batch_tasks, cfg.adapt_batch, rng)
+            a, e = sample_meta_batch(data, batch_tasks, cfg.adapt_batch, rng, device)
             m, ctx = model_update(model, params, model_opt, a, e, cfg, step=step, epoch=epoch)
             ctx = ctx[:, None].expand(-1, cfg.adapt_batch, -1).reshape(-1, cfg.context_dim)
             flat = Batch(*(x.flatten(0, 1) for x in e))  # the SAC batch: every task's evaluation batch
@@ -471,18 +553,41 @@ def relabel_batch(model: ContextModel, theta: Params, ctx: torch.Tensor, agent: 
         act_, _ = agent["actor"](torch.cat([obs, c], -1)[None], [gen])
         act_ = act_[0]
     mean, logvar = functional_call(model, theta, (obs, act_, c))
-    noise = torch.randn(mean.shape, generator=gen)
+    noise = torch.randn(mean.shape, generator=gen).to(mean.device)
     sample = mean + (0.5 * logvar).exp() * noise  # the reward last
     if cfg.predict_dynamics:
         return Batch(obs, act_, sample[:, -1], obs + sample[:, :-1], torch.zeros_like(batch.terminated))
     return batch._replace(reward=sample[:, -1])
 
 
-def sample_training_data(data: Sequence[ReplayBuffer], n: int, rng: np.random.Generator) -> Batch:
-    """n transitions drawn uniformly over the meta-training tasks, then uniformly within the task."""
-    tasks = rng.integers(0, len(data), n)
-    rows = (rng.random(n) * np.array([d.size for d in data])[tasks]).astype(np.int64)
-    return concat([data[t].batch(rows[tasks == t]) for t in np.unique(tasks)]).tensors()
+def sample_training_data(data: Sequence[ReplayBuffer], n: int, rng: np.random.Generator, device="cpu",
+                         tasks: int | None = None) -> Batch:
+    """n transitions of the meta-training tasks: each from a task drawn uniformly, or (``tasks``
+    given, the authors' relabelling) n/tasks from each of ``tasks`` tasks drawn with replacement;
+    uniformly within the task."""
+    if tasks is not None:
+        return concat([data[t].batch(rng.integers(0, data[t].size, n // tasks))
+                       for t in rng.integers(0, len(data), tasks)]).tensors(device)
+    picks = rng.integers(0, len(data), n)
+    rows = (rng.random(n) * np.array([d.size for d in data])[picks]).astype(np.int64)
+    return concat([data[t].batch(rows[picks == t]) for t in np.unique(picks)]).tensors(device)
+
+
+class ModelBuffer:
+    """The authors' test-time model buffer: a FIFO of the last ``capacity`` relabelled transitions,
+    added ``chunk`` at a time (so it holds the last capacity/chunk relabellings); uniform draws."""
+
+    def __init__(self, capacity: int, chunk: int):
+        self.chunks: deque[Batch] = deque(maxlen=capacity // chunk)
+        self.chunk = chunk
+
+    def add(self, batch: Batch) -> None:
+        self.chunks.append(batch)
+
+    def sample(self, n: int, rng: np.random.Generator) -> Batch:
+        which, rows = rng.integers(0, len(self.chunks), n), rng.integers(0, self.chunk, n)
+        return concat([Batch(*(x[torch.as_tensor(rows[which == c], device=x.device)] for x in self.chunks[c]))
+                       for c in np.unique(which)])
 
 
 @torch.no_grad()
@@ -492,7 +597,7 @@ def diagnostics(model: ContextModel, thetas: dict[str, Params], ctx: torch.Tenso
     adapted policy (one buffer each): the model's reward and state-change RMSE on those transitions, per
     model in ``thetas`` (e.g. before and after test-time fine-tuning), their mean real reward, and the
     critic's Q(s₀, π(s₀)) (min of the twin critics) against the realised discounted return."""
-    b = concat([e.batch() for e in episodes]).tensors()
+    b = concat([e.batch() for e in episodes]).tensors(ctx.device)
     c = ctx.expand(len(b.obs), -1)
     out = {"diag/eval_reward_mean": float(b.reward.mean())}
     for name, theta in thetas.items():
@@ -500,7 +605,8 @@ def diagnostics(model: ContextModel, thetas: dict[str, Params], ctx: torch.Tenso
         out[f"diag/model_reward_rmse_{name}"] = float((mean[:, -1] - b.reward).pow(2).mean().sqrt())
         if cfg.predict_dynamics:
             out[f"diag/model_state_rmse_{name}"] = float((mean[:, :-1] - (b.next_obs - b.obs)).pow(2).mean().sqrt())
-    s0 = torch.cat([torch.as_tensor(np.stack([e.data["obs"][0] for e in episodes])), ctx.expand(len(episodes), -1)], -1)
+    s0 = torch.cat([torch.as_tensor(np.stack([e.data["obs"][0] for e in episodes]), device=ctx.device),
+                    ctx.expand(len(episodes), -1)], -1)
     a0, _ = agent["actor"](s0[None], None, True)
     out["diag/q_s0"] = float(agent["critic"](s0[None], a0).min(1).values.mean())
     out["diag/discounted_return"] = float(np.mean([
@@ -509,22 +615,35 @@ def diagnostics(model: ContextModel, thetas: dict[str, Params], ctx: torch.Tenso
 
 
 def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *, adapt_trajectories: int,
-                       eval_episodes: int, seed: int, relabel: bool = True,
-                       relabel_steps: Sequence[int] = (0,), model_steps: int | None = None) -> list[dict]:
+                       eval_episodes: int, seed: int, relabel: bool = True, relabel_steps: Sequence[int] = (0,),
+                       device: str = "cpu", **test_time) -> list[dict]:
     """Algorithm 2 on one test task; rows as in the shared interface ("adapted" rows at every entry of
     ``relabel_steps``, counted in SAC updates after adaptation; the default (0,) is context adaptation
-    only, the in-distribution protocol of Fig. 2; the workflow passes Fig. 4's schedule). ``relabel=False`` is the ablation of
-    Sec. 5.2.2: SAC on the test task's adaptation data only. ``model_steps`` (the model fine-tuning
-    steps on the test task before relabelling) defaults to ``Config.test_model_steps``. ``state`` is not modified.
+    only, the in-distribution protocol of Fig. 2; the workflow passes Fig. 4's schedule).
+    ``relabel=False`` is the ablation of Sec. 5.2.2: SAC on the test task's adaptation data only.
+    ``test_time`` overrides Config fields named in :data:`TEST_TIME` (e.g. ``test_model_steps``, the
+    model fine-tuning steps on the test task before relabelling), without retraining. ``state`` is
+    not modified.
+
+    The context is adapted ``test_context_steps`` times (the first ``inner_steps`` at ``inner_lr``,
+    the rest at a tenth of it). Then, as the authors' code does it, each loop step makes
+    ``sac_repeats`` SAC updates on batches of the test task's own data (``real_ratio`` of each batch)
+    and relabelled meta-training data (the rest), relabelled into a FIFO model buffer every
+    ``relabel_every`` loop steps (``relabel_schedule`` ``buffer``), or afresh for every update
+    (``per_update``). Without relabelling every batch is the test task's own data.
 
     Where the policy is trained after adaptation (a relabelling step beyond 0), each adapted row also
     carries :func:`diagnostics` (model errors of the meta-trained and the fine-tuned model,
     ``diag/*``) and ``diag/relabelled_reward_mean``, the mean relabelled reward of the SAC batches since
     the previous evaluation (NaN without relabelling). They draw no random numbers: the returns are
     the same with or without them."""
+    unknown = sorted(set(test_time) - set(TEST_TIME))
+    if unknown:
+        raise TypeError(f"mier.adapt_and_evaluate: {unknown} are not test-time options; these are: {TEST_TIME}")
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    cfg = check(dataclasses.replace(cfg, **test_time))
     model, params, gen, agent = _build(cfg, state["obs_dim"], state["act_dim"], np.float32(state["act_low"]),
-                                       np.float32(state["act_high"]), seed)
+                                       np.float32(state["act_high"]), seed, device)
     with torch.no_grad():
         for k, v in state["model"].items():
             params[k].copy_(v)
@@ -545,34 +664,43 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     own = ReplayBuffer(0, state["obs_dim"], state["act_dim"], grow=True)  # the adaptation trajectories
     rollout.episodes(envs[:adapt_trajectories], policy(agent, gen, prior, False),
                      [seed * 1000 + i for i in range(adapt_trajectories)], horizon, into=own)
-    own_batch = own.batch().tensors()
+    own_batch = own.batch().tensors(device)
     rows = [{"stage": "prior", "steps": 0, **evaluate(prior)}]
-    ctx = adapt_context(model, theta, prior, own_batch, cfg).detach()
+    first = min(cfg.inner_steps, cfg.test_context_steps)
+    ctx = adapt_context(model, theta, prior, own_batch, cfg, steps=first).detach()
+    ctx = adapt_context(model, theta, ctx, own_batch, cfg, steps=cfg.test_context_steps - first,
+                        lr=cfg.inner_lr / 10).detach()
     schedule = sorted(set(relabel_steps))
     models = {"meta": theta} if schedule[-1] > 0 else None  # diagnostics where the policy trains on
     if relabel and schedule[-1] > 0:  # only relabelling reads the fine-tuned model
-        theta = finetune_model(model, theta, ctx, own_batch, cfg,
-                               cfg.test_model_steps if model_steps is None else model_steps, rng)
+        theta = finetune_model(model, theta, ctx, own_batch, cfg, cfg.test_model_steps, rng)
         models["finetuned"] = theta
     relabelled_rewards: list[torch.Tensor] = []
     n_own = max(1, round(cfg.real_ratio * cfg.test_batch)) if relabel else cfg.test_batch
     training = [ReplayBuffer.from_arrays(b) for b in state["buffers"]]  # no copy
-    for step in range(schedule[-1] + 1):
-        if step in schedule:
-            row = {"stage": "adapted", "steps": step, **evaluate(ctx, models)}
+    model_buffer = ModelBuffer(cfg.model_buffer_size, cfg.relabel_states)
+    for update in range(schedule[-1] + 1):
+        if update in schedule:
+            row = {"stage": "adapted", "steps": update, **evaluate(ctx, models)}
             if models:
                 row["diag/relabelled_reward_mean"] = (float(torch.cat(relabelled_rewards).mean())
                                                       if relabelled_rewards else float("nan"))
                 relabelled_rewards.clear()
             rows.append(row)
-        if step == schedule[-1]:
+        if update == schedule[-1]:
             break
         idx = rng.integers(0, own.size, n_own)
         b = Batch(*(x[idx] for x in own_batch))
-        if relabel:
+        if relabel and cfg.relabel_schedule == "per_update":
             relabelled = relabel_batch(model, theta, ctx, agent, gen,
-                                       sample_training_data(training, cfg.test_batch - n_own, rng), cfg)
+                                       sample_training_data(training, cfg.test_batch - n_own, rng, device), cfg)
+        elif relabel:  # the loop step's first update relabels, every relabel_every loop steps
+            if update % (cfg.sac_repeats * cfg.relabel_every) == 0:
+                model_buffer.add(relabel_batch(model, theta, ctx, agent, gen, sample_training_data(
+                    training, cfg.relabel_states, rng, device, tasks=cfg.relabel_tasks), cfg))
+            relabelled = model_buffer.sample(cfg.test_batch - n_own, rng)
+        if relabel:
             b = concat([b, relabelled])
             relabelled_rewards.append(relabelled.reward)
-        sac_update(agent, policy_batch(b, ctx.expand(b.obs.shape[0], -1)), gen, cfg, f"test-time step {step}")
+        sac_update(agent, policy_batch(b, ctx.expand(b.obs.shape[0], -1)), gen, cfg, f"test-time step {update}")
     return rows

@@ -17,6 +17,10 @@ RL batches ``[tasks, N, dim]``; the networks are shared, so every layer is one b
 Test time (Sec. 4.2, Algorithm 2): the first exploration trajectory uses z from the prior, each
 later one z sampled from the posterior of all context gathered so far; the adapted policy is then
 evaluated with the posterior mean of all adaptation context.
+
+Environments, replay buffers and random generators stay on the CPU; the networks and updates run on
+``device``. Noise is drawn on the CPU generator and moved, so a seed draws the same numbers on every
+device, and runs on two devices differ by float rounding only.
 """
 
 from __future__ import annotations
@@ -233,9 +237,9 @@ def update(nets: Nets, opts: dict, context: torch.Tensor, b: Batch, gen: torch.G
     """One gradient step on a meta-batch, in oyster's order: encoder + Q step, then value and policy
     steps (with the updated Q), then the target value network."""
     t, n = b.obs.shape[:2]
-    dtype = b.obs.dtype
-    eps_z = torch.randn(t, nets.latent_dim, generator=gen, dtype=dtype)
-    eps_a = torch.randn(t, n, b.action.shape[-1], generator=gen, dtype=dtype)
+    dtype, device = b.obs.dtype, b.obs.device
+    eps_z = torch.randn(t, nets.latent_dim, generator=gen, dtype=dtype).to(device)
+    eps_a = torch.randn(t, n, b.action.shape[-1], generator=gen, dtype=dtype).to(device)
     qf_loss, kl_loss, z, mu, var = critic_losses(nets, context, b, eps_z, cfg)
     check(iteration, qf_loss=qf_loss, kl_loss=kl_loss)
     opts["qf"].zero_grad(set_to_none=True)
@@ -286,28 +290,33 @@ def episode(nets: Nets, env: gym.Env, z: torch.Tensor, horizon: int, env_seed: i
     """One episode with a fixed z ``[D]``, its transitions into ``into``; returns its return.
     Stochastic actions from ``gen``, or tanh(mean) when ``gen`` is None. Actions are stored in
     [-1, 1] and rescaled to the env's box (rlkit's NormalizedBoxEnv). A time limit is not a
-    termination: the Bellman target stops at ``terminated`` only."""
+    termination: the Bellman target stops at ``terminated`` only. The policy runs on z's device."""
     low, high = env.action_space.low, env.action_space.high
     zt = z.reshape(1, -1).float()
 
     def act(obs: np.ndarray) -> np.ndarray:
-        eps = None if gen is None else torch.randn(1, low.shape[0], generator=gen)
-        return policy_forward(nets, torch.as_tensor(obs), zt, eps)[0].numpy()
+        eps = None if gen is None else torch.randn(1, low.shape[0], generator=gen).to(zt.device)
+        return policy_forward(nets, torch.as_tensor(obs, device=zt.device), zt, eps)[0].cpu().numpy()
 
     rescale = lambda a: low + (a + 1.0) * 0.5 * (high - low)  # noqa: E731
     return float(rollout.episodes([env], act, [env_seed], horizon, into, rescale)[0])
 
 
-def prior(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.zeros(cfg.latent_dim), torch.ones(cfg.latent_dim)
+def prior(cfg: Config, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(cfg.latent_dim, device=device), torch.ones(cfg.latent_dim, device=device)
+
+
+def sample_z(mu: torch.Tensor, var: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """z ~ N(μ, diag σ²), the noise drawn on the CPU generator ``gen`` and moved to μ's device."""
+    return mu + var.sqrt() * torch.randn(mu.shape, generator=gen).to(mu.device)
 
 
 # --- meta-training ------------------------------------------------------------------
 
 
 def new_state(nets: Nets, cfg: Config, obs_dim: int, act_dim: int) -> dict:
-    """What ``adapt_and_evaluate`` needs: weights, the Config (a plain dict) and the dims."""
-    return {"nets": {k: v.detach().clone() for k, v in nets.state_dict().items()},
+    """What ``adapt_and_evaluate`` needs: weights (CPU copies), the Config (a plain dict) and the dims."""
+    return {"nets": {k: v.detach().to("cpu", copy=True) for k, v in nets.state_dict().items()},
             "config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim}
 
 
@@ -320,9 +329,11 @@ def load_nets(state: dict) -> Nets:
 def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], horizon: int, cfg: Config, *,
           seed: int, log: Callable[[dict], None] = lambda m: None,
           checkpoint: str | None = None, checkpoint_every: int = 0,
-          on_eval: Callable[[dict, int], None] | None = None, eval_every: int = 0) -> dict:
+          on_eval: Callable[[dict, int], None] | None = None, eval_every: int = 0,
+          device: str | torch.device = "cpu") -> dict:
     """Meta-train PEARL on ``train_tasks`` (oyster ``rl_algorithm.py`` ``train``); see the module
-    docstring and the shared interface of the meta-RL algorithms.
+    docstring and the shared interface of the meta-RL algorithms. Networks and updates run on
+    ``device`` (initial weights drawn on the CPU, then moved); the returned state holds CPU tensors.
 
     Iteration 0 first collects ``num_initial_steps`` in every task with z from the prior. Every
     iteration then, for ``num_tasks_sample`` tasks: clears the task's encoder buffer, collects
@@ -342,7 +353,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     gen = torch.Generator().manual_seed(seed)
     envs = [make_env(task) for task in train_tasks]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
-    nets = Nets(obs_dim, act_dim, cfg, gen)
+    nets = Nets(obs_dim, act_dim, cfg, gen).to(device)
     opts = make_optimizers(nets, cfg)
     # Growing buffers: oyster's per-task capacity of 1e6 is never reached (a task receives
     # ≈ 2000 + iterations·num_tasks_sample·1000/tasks transitions).
@@ -364,10 +375,10 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     returns: dict[str, list[float]] = {}
 
     def collect(i: int, num_samples: int, use_posterior: bool, add_to_enc: bool) -> int:
-        mu, var = prior(cfg)
+        mu, var = prior(cfg, device)
         n = 0
         while n < num_samples:
-            z = mu + var.sqrt() * torch.randn(cfg.latent_dim, generator=gen)
+            z = sample_z(mu, var, gen)
             path = ReplayBuffer(horizon, obs_dim, act_dim)
             ret = episode(nets, envs[i], z, horizon, int(rng.integers(2**31)), gen, path)
             n += path.size
@@ -378,7 +389,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
             if use_posterior:
                 with torch.no_grad():
                     mu, var = (x[0] for x in posterior(nets, context_of(
-                        sample([enc_bufs[i]], cfg.embedding_batch_size, rng).tensors(), cfg)))
+                        sample([enc_bufs[i]], cfg.embedding_batch_size, rng).tensors(device), cfg)))
         return n
 
     last_eval = None
@@ -407,8 +418,9 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         totals: dict[str, torch.Tensor] = {}
         for _ in range(cfg.num_train_steps_per_itr):
             tasks = rng.choice(len(train_tasks), cfg.meta_batch)
-            context = context_of(sample([enc_bufs[t] for t in tasks], cfg.embedding_batch_size, rng).tensors(), cfg)
-            b = sample([rl_bufs[t] for t in tasks], cfg.batch_size, rng).tensors()
+            context = context_of(sample([enc_bufs[t] for t in tasks], cfg.embedding_batch_size, rng).tensors(device),
+                                 cfg)
+            b = sample([rl_bufs[t] for t in tasks], cfg.batch_size, rng).tensors(device)
             metrics = update(nets, opts, context, b, gen, cfg, iteration)
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + v
@@ -430,7 +442,8 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
 
 
 def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *,
-                       adapt_trajectories: int, eval_episodes: int, seed: int, **options) -> list[dict]:
+                       adapt_trajectories: int, eval_episodes: int, seed: int, device: str | torch.device = "cpu",
+                       **options) -> list[dict]:
     """PEARL's test protocol on one task (Algorithm 2; oyster ``collect_paths``).
 
     "prior": ``eval_episodes`` deterministic episodes with z = the prior mean. Adaptation:
@@ -438,12 +451,13 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     the first ``num_exp_traj_eval`` with z sampled from the prior, each later one with z sampled
     from the posterior of all context gathered so far. "adapted" (steps 0): ``eval_episodes``
     deterministic episodes with z = the posterior mean of all adaptation context (oyster instead
-    reports its last trajectory, whose z is sampled from that posterior). No options.
+    reports its last trajectory, whose z is sampled from that posterior). The networks run on
+    ``device``. No options.
     """
     if options:
         raise TypeError(f"PEARL adapt_and_evaluate takes no options; got {sorted(options)}")
     cfg = Config(**state["config"])
-    nets = load_nets(state)
+    nets = load_nets(state).to(device)
     gen = torch.Generator().manual_seed(seed)
     env = make_env()
     seeds = iter(range(seed * 10_000, seed * 10_000 + 2 * eval_episodes + adapt_trajectories))
@@ -451,13 +465,13 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     def mean_return(z: torch.Tensor) -> float:
         return float(np.mean([episode(nets, env, z, horizon, next(seeds), None) for _ in range(eval_episodes)]))
 
-    mu, var = prior(cfg)
+    mu, var = prior(cfg, device)
     rows = [{"stage": "prior", "steps": 0, "return": mean_return(mu)}]
     context = ReplayBuffer(0, state["obs_dim"], state["act_dim"], grow=True)
     for k in range(adapt_trajectories):
         if k >= cfg.num_exp_traj_eval:
             mu, var = infer(nets, context, cfg)
-        z = mu + var.sqrt() * torch.randn(cfg.latent_dim, generator=gen)
+        z = sample_z(mu, var, gen)
         episode(nets, env, z, horizon, next(seeds), None, context)
     if context.size:
         mu, var = infer(nets, context, cfg)
@@ -467,8 +481,9 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
 
 @torch.no_grad()
 def infer(nets: Nets, context: ReplayBuffer, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and variance ``[D]`` from all transitions in ``context``."""
-    b = Batch(*(x[None] for x in context.batch().tensors()))
+    """Posterior mean and variance ``[D]`` from all transitions in ``context`` (on the nets' device)."""
+    device = next(nets.parameters()).device
+    b = Batch(*(x[None] for x in context.batch().tensors(device)))
     mu, var = posterior(nets, context_of(b, cfg))
     return mu[0], var[0]
 

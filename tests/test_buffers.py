@@ -190,3 +190,83 @@ def test_load_buffer_reads_only_the_keys_asked_for(tmp_path):
     B.save_buffer(p, _arrays(), {"velocity": 1.5}, {})
     out = B.load_buffer(p, keys=("reward", "task"))
     assert sorted(out) == ["reward", "task"] and out["task"] == {"velocity": 1.5}
+
+
+# --- offline meta-RL data ---
+
+
+def _offline_reference(buf, gamma):
+    """One Python step per transition: G, s_T, disc_T, boot as MACAW's src/utils.py computes them."""
+    n = len(buf["reward"])
+    out = {k: [] for k in ("G", "s_T", "disc_T", "boot")}
+    start = 0
+    for t in range(n):
+        if buf["terminated"][t] or buf["truncated"][t] or t == n - 1:
+            end = t + 1
+            for i in range(start, end):
+                out["G"].append(sum(gamma ** (j - i) * float(buf["reward"][j]) for j in range(i, end)))
+                out["s_T"].append(buf["next_obs"][end - 1])
+                out["disc_T"].append(gamma ** (end - i))
+                out["boot"].append(0.0 if buf["terminated"][end - 1] else 1.0)
+            start = end
+    return {k: np.array(v, np.float32) for k, v in out.items()}
+
+
+def _episodes_buffer(lengths, terminated_last, rng):
+    """A lifetime buffer of episodes of the given lengths; each ends terminated or truncated (the
+    last one may be left unfinished with neither)."""
+    n = sum(lengths)
+    buf = {"obs": rng.normal(size=(n, 3)).astype(np.float32), "action": rng.normal(size=(n, 2)).astype(np.float32),
+           "reward": rng.normal(size=n).astype(np.float32), "next_obs": rng.normal(size=(n, 3)).astype(np.float32),
+           "terminated": np.zeros(n, bool), "truncated": np.zeros(n, bool)}
+    end = 0
+    for length, term in zip(lengths, terminated_last):
+        end += length
+        if term is not None:
+            buf["terminated" if term else "truncated"][end - 1] = True
+    return buf
+
+
+def test_offline_arrays_match_a_loop_with_terminated_truncated_and_unfinished_episodes():
+    rng = np.random.default_rng(0)
+    buf = _episodes_buffer([5, 3, 7, 4, 6], [True, False, True, False, None], rng)
+    got = B.offline_arrays(buf, 0.9)
+    want = _offline_reference(buf, 0.9)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    np.testing.assert_array_equal(got["obs"], buf["obs"])
+    # bootstrap only through time limits and the unfinished last episode
+    assert got["boot"].tolist() == [0] * 5 + [1] * 3 + [0] * 7 + [1] * 4 + [1] * 6
+    assert got["disc_T"][4] == np.float32(0.9) and got["disc_T"][0] == np.float32(0.9**5)
+    # stride: every k-th row of the arrays computed on the raw buffer
+    strided = B.offline_arrays(buf, 0.9, stride=7)
+    for k in B.OFFLINE:
+        np.testing.assert_array_equal(strided[k], got[k][::7], err_msg=k)
+
+
+def test_offline_arrays_of_a_slice_are_those_episodes_alone():
+    rng = np.random.default_rng(1)
+    buf = _episodes_buffer([4] * 10, [False] * 10, rng)
+    last = B.offline_arrays(buf, 0.99, which="last", n=3)
+    whole = B.offline_arrays(buf, 0.99)
+    for k in B.OFFLINE:
+        np.testing.assert_array_equal(last[k], whole[k][28:], err_msg=k)
+
+
+def test_sample_offline_windows_and_uniform_draws():
+    rng = np.random.default_rng(2)
+    tasks = [B.offline_arrays(_episodes_buffer([10] * m, [False] * m, rng), 0.99) for m in (3, 5)]
+    for t in tasks:
+        t["obs"][:, 0] = np.arange(len(t["obs"]))  # row ids
+    draws = B.sample_offline(tasks, 8, [np.random.default_rng(s) for s in (0, 1)], contiguous=True)
+    assert set(draws) == set(B.OFFLINE) and draws["obs"].shape == (2, 8, 3) and draws["G"].shape == (2, 8)
+    for k, t in enumerate(tasks):
+        ids = draws["obs"][k, :, 0].numpy()
+        assert (np.diff(ids) == 1).all() and 0 <= ids[0] and ids[-1] < len(t["obs"])
+    uniform = B.sample_offline(tasks, 30, [np.random.default_rng(s) for s in (0, 1)], contiguous=False)
+    assert len(set(uniform["obs"][0, :, 0].tolist())) == 30  # without replacement: all 30 rows of task 0
+    # task k's rows depend on its own generator only
+    alone = B.sample_offline(tasks[1:], 8, [np.random.default_rng(1)], contiguous=True)
+    torch.testing.assert_close(alone["obs"][0], draws["obs"][1])
+    with pytest.raises(ValueError, match="task 0 holds 30 rows"):
+        B.sample_offline(tasks, 31, [np.random.default_rng(0)] * 2, contiguous=False)

@@ -326,3 +326,56 @@ def trajectory_slice(buffer: dict[str, np.ndarray], which: str, n: int = 500) ->
     n = min(n, count)
     first = {"first": 0, "middle": (count - n) // 2, "last": count - n}[which]
     return slice(int(starts[first]), int(ends[first + n - 1]))
+
+
+# --- offline meta-RL data (MACAW and its baselines) ---------------------------------
+
+OFFLINE = ("obs", "action", "G", "s_T", "disc_T", "boot")
+"""The per-task arrays of :func:`offline_arrays`."""
+
+
+def offline_arrays(buffer: Mapping[str, np.ndarray], gamma: float, stride: int = 1, which: str | None = None,
+                   n: int = 500) -> dict[str, np.ndarray]:
+    """What offline meta-RL reads of one task's lifetime buffer, derived once (MACAW's data,
+    ``src/utils.py`` of the authors' code): per transition t of an episode ending at e (exclusive),
+
+    - ``G``: the discounted return-to-go Σ_{j=t}^{e-1} γ^{j-t} r_j (:func:`monte_carlo_returns`);
+    - ``s_T``: the episode's final observation (``next_obs[e-1]``);
+    - ``disc_T``: γ^{e-t}, the discount of a bootstrap from ``s_T``;
+    - ``boot``: 1 where the episode was truncated (time limit, or the buffer's unfinished last
+      episode) and 0 where it ``terminated``, so value targets bootstrap through time limits only;
+
+    with ``obs`` and ``action``, all computed on the raw buffer and then kept every ``stride``-th row
+    (the authors keep every 7th). ``which`` (first, middle, last) keeps only that slice of ``n``
+    episodes first (:func:`trajectory_slice`; MACAW's data-quality ablation)."""
+    rows = trajectory_slice(buffer, which, n) if which else slice(None)
+    term, trunc = np.asarray(buffer["terminated"][rows]), np.asarray(buffer["truncated"][rows])
+    starts, ends = episode_bounds(term, trunc)
+    end = np.repeat(ends, ends - starts)  # each row's episode end (exclusive)
+    t = np.arange(len(term))
+    out = {"obs": buffer["obs"][rows], "action": buffer["action"][rows],
+           "G": monte_carlo_returns(buffer["reward"][rows], term | trunc, gamma),
+           "s_T": buffer["next_obs"][rows][end - 1],
+           "disc_T": np.power(float(gamma), end - t).astype(np.float32),
+           "boot": (~term[end - 1]).astype(np.float32)}
+    return {k: np.ascontiguousarray(v[::stride], np.float32) for k, v in out.items()}
+
+
+def sample_offline(tasks: Sequence[Mapping[str, np.ndarray]], n: int, rngs: Sequence[np.random.Generator],
+                   contiguous: bool, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+    """``n`` rows of each task's :func:`offline_arrays`, as float32 tensors ``[len(tasks), n, ...]``:
+    a contiguous window (start uniform over the windows that fit; MACAW's inner batches) or ``n``
+    distinct rows drawn uniformly (outer batches, test-time adaptation). Task k's rows are drawn by
+    ``rngs[k]``."""
+    picks = []
+    for k, (data, rng) in enumerate(zip(tasks, rngs)):
+        size = len(data["G"])
+        if size < n:
+            raise ValueError(f"offline data of task {k} holds {size} rows, fewer than the {n} asked for")
+        if contiguous:
+            start = int(rng.integers(0, size - n + 1))
+            picks.append(slice(start, start + n))
+        else:
+            picks.append(rng.choice(size, n, replace=False))
+    out = {key: torch.from_numpy(np.stack([data[key][rows] for data, rows in zip(tasks, picks)])) for key in OFFLINE}
+    return out if device is None else {k: v.to(device) for k, v in out.items()}

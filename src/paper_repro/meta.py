@@ -31,18 +31,19 @@ def clip_grads(grads: Params, max_norm: float | None) -> Params:
     return {k: g * scale for k, g in grads.items()}
 
 
-def inner_loop(loss: TaskLoss, slow: Params, fast: Params, data, steps: int, lr: float,
+def inner_loop(loss: TaskLoss, slow: Params, fast: Params, data, steps: int, lr: float | Params,
                max_norm: float | None = None, with_norms: bool = False):
     """``steps`` gradient steps on ``loss(slow, fast, data)`` w.r.t. ``fast``; differentiable.
-    ``with_norms``: also return each step's gradient norm before clipping (``[steps]``, detached),
-    to log how often ``max_norm`` binds."""
+    ``lr`` is one step size, or one per fast tensor (a dict with the keys of ``fast``: learned step
+    sizes, which the outer loss then differentiates). ``with_norms``: also return each step's
+    gradient norm before clipping (``[steps]``, detached), to log how often ``max_norm`` binds."""
     g = grad(loss, argnums=1)
     norms = []
     for _ in range(steps):
         grads = g(slow, fast, data)
         norms.append(grad_norm(grads).detach())
         grads = clip_grads(grads, max_norm)
-        fast = {k: fast[k] - lr * grads[k] for k in fast}
+        fast = {k: fast[k] - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k in fast}
     if with_norms:
         return fast, torch.stack(norms) if norms else torch.zeros(0)
     return fast

@@ -141,3 +141,71 @@ def task_slice(module: nn.Module, k: int) -> dict[str, torch.Tensor]:
 def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
     """target <- (1 - tau) target + tau source."""
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+# --- functional layers: parameters in dicts (MACAW's adaptable networks) --------------------
+#
+# A layer's parameters live in a dict under "<name>.<tensor>", so that an inner loop can adapt every
+# tensor functionally (torch.func) and learn one step size per tensor. Three kinds, as MACAW's code
+# (github.com/eric-mitchell/macaw, src/nn.py) builds them; weights are laid out (d_in, d_out):
+#   linear: y = x W + b (nn.Linear's default init);
+#   bias:   y = x W + b + b0 Wb, a bias transform (BiasLinear: b0 ~ N(0, (1/d_out)²), Wb xavier-normal);
+#   wt:     a weight transform (WLinear): θ = A z + a, W = θ[:d_in·d_out] as (d_in, d_out), b = the rest;
+#           z ~ N(0, (1/d_out)²) of size ``latent``, A and a nn.Linear(latent, d_in·d_out + d_out)'s init.
+
+LAYER_KINDS = ("linear", "bias", "wt")
+
+
+def _uniform(gen: torch.Generator, shape, bound: float) -> torch.Tensor:
+    return (torch.rand(*shape, generator=gen) * 2 - 1) * bound
+
+
+def init_layer(kind: str, name: str, d_in: int, d_out: int, gen: torch.Generator, latent: int = 100
+               ) -> dict[str, torch.Tensor]:
+    """One layer's parameters, drawn from ``gen`` on the CPU, keyed ``<name>.<tensor>``."""
+    if kind == "wt":
+        n = d_in * d_out + d_out
+        return {f"{name}.z": torch.randn(latent, generator=gen) / d_out,
+                f"{name}.A": _uniform(gen, (n, latent), 1 / math.sqrt(latent)),
+                f"{name}.a": _uniform(gen, (n,), 1 / math.sqrt(latent))}
+    if kind not in ("linear", "bias"):
+        raise ValueError(f"layer kind {kind!r}; expected one of {LAYER_KINDS}")
+    out = {f"{name}.W": _uniform(gen, (d_in, d_out), 1 / math.sqrt(d_in)),
+           f"{name}.b": _uniform(gen, (d_out,), 1 / math.sqrt(d_in))}
+    if kind == "bias":
+        out[f"{name}.b0"] = torch.randn(d_out, generator=gen) / d_out
+        out[f"{name}.Wb"] = torch.randn(d_out, d_out, generator=gen) * math.sqrt(2 / (2 * d_out))  # xavier_normal
+    return out
+
+
+def layer_weights(params: dict[str, torch.Tensor], kind: str, name: str, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's effective (W [d_in, d_out], b [d_out])."""
+    if kind == "wt":
+        theta = params[f"{name}.A"] @ params[f"{name}.z"] + params[f"{name}.a"]
+        split = theta.shape[-1] // (d_in + 1) * d_in
+        return theta[:split].view(d_in, -1), theta[split:]
+    b = params[f"{name}.b"]
+    if kind == "bias":
+        b = b + params[f"{name}.b0"] @ params[f"{name}.Wb"]
+    return params[f"{name}.W"], b
+
+
+def apply_layer(params: dict[str, torch.Tensor], kind: str, name: str, x: torch.Tensor) -> torch.Tensor:
+    w, b = layer_weights(params, kind, name, x.shape[-1])
+    return x @ w + b
+
+
+def layer_param_count(kind: str, d_in: int, d_out: int, latent: int = 100) -> int:
+    n = d_in * d_out + d_out
+    return {"linear": n, "bias": n + d_out + d_out * d_out, "wt": latent + n * (latent + 1)}[kind]
+
+
+def equal_param_width(sizes, kind: str, like_kind: str, like_width: int, latent: int = 100) -> int:
+    """The smallest hidden width at which a network of ``kind`` layers has at least as many parameters
+    as the same network of ``like_kind`` layers at ``like_width`` (MACAW's "no weight transform, equal
+    parameters" ablation). ``sizes(width)`` lists the network's layers as (d_in, d_out) pairs."""
+    target = sum(layer_param_count(like_kind, i, o, latent) for i, o in sizes(like_width))
+    width = like_width
+    while sum(layer_param_count(kind, i, o, latent) for i, o in sizes(width)) < target:
+        width += 1
+    return width

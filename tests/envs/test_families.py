@@ -88,9 +88,11 @@ def test_reward_and_termination_match_tasks_md(family):
     task = first_task(family)
     env = envs.make(family, task, seed=1)
     sim = env.unwrapped
-    steps = 0
-    for episode in range(2):
+    steps = episode = 0
+    while episode < 2 or steps < 20:  # walker-params' random policy falls within ~5 steps of 0.016 s
+        assert episode < 10, f"{family}: {steps} steps in 10 episodes"
         env.reset(seed=episode)
+        episode += 1
         done = False
         while not done:
             a = env.action_space.sample()
@@ -102,7 +104,6 @@ def test_reward_and_termination_match_tasks_md(family):
             done = term or trunc
             steps += 1
         assert trunc == (not term)
-    assert steps >= 20
 
 
 @pytest.mark.parametrize("family", MUJOCO_FAMILIES)
@@ -221,6 +222,55 @@ def test_walker_params_change_the_dynamics():
             env.step(np.full(6, 0.5))
         finals.append(env.unwrapped.data.qpos.copy())
     assert not np.allclose(finals[0], finals[1])
+
+
+def feet_friction(model) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) foot friction rows: sliding, torsional, rolling."""
+    return model.geom("foot_geom").friction.copy(), model.geom("foot_left_geom").friction.copy()
+
+
+def test_walker_params_simulate_as_rand_param_envs():
+    """rand_param_envs' walker2d.xml: timestep 0.004, right foot 0.9, left 1.9; frame skip 4 (base.py)."""
+    unscaled = {k: 1.0 for k in envs.get_family("walker-params").env_cls().task_keys}
+    env = envs.make("walker-params", unscaled, seed=0)
+    sim = env.unwrapped
+    assert sim.model.opt.timestep == 0.004
+    assert sim.frame_skip == 4
+    assert sim.dt == pytest.approx(0.016, abs=1e-15)
+    assert sim.metadata["render_fps"] == int(np.round(1 / sim.dt))
+    right, left = feet_friction(sim.model)
+    np.testing.assert_array_equal(right, [0.9, 0.1, 0.1])
+    np.testing.assert_array_equal(left, [1.9, 0.1, 0.1])
+    np.testing.assert_array_equal(sim.nominal["geom_friction"][[4, 7]], [right, left])  # the base tasks scale
+    env.reset(seed=0)
+    env.step(np.zeros(6))
+    assert sim.data.time == pytest.approx(0.016)  # four substeps of 0.004 s
+
+
+def test_walker_params_scaled_task_multiplies_the_authors_base_values():
+    row = envs.task_table("walker-params", "macaw")["train"].iloc[0].to_dict()
+    sim = envs.make("walker-params", row, seed=0).unwrapped
+    ids = [sim.model.geom(name).id for name in ("foot_geom", "foot_left_geom")]
+    factor = np.array([[row[f"geom_friction_{3 * i + j}"] for j in range(3)] for i in ids])
+    np.testing.assert_allclose(np.array(feet_friction(sim.model)), [[0.9, 0.1, 0.1], [1.9, 0.1, 0.1]] * factor,
+                               rtol=1e-12)
+    assert not np.allclose(factor, 1.0)
+    assert sim.model.opt.timestep == 0.004 and sim.dt == pytest.approx(0.016)  # tasks leave the period alone
+
+
+def test_walker_2d_keeps_gymnasium_v5_simulation():
+    from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+
+    sim = envs.make("walker-2d", first_task("walker-2d"), seed=0).unwrapped
+    reference = Walker2dEnv()
+    assert sim.model.opt.timestep == reference.model.opt.timestep == 0.002
+    assert sim.frame_skip == reference.frame_skip == 4
+    assert sim.dt == pytest.approx(0.008)
+    assert sim.metadata["render_fps"] == reference.metadata["render_fps"] == 125
+    right, left = feet_friction(sim.model)
+    np.testing.assert_array_equal(right, [1.9, 0.1, 0.1])
+    np.testing.assert_array_equal(left, [1.9, 0.1, 0.1])
+    np.testing.assert_array_equal(sim.model.geom_friction, reference.model.geom_friction)
 
 
 def test_mujoco_model_views_are_why_we_copy():

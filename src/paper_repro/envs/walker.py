@@ -1,9 +1,21 @@
 """Walker2d families: walker-params (MACAW) and walker-2d (AdMRL), on gymnasium's Walker2d-v5
-(17-d observation). v5's assets give both feet friction 1.9; the authors' walker2d.xml (gym's v2 and
-rand_param_envs) has 0.9 on the right foot and 1.9 on the left: a departure that applies to every
-task alike. The control period is gymnasium's 0.008 s (rand_param_envs: 0.016 s; AdMRL: 0.002 s).
+(17-d observation).
 
-``v_x`` is the x displacement over ``dt`` (0.008 s); ``h = qpos[1]``, torso angle ``qpos[2]``.
+walker-params runs as the offline data's authors ran it (MACAW took it from PEARL's
+``rand_param_envs``; russellmendonca/mier_public at af56fa8): ``rand_param_envs/gym/envs/mujoco/
+assets/walker2d.xml`` sets ``<option integrator="RK4" timestep="0.004"/>`` and ``friction="0.9"`` on
+the right foot (``foot_geom``), 1.9 on the left (``foot_left_geom``). The frame skip is 4:
+``RandomEnv.__init__`` in ``rand_param_envs/base.py`` calls ``MujocoEnv.__init__(self, file_name, 4)``
+(the 5 that ``walker2d_rand_params.py`` passes lands in ``*args``, unused), as gym's
+``rand_param_envs/gym/envs/mujoco/walker2d.py`` does; ``dt = timestep * frame_skip``
+(``mujoco_env.py``) is 0.016 s. We load v5's assets (gym's model rewritten without global
+coordinates: the same capsules, joints, actuators, RK4 and other frictions) and set the timestep and
+the right foot's friction after load.
+
+walker-2d keeps v5 as it is: timestep 0.002 s × frame skip 4 = 0.008 s, both feet at 1.9 (AdMRL's own
+settings are a separate matter).
+
+``v_x`` is the x displacement over ``dt``; ``h = qpos[1]``, torso angle ``qpos[2]``.
 """
 
 from __future__ import annotations
@@ -19,6 +31,13 @@ HORIZON = 200
 # walker-params: every element of each field is multiplied by base ** U(-3, 3) (rand_param_envs,
 # log_scale_limit = 3.0, as MACAW's code uses it).
 PARAM_BASE = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3, "geom_friction": 1.5}
+
+# walker-params' simulation, from rand_param_envs (module docstring): dt = 0.004 × 4 = 0.016 s.
+PARAMS_TIMESTEP = 0.004
+PARAMS_FRAME_SKIP = 4
+PARAMS_FOOT_FRICTION = {"foot_geom": 0.9, "foot_left_geom": 1.9}
+"""Sliding friction of the right and left foot; the torsional and rolling terms stay at the 0.1 that
+both XMLs' ``<default>`` gives."""
 
 
 class WalkerTaskEnv(TaskEnv, Walker2dEnv):
@@ -45,12 +64,19 @@ class WalkerTaskEnv(TaskEnv, Walker2dEnv):
 class WalkerParams(WalkerTaskEnv):
     """``v_x + 1 - 1e-3‖a‖²``; the task scales body masses, inertias, joint damping and friction.
 
-    The nominal fields are copied once at construction and every task scales the copy, so
+    The simulation is rand_param_envs' (timestep 0.004 s, frame skip 4, right foot 0.9): set on the
+    loaded model before the nominal fields are copied, so friction multipliers scale the authors' 0.9
+    and 1.9. The nominal fields are copied once at construction and every task scales the copy, so
     multipliers never compound (``model.body_mass`` and friends are views into the model).
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(frame_skip=PARAMS_FRAME_SKIP, **kwargs)
+        self.model.opt.timestep = PARAMS_TIMESTEP
+        for geom, friction in PARAMS_FOOT_FRICTION.items():
+            self.model.geom_friction[self.model.geom(geom).id, 0] = friction
+        # Walker2dEnv.__init__ set render_fps from v5's 0.008 s (125); MujocoEnv wants round(1 / dt).
+        self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
         self.nominal = {name: getattr(self.model, name).copy() for name in PARAM_BASE}
         self.task_keys = tuple(f"{name}_{i}" for name, v in self.nominal.items() for i in range(v.size))
 

@@ -1,0 +1,66 @@
+"""Offline MT+FT: the multi-task AWR step against a loop over tasks, resume, fine-tuning on a copy,
+and adaptation on MACAW's toy family."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from paper_repro import buffers
+from paper_repro.algos import macaw, mt_awr
+
+from test_macaw import TASKS, make_env, toy_buffer  # the toy family, in this folder
+
+torch.set_num_threads(1)
+TINY = mt_awr.Config(width=16, depth=2, batch=32, data_stride=1, train_steps=6, meta_batch=2)
+
+
+def test_networks_are_bias_transform_mlps_without_head_on_obs_and_task_one_hot():
+    data = [buffers.offline_arrays(toy_buffer(t["w"], 200, i), 0.99) for i, t in enumerate(TASKS)]
+    state = mt_awr.train(make_env, TASKS, 10, dataclasses.replace(TINY, train_steps=1), seed=0, data=data)
+    assert state["obs_dim"] == 2 + len(TASKS)
+    keys = set(state["params"]["P"])
+    assert {"pi0.W", "pi0.b", "pi0.b0", "pi0.Wb"} <= keys and not any(k.startswith("head") for k in keys)
+    assert state["params"]["P"]["pi0.W"].shape == (2 + len(TASKS), 16)
+
+
+def test_multitask_losses_vmapped_over_tasks_equal_a_loop():
+    cfg = TINY
+    p = macaw.init_params(2 + 3, 1, mt_awr.net_config(cfg), seed=0)
+    data = [buffers.offline_arrays(toy_buffer(w, 100, i), 0.99) for i, w in enumerate([1.0, -1.0, 1.0])]
+    d = buffers.sample_offline(data, 32, [np.random.default_rng(i) for i in range(3)], contiguous=False)
+    onehots = torch.eye(3)
+    lv, lp = torch.func.vmap(lambda b, h: mt_awr.losses(p["P"], p["V"], mt_awr.with_task(b, h), cfg))(d, onehots)
+    for i in range(3):
+        rv, rp = mt_awr.losses(p["P"], p["V"], mt_awr.with_task({k: v[i] for k, v in d.items()}, onehots[i]), cfg)
+        torch.testing.assert_close(lv[i], rv)
+        torch.testing.assert_close(lp[i], rp)
+
+
+def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
+    data = [buffers.offline_arrays(toy_buffer(t["w"], 200, i), 0.99) for i, t in enumerate(TASKS)]
+    straight = mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data)
+    ck = tmp_path / "ck.pt"
+
+    def stop(m):
+        if m["iteration"] == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data, checkpoint=str(ck), checkpoint_every=2, log=stop)
+    resumed = mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data, checkpoint=str(ck), checkpoint_every=2)
+    for a, b in zip(macaw._all(straight["params"]), macaw._all(resumed["params"])):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_finetuning_on_a_test_tasks_data_finds_its_direction_and_leaves_the_state_alone():
+    cfg = dataclasses.replace(TINY, train_steps=200, batch=64)
+    data = [buffers.offline_arrays(toy_buffer(t["w"], 2000, i), 0.99, 1) for i, t in enumerate(TASKS)]
+    state = mt_awr.train(make_env, TASKS, 10, cfg, seed=0, data=data)
+    before = {k: v.clone() for k, v in state["params"]["P"].items()}
+    for w in (-1.0, 1.0):
+        rows = mt_awr.adapt_and_evaluate(state, lambda: make_env({"w": w}), 10, eval_episodes=3, seed=0,
+                                         adapt_data=buffers.offline_arrays(toy_buffer(w, 2000, 99), 0.99, 1))
+        assert rows[1]["return"] > 0.5, (w, rows)
+    assert all(torch.equal(before[k], v) for k, v in state["params"]["P"].items())

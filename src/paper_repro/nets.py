@@ -178,10 +178,16 @@ def init_layer(kind: str, name: str, d_in: int, d_out: int, gen: torch.Generator
     return out
 
 
+def wt_theta(params: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """A weight-transform layer's generated weights and bias, θ = A z + a."""
+    return params[f"{name}.A"] @ params[f"{name}.z"] + params[f"{name}.a"]
+
+
 def layer_weights(params: dict[str, torch.Tensor], kind: str, name: str, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's effective (W [d_in, d_out], b [d_out])."""
-    if kind == "wt":
-        theta = params[f"{name}.A"] @ params[f"{name}.z"] + params[f"{name}.a"]
+    """The layer's effective (W [d_in, d_out], b [d_out]). Kind ``theta``: a weight-transform layer
+    given by its generated θ alone (``<name>.theta``)."""
+    if kind in ("wt", "theta"):
+        theta = params[f"{name}.theta"] if kind == "theta" else wt_theta(params, name)
         split = theta.shape[-1] // (d_in + 1) * d_in
         return theta[:split].view(d_in, -1), theta[split:]
     b = params[f"{name}.b"]

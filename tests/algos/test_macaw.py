@@ -113,6 +113,34 @@ def test_vmapped_meta_losses_match_a_loop_and_reach_every_learned_rate(variant):
     assert not p["V"] if cfg.loss == "imitation" else p["V"]
 
 
+@pytest.mark.parametrize("loss", ["awr", "imitation"])
+def test_theta_space_inner_step_equals_the_generic_one(loss):
+    """The closed-form θ-space step (spec §6.3) gives the same adapted networks, soft value target,
+    meta-losses and meta-gradients as adapting (z, A, a) themselves (float64)."""
+    generic = _tiny(theta_space=False, loss=loss)
+    closed = dataclasses.replace(generic, theta_space=True)
+    p = macaw._tree(macaw.init_params(3, 2, generic, seed=7), lambda t: t.detach().double().requires_grad_(t.requires_grad))
+    tr, ts = (macaw._tree(b, lambda t: t.double()) for b in (_batch(3, 6, seed=8), _batch(3, 5, seed=9)))
+    lrs, lam = macaw.step_sizes(p["rho"])
+    lrs = {n: {k: v * 50 for k, v in d.items()} for n, d in lrs.items()}  # big steps: the second-order term shows
+    d = {k: v[0] for k, v in tr.items()}
+    gp, gv, gt = macaw.adapt(p["P"], p["V"], lrs, lam, d, generic)
+    cp, cv, ct = macaw.adapt(p["P"], p["V"], lrs, lam, d, closed)
+    assert all(k.endswith(".theta") for k in cp)
+    for g, c in ((gp, cp), (gv, cv), (gt, ct)):
+        torch.testing.assert_close(macaw._theta(g) if g else {}, c if g else {})
+    a = macaw.meta_losses(p, tr, ts, generic, 3)
+    b = macaw.meta_losses(p, tr, ts, closed, 3)
+    torch.testing.assert_close(a, b)
+    leaves = macaw._leaves(p)
+    for x, y in zip(torch.autograd.grad(sum(a), leaves, allow_unused=True),
+                    torch.autograd.grad(sum(b), leaves, allow_unused=True)):
+        if x is None or y is None:
+            assert (x is None or not x.any()) and (y is None or not y.any())
+        else:
+            torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-9)
+
+
 def test_meta_gradient_matches_finite_differences():
     """Policy parameters and their learned step sizes (the value side has stop-gradients by design:
     its soft target and the advantages, so finite differences of the whole loss do not apply)."""

@@ -55,6 +55,9 @@ class Config:
     20-d cheetah observation; computed here for the family's sizes)."""
     latent: int = 100
     """Size of z in every weight-transform layer (``src/nn.py``: dim = 100)."""
+    theta_space: bool = True
+    """Compute the inner step of weight-transform layers in θ-space (exact for one SGD step; spec
+    §6.3): the same adapted networks without a per-task copy of each A. False: the generic path."""
     adv_head: int = 32
     """Hidden width of the advantage head, [last hidden + action] → adv_head → 1 (``src/macaw.py``)."""
     adv_coef: float = 0.01
@@ -172,27 +175,32 @@ def init_net(layers, cfg: Config, gen: torch.Generator) -> Params:
     return out
 
 
-def _trunk(params: Params, prefix: str, k: str, x: torch.Tensor, depth: int) -> torch.Tensor:
+def _layer(params: Params, name: str, x: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """One layer, from its parameters or, after a θ-space inner step, from its generated θ alone."""
+    return nets.apply_layer(params, "theta" if f"{name}.theta" in params else kind(cfg), name, x)
+
+
+def _trunk(params: Params, prefix: str, x: torch.Tensor, cfg: Config) -> torch.Tensor:
     """The last hidden layer's pre-activation."""
-    for i in range(depth):
-        x = nets.apply_layer(params, k, f"{prefix}{i}", x if i == 0 else F.relu(x))
+    for i in range(cfg.depth):
+        x = _layer(params, f"{prefix}{i}", x if i == 0 else F.relu(x), cfg)
     return x
 
 
 def policy_mean(P: Params, obs: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
     """tanh mean of the Gaussian policy, and the last hidden pre-activation h the head reads."""
-    h = _trunk(P, "pi", kind(cfg), obs, cfg.depth)
-    return torch.tanh(nets.apply_layer(P, kind(cfg), f"pi{cfg.depth}", F.relu(h))), h
+    h = _trunk(P, "pi", obs, cfg)
+    return torch.tanh(_layer(P, f"pi{cfg.depth}", F.relu(h), cfg)), h
 
 
 def advantage_head(P: Params, h: torch.Tensor, action: torch.Tensor, cfg: Config) -> torch.Tensor:
     """Â(s, a) = head1(relu(head0(relu([h, a])))) (``src/nn.py``: the ReLU also hits the action)."""
-    x = nets.apply_layer(P, kind(cfg), "head0", F.relu(torch.cat([h, action], -1)))
-    return nets.apply_layer(P, kind(cfg), "head1", F.relu(x)).squeeze(-1)
+    x = _layer(P, "head0", F.relu(torch.cat([h, action], -1)), cfg)
+    return _layer(P, "head1", F.relu(x), cfg).squeeze(-1)
 
 
 def value(V: Params, obs: torch.Tensor, cfg: Config) -> torch.Tensor:
-    return nets.apply_layer(V, kind(cfg), f"v{cfg.depth}", F.relu(_trunk(V, "v", kind(cfg), obs, cfg.depth))).squeeze(-1)
+    return _layer(V, f"v{cfg.depth}", F.relu(_trunk(V, "v", obs, cfg)), cfg).squeeze(-1)
 
 
 # --- losses (one task; data dicts of buffers.OFFLINE arrays) ------------------------
@@ -238,26 +246,63 @@ def policy_loss(P: Params, d: Mapping[str, torch.Tensor], adv: torch.Tensor | No
     return loss
 
 
+def _theta(params: Params) -> Params:
+    """Every weight-transform layer as its generated θ = A z + a (``<name>.theta``)."""
+    return {f"{n}.theta": nets.wt_theta(params, n) for n in sorted({k.rsplit(".", 1)[0] for k in params})}
+
+
+def _theta_step(params: Params, theta: Params, g: Params, lr: Params, scale: float = 1.0) -> Params:
+    """θ after one SGD step of every weight-transform layer's (z, A, a), in θ-space, exactly (spec §6.3):
+    with g = ∂L/∂θ, (A − s·η_A g zᵀ)(z − s·η_z Aᵀg) + a − s·η_a g; ``scale`` s < 1 gives the soft target
+    (1−s)·(z, A, a) + s·(z', A', a') the same way. Only products with the shared A: no per-task copy."""
+    out = {}
+    for key, th in theta.items():
+        n = key[: -len(".theta")]
+        z, A, gn = params[f"{n}.z"], params[f"{n}.A"], g[key]
+        At_g = gn @ A                                                      # Aᵀg, [latent]
+        eta_z, eta_A, eta_a = lr[f"{n}.z"], lr[f"{n}.A"], lr[f"{n}.a"]
+        out[key] = (th - scale * (eta_a + eta_A * (z @ z)) * gn - scale * eta_z * (A @ At_g)
+                    + scale**2 * eta_A * eta_z * (z @ At_g) * gn)
+    return out
+
+
 def adapt(P: Params, V: Params, lrs: Mapping[str, Params], lam: torch.Tensor, d: Mapping[str, torch.Tensor],
-          cfg: Config) -> tuple[Params, Params]:
+          cfg: Config) -> tuple[Params, Params, Params]:
     """The inner step on D (Alg. 1 lines 5-7, Alg. 2): V by Monte-Carlo regression, then π on the
-    enriched AWR loss with advantages from the adapted V; one learned step size per tensor."""
-    V1 = V
-    adv = None
+    enriched AWR loss with advantages from the adapted V; one learned step size per tensor. Returns
+    the adapted policy and value function and the soft value target (target_alpha·V + (1 −
+    target_alpha)·V', detached). With weight transforms and ``theta_space`` the adapted networks
+    are given by their layers' θ (the same functions, computed without copying A per task)."""
+    if cfg.weight_transform and cfg.theta_space:
+        return _adapt_theta(P, V, lrs, lam, d, cfg)
+    V1, target, adv = V, V, None
     if cfg.loss == "awr":
         V1 = meta.inner_loop(lambda _, v, b: value_loss(v, b, b["G"], cfg), None, V, d, 1, lrs["V"])
+        target = {k: (cfg.target_alpha * V[k] + (1 - cfg.target_alpha) * V1[k]).detach() for k in V}
         adv = advantages(V1, d, cfg)
     P1 = meta.inner_loop(lambda _, p, b: policy_loss(p, b, adv, lam, cfg, inner=True), None, P, d, 1, lrs["P"])
-    return P1, V1
+    return P1, V1, target
+
+
+def _adapt_theta(P, V, lrs, lam, d, cfg: Config):
+    V1, target, adv = V, V, None
+    if cfg.loss == "awr":
+        tv = _theta(V)
+        gv = torch.func.grad(lambda t: value_loss(t, d, d["G"], cfg))(tv)
+        V1 = _theta_step(V, tv, gv, lrs["V"])
+        target = {k: v.detach() for k, v in _theta_step(V, tv, gv, lrs["V"], 1 - cfg.target_alpha).items()}
+        adv = advantages(V1, d, cfg)
+    tp = _theta(P)
+    gp = torch.func.grad(lambda t: policy_loss(t, d, adv, lam, cfg, inner=True))(tp)
+    return _theta_step(P, tp, gp, lrs["P"]), V1, target
 
 
 def task_losses(P: Params, V: Params, lrs: Mapping[str, Params], lam: torch.Tensor, tr: Mapping, ts: Mapping,
                 cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
     """One task's outer losses (value, policy) after adapting on D_tr, evaluated on D_ts."""
-    P1, V1 = adapt(P, V, lrs, lam, tr, cfg)
+    P1, V1, target = adapt(P, V, lrs, lam, tr, cfg)
     if cfg.loss == "imitation":
         return torch.zeros(()), policy_loss(P1, ts, None, lam, cfg, inner=False)
-    target = {k: (cfg.target_alpha * V[k] + (1 - cfg.target_alpha) * V1[k]).detach() for k in V}
     lv = value_loss(V1, ts, bootstrapped_returns(target, ts, cfg).detach(), cfg)
     return lv, policy_loss(P1, ts, advantages(V1, ts, cfg), lam, cfg, inner=False)
 
@@ -415,7 +460,7 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     d = buffers.sample_offline([adapt_data], cfg.eval_batch, [np.random.default_rng(seed)], contiguous=False,
                                device=device)
     with torch.enable_grad():
-        P1, _ = adapt({k: v.requires_grad_(True) for k, v in params["P"].items()},
+        P1, _, _ = adapt({k: v.requires_grad_(True) for k, v in params["P"].items()},
                       {k: v.requires_grad_(True) for k, v in params["V"].items()},
                       lrs, lam, {k: v[0] for k, v in d.items()}, cfg)
     envs = [make_env() for _ in range(eval_episodes)]

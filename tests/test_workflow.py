@@ -25,6 +25,25 @@ def test_dry_run_lists_every_task_table(workflow_dir, scale):
         assert f"results/tasks/{family}/" in out, family
 
 
+@pytest.mark.parametrize("device, gpus", [("cuda", "1"), ("cpu", "0")])
+def test_training_jobs_ask_for_a_gpu_under_device_cuda(workflow_dir, device, gpus):
+    """Collection, meta-training and evaluation jobs request one GPU (the Slurm executor's `gpu`
+    resource) exactly when device is cuda; the table and plot jobs never do."""
+    out = snakemake(workflow_dir, "results/figures/fig4_dynamics_extrapolation.pdf",
+                    "results/figures/fig8_offline_policy_curves.pdf", "-n", "--cores", "1",
+                    "--config", "scale=smoke", f"device={device}").stdout
+    jobs, rule = {}, None
+    for line in out.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            jobs.setdefault(rule, "")
+        elif rule and line.strip().startswith("resources:"):
+            jobs[rule] = line
+    for rule in ("collect_cheetah-vel", "metatrain_mier", "metatrain_pearl", "metatrain_maml", "evaluate_mier", "evaluate_pearl"):
+        assert f"gpu={gpus}" in jobs[rule], (rule, jobs[rule])
+    assert "gpu=" not in jobs["plot_fig4_dynamics_extrapolation"]
+
+
 def test_bad_config_stops_before_any_job(workflow_dir):
     proc = snakemake(workflow_dir, "-n", "--cores", "1", "--config", "scale=quik", check=False)
     assert proc.returncode != 0

@@ -346,7 +346,7 @@ def test_disjoint_rows_never_hit_taken_rows():
 def test_model_loss_reductions(predict_dynamics):
     """per_head_mean (the authors'): reward NLL + next-state NLL averaged over dimensions, each term
     err²/σ² + log σ²; sum: 0.5·NLL summed over outputs."""
-    cfg, model, params, adapt, _ = _setup(predict_dynamics=predict_dynamics)
+    cfg, model, params, adapt, _ = _setup(predict_dynamics=predict_dynamics, model_loss="per_head_mean")
     theta = {k: v for k, v in params.items() if k != "context"}
     b = mier.Batch(*(x[0] for x in adapt))
     mean, logvar = model(b.obs, b.action, params["context"].expand(len(b.obs), -1))

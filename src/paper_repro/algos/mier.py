@@ -48,10 +48,12 @@ class Config:
     """Hidden layers of the reward/dynamics model (App. A, item 4)."""
     inner_steps: int = 2
     """Gradient steps of context adaptation (App. A, item 1)."""
-    inner_lr: float = 0.01
-    """Context adaptation step size α: the authors' code, ``configs/default.py`` fast_adapt_lr = 0.01,
-    which no env or experiment config overrides; App. A, item 2 says 0.1 (``inner_lr: 0.1``). With the
-    authors' ``model_loss`` the context gradient is about 8× smaller than with ``sum``."""
+    inner_lr: float = 0.1
+    """Context adaptation step size α (App. A, item 2). The authors' code uses 0.01
+    (``configs/default.py`` fast_adapt_lr, which no env or experiment config overrides): with it and
+    their ``per_head_mean`` loss the clip binds on every inner step by mid-training, each step moves
+    the context by at most 0.1, and at the quick scale the meta-trained policy barely uses the
+    context (see the README: the authors' training settings measured there)."""
     inner_grad_clip: float | None = 10.0
     """Max L2 norm of the context gradient per inner step (authors' code, clip_val_inner_grad = 10;
     None disables). How often it binds is logged (train/inner_clip_rate)."""
@@ -63,16 +65,17 @@ class Config:
     logvar_reg: float = 0.01
     """Weight of the penalty on the learned log-variance bounds (authors' code,
     ``models/bnn_contextual.py`` _compile_log_likelihood; the MBPO convention)."""
-    model_loss: str = "per_head_mean"
-    """How the Gaussian NLL is reduced over the model's outputs. ``per_head_mean`` (authors' code,
-    ``models/bnn_contextual.py`` _compile_losses): the reward's NLL plus the next-state NLL averaged
-    over state dimensions, each Σ (err²/σ² + log σ²) averaged, so the reward carries half the loss.
-    ``sum``: 0.5·NLL summed over all outputs (the textbook Gaussian NLL; the reward is 1/18 of it on
-    half-cheetah). The paper does not say."""
-    meta_grad_clip: float | None = 10.0
-    """Max L2 norm of each meta-gradient tensor (θ's and the prior context's) before the Adam step
-    (authors' code, clip_val_outer_grad = 10 with tf.clip_by_norm per variable; None disables; the
-    paper does not say)."""
+    model_loss: str = "sum"
+    """How the Gaussian NLL is reduced over the model's outputs (the paper does not say). ``sum``:
+    0.5·NLL summed over all outputs (the textbook Gaussian NLL; the reward is 1/18 of it on
+    half-cheetah). ``per_head_mean`` (authors' code, ``models/bnn_contextual.py`` _compile_losses):
+    the reward's NLL plus the next-state NLL averaged over state dimensions, each Σ (err²/σ² + log σ²)
+    averaged, so the reward carries half the loss. ``sum`` stays the default until a quick-scale run
+    per switch says which of the authors' training settings costs Fig. 4 (README)."""
+    meta_grad_clip: float | None = None
+    """Max L2 norm of each meta-gradient tensor (θ's and the prior context's) before the Adam step;
+    None: no clipping (the paper does not say). The authors' code clips at 10 (clip_val_outer_grad,
+    tf.clip_by_norm per variable)."""
     predict_dynamics: bool = True
     """Predict next-state deltas as well as reward (App. A: only for families whose dynamics vary).
     False: a reward-only model; relabelling then keeps the buffer's action and next state (see
@@ -92,9 +95,10 @@ class Config:
     """Discount (authors' code, sac_hyperparams.discount_factor)."""
     tau: float = 0.005
     """Polyak rate of the target critics (authors' code, target_update_rate)."""
-    init_alpha: float = 1.0
-    """Initial SAC temperature: the authors' code starts at α = 1 (``softlearning_sac.py``: log_alpha
-    initializer 0.0; ``configs/default.py``'s log_alpha_init = -1 is never read)."""
+    init_alpha: float = math.exp(-1.0)
+    """Initial SAC temperature e⁻¹, the value of the authors' ``configs/default.py`` log_alpha_init = -1,
+    which their SAC never reads: it starts at α = 1 (``softlearning_sac.py``: log_alpha initializer
+    0.0; ``init_alpha: 1`` reproduces it)."""
     target_entropy: float = -1.0
     """SAC target entropy (authors' code, sac_hyperparams.target_entropy = -1.0, not -|A|)."""
     # --- Algorithm 1 ---

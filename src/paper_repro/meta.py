@@ -23,11 +23,12 @@ def grad_norm(grads: Params) -> torch.Tensor:
     return torch.sqrt(sum((g**2).sum() for g in grads.values()))
 
 
-def clip_grads(grads: Params, max_norm: float | None) -> Params:
-    """Scale ``grads`` so that their joint L2 norm is at most ``max_norm`` (None: unchanged)."""
+def clip_grads(grads: Params, max_norm: float | None, norm: torch.Tensor | None = None) -> Params:
+    """Scale ``grads`` so that their joint L2 norm (``norm``, when already computed) is at most
+    ``max_norm`` (None: unchanged)."""
     if max_norm is None:
         return grads
-    scale = torch.clamp(max_norm / (grad_norm(grads) + 1e-12), max=1.0)
+    scale = torch.clamp(max_norm / ((grad_norm(grads) if norm is None else norm) + 1e-12), max=1.0)
     return {k: g * scale for k, g in grads.items()}
 
 
@@ -41,8 +42,10 @@ def inner_loop(loss: TaskLoss, slow: Params, fast: Params, data, steps: int, lr:
     norms = []
     for _ in range(steps):
         grads = g(slow, fast, data)
-        norms.append(grad_norm(grads).detach())
-        grads = clip_grads(grads, max_norm)
+        norm = grad_norm(grads) if (with_norms or max_norm is not None) else None
+        if with_norms:
+            norms.append(norm.detach())
+        grads = clip_grads(grads, max_norm, norm)
         fast = {k: fast[k] - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k in fast}
     if with_norms:
         return fast, torch.stack(norms) if norms else torch.zeros(0)

@@ -19,6 +19,9 @@ FIGURES = [
     "fig2_sample_efficiency",
     "fig3_reward_extrapolation",
     "fig4_dynamics_extrapolation",
+    "fig3_offline_meta_rl",
+    "fig4_macaw_ablations",
+    "fig5_weight_transform_ablation",
     "fig8_offline_policy_curves",
 ]
 

@@ -54,6 +54,18 @@ def test_missing_key_and_bad_lengths_are_rejected(tmp_path):
         B.load_buffer(p)
 
 
+def test_task_buffer_of_another_task_or_family_is_refused_naming_the_file(tmp_path):
+    p = tmp_path / "task7.npz"
+    B.save_buffer(p, _arrays(), {"family": "cheetah-vel", "task_id": 7, "velocity": 0.6}, {})
+    b = B.load_task_buffer(p, "cheetah-vel", {"task_id": np.int64(7), "velocity": np.float64(0.6)})
+    assert len(b["reward"]) == 10
+    for family, task in [("cheetah-vel", {"task_id": 8, "velocity": 0.675}),  # another task's buffer
+                         ("cheetah-dir", {"task_id": 7, "direction": 1.0}),  # another family's
+                         ("cheetah-vel", {"task_id": 7, "velocity": 0.7})]:  # the same id, another velocity
+        with pytest.raises(ValueError, match=r"task7\.npz: the buffer holds task .*'velocity': 0\.6"):
+            B.load_task_buffer(p, family, task)
+
+
 def test_episode_bounds_and_returns():
     a = _arrays()
     starts, ends = B.episode_bounds(a["terminated"], a["truncated"])
@@ -71,6 +83,8 @@ def test_trajectory_slice_whole_episodes():
     assert B.trajectory_slice(a, "first", n=3) == slice(0, 30)
     assert B.trajectory_slice(a, "middle", n=3) == slice(30, 60)
     assert B.trajectory_slice(a, "last", n=3) == slice(70, 100)
+    # the authors' "middle": centred at a quarter of the lifetime (episode 10 // 4 = 2, minus 3 // 2)
+    assert B.trajectory_slice(a, "quarter", n=3) == slice(10, 40)
     assert B.trajectory_slice(a, "last", n=50) == slice(0, 100)  # fewer episodes than asked: all of them
 
 

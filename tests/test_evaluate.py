@@ -4,6 +4,7 @@ seeds, the options and the rows; and a real algorithm through it on a real famil
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from paper_repro import envs, evaluate
 from paper_repro.algos import maml
@@ -41,3 +42,20 @@ def test_maml_on_the_family_envs():
                                                           for s in ("prior", "adapted")]
     assert all(np.isfinite(r["return"]) for r in rows)
     assert rows == evaluate.on_test_tasks(maml, state, family, split, 5, 2, 2, seed=1)  # the seeds fix the result
+
+
+def test_offline_protocol_adapts_each_task_on_its_own_data():
+    calls = []
+
+    def adapt_and_evaluate(state, make_env, horizon, *, adapt_data, eval_episodes, seed, device):
+        calls.append((adapt_data, eval_episodes, seed, device))
+        return [{"stage": "adapted", "steps": 0, "return": float(adapt_data)}]
+
+    algo = SimpleNamespace(adapt_and_evaluate=adapt_and_evaluate)
+    tasks = [{"task_id": 7}, {"task_id": 3}]
+    rows = evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10, 20], 200, 3, seed=1)
+    assert calls == [(10, 3, 10_000, "cpu"), (20, 3, 10_001, "cpu")]
+    assert rows == [{"task_id": 7, "stage": "adapted", "steps": 0, "return": 10.0},
+                    {"task_id": 3, "stage": "adapted", "steps": 0, "return": 20.0}]
+    with pytest.raises(ValueError, match="1 offline data sets for 2 test tasks"):
+        evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10], 200, 3, seed=1)

@@ -31,6 +31,10 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("plot_", "plot_figure.py")]
 
 
+# offline methods whose algorithm is not the first word of the method (the workflow's OFFLINE_METHODS)
+OFFLINE_ALGOS = {"meta_bc": "macaw", "offline_mt_ft": "mt_awr", "offline_pearl": "offline_pearl"}
+
+
 def module_file(dotted: str) -> str | None:
     """'paper_repro.algos.mier' -> 'algos/mier.py' (a package -> its __init__.py); None if not a module."""
     parts = dotted.split(".")[1:]
@@ -94,7 +98,8 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
         family = rule.removeprefix("collect_")
         mods.add(f"paper_repro.algos.{config['collect']['algo'][family]}")
     elif rule.startswith(("metatrain_", "evaluate_")):
-        algo = rule.split("_", 1)[1].split("_")[0]  # evaluate_mier_no_relabel -> mier
+        method = rule.split("_", 1)[1]
+        algo = OFFLINE_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier
         mods.add(f"paper_repro.algos.{algo}")
         family = config["experiments"][wildcards["experiment"]]["family"]
     if family:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from paper_repro import config as prconfig
 from paper_repro import envs, io
 
 from conftest import ROOT, snakemake
@@ -128,3 +129,44 @@ def test_mier_figure_tables(tmp_path_factory):
     assert set(fig2.method) == {"mier", "pearl", "maml"}
     for (family, method), group in fig2.groupby(["family", "method"]):
         assert group.env_steps.nunique() >= 2, (family, method)  # evaluated during training, not only at the end
+
+
+def test_macaw_figure_tables(tmp_path_factory):
+    """MACAW Figs 3-5: every method learns from the collected buffers of its experiment's tasks (all the
+    sparsity protocols' tasks collected), every test task is evaluated at every evaluation step, the last
+    evaluation has evaluate.episodes episodes, and the tables hold each figure's panels and methods."""
+    from paper_repro import buffers
+
+    workdir, _ = smoke_results(tmp_path_factory)
+    tables, smoke = workdir / "results" / "tables", workdir / "results" / "smoke"
+    config = prconfig.resolve({**prconfig.load_yaml(workdir / "config" / "config.yaml"), "scale": "smoke"}, workdir)
+    for protocol in ("macaw-sparsity-3", "macaw-sparsity-20"):  # their tasks' buffers exist, each holding its task
+        split = envs.task_table("cheetah-vel", protocol, seed=0)
+        for task in [*split["train"].head(2).to_dict("records"), *split["test"].head(2).to_dict("records")]:
+            buffers.load_task_buffer(smoke / f"data/cheetah-vel/td3/seed0/task{task['task_id']}.npz", "cheetah-vel", task)
+    curve = pd.read_csv(smoke / "runs/macaw-sparsity-3/macaw/seed0/curve.csv")
+    test_ids = list(envs.task_table("cheetah-vel", "macaw-sparsity-3", seed=0)["test"].task_id[:2])
+    assert sorted(curve.train_steps.unique()) == [0, 2, 3]  # every eval_every steps, and at the end
+    assert all(sorted(g.task_id) == sorted(test_ids) for _, g in curve[curve.stage == "adapted"].groupby("train_steps"))
+    assert set(curve[curve.train_steps == 3].episodes) == {config["evaluate"]["episodes"]}
+    assert set(curve.n_train) == {2} and set(curve.data_quality) == {"all"}
+
+    fig3 = pd.read_csv(tables / "fig3_offline_meta_rl.csv")
+    assert set(fig3.family) == {"cheetah-dir", "cheetah-vel", "walker-params", "ant-dir"}
+    assert set(fig3.method) == {"macaw", "offline-pearl", "offline-mt-ft", "meta-bc"}
+    assert set(fig3.train_steps) == {0, 2, 3} and set(fig3.kind) == {"seed", "aggregate"}
+    fig5 = pd.read_csv(tables / "fig5_weight_transform_ablation.csv")
+    assert set(fig5.family) == set(fig3.family) and set(fig5.method) == {"macaw", "macaw-no-wt"}
+    fig4 = pd.read_csv(tables / "fig4_macaw_ablations.csv")
+    panels = {panel: group for panel, group in fig4.groupby("panel")}
+    assert set(panels) == {"quality", "weight_transform", "tasks"}
+    assert set(panels["quality"].data_quality) == {"first", "middle", "last"}
+    assert set(panels["quality"].method) == {"macaw", "macaw-no-adv-head"}
+    assert set(panels["weight_transform"].method) == {"macaw", "macaw-no-wt", "macaw-wide"}
+    sparsity = panels["tasks"]
+    assert set(sparsity.method) == {"macaw", "offline-pearl", "offline-mt-ft"}
+    assert set(sparsity.experiment) == {"macaw-cheetah-vel", *(f"macaw-sparsity-{n}" for n in (3, 5, 10, 20))}
+    assert set(sparsity.train_steps) == {3}  # the final evaluation
+    # the slices: first / middle / last episode of each 2-episode smoke buffer feed the inner loop and the test task
+    log = (smoke / "logs/metatrain_macaw/macaw-quality-last/seed0.log").read_text()
+    assert "inner_slice='last'" in log and "slice_episodes=1" in log

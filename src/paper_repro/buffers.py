@@ -227,6 +227,21 @@ def load_buffer(path: str | os.PathLike, keys: Sequence[str] = KEYS) -> dict[str
     return out
 
 
+def load_task_buffer(path: str | os.PathLike, family: str, task: Mapping[str, Any],
+                     keys: Sequence[str] = KEYS) -> dict[str, Any]:
+    """:func:`load_buffer`, checked to hold ``task`` of ``family`` (a task-table row: its id and parameters,
+    as the collection stage stores them): a buffer collected on another task, or on another family's, is
+    refused with a ``ValueError`` naming the file."""
+    b = load_buffer(path, keys=tuple(dict.fromkeys((*keys, "task"))))
+    expected = {"family": family, **task}
+    held = b["task"]
+    same = set(held) == set(expected) and all(
+        held[k] == v if isinstance(v, str) else bool(np.allclose(held[k], v)) for k, v in expected.items())
+    if not same:
+        raise ValueError(f"{path}: the buffer holds task {held}, expected {expected}")
+    return b
+
+
 def warmup_returns(path: str | os.PathLike) -> np.ndarray:
     """Returns of the episodes a buffer's random warm-up collected: the uniform random policy on its task.
 
@@ -314,17 +329,19 @@ def _monte_carlo_returns_loop(reward: np.ndarray, done: np.ndarray, gamma: float
 def trajectory_slice(buffer: dict[str, np.ndarray], which: str, n: int = 500) -> slice:
     """The first, middle or last ``n`` trajectories (episodes) of a lifetime buffer, as one slice.
 
-    MACAW's data-quality ablation (App. D.3): "first, middle, and last 500 trajectories". Index
-    arithmetic on episode boundaries only; index the arrays with the result (a view, no copy).
+    MACAW's data-quality ablation (App. D.3): "first, middle, and last 500 trajectories". ``quarter``
+    is what the authors' code takes for "middle": the ``n`` centred at a quarter of the lifetime
+    (``src/utils.py``: ``center = stored // 2``, then ``center // 2 ± chunk // 2``). Index arithmetic
+    on episode boundaries only; index the arrays with the result (a view, no copy).
     """
-    if which not in ("first", "middle", "last"):
-        raise ValueError(f"which={which!r}; expected 'first', 'middle' or 'last'")
+    if which not in ("first", "middle", "last", "quarter"):
+        raise ValueError(f"which={which!r}; expected 'first', 'middle', 'last' or 'quarter'")
     starts, ends = episode_bounds(buffer["terminated"], buffer["truncated"])
     count = len(starts)
     if count == 0:
         return slice(0, 0)
     n = min(n, count)
-    first = {"first": 0, "middle": (count - n) // 2, "last": count - n}[which]
+    first = {"first": 0, "middle": (count - n) // 2, "last": count - n, "quarter": max(0, count // 4 - n // 2)}[which]
     return slice(int(starts[first]), int(ends[first + n - 1]))
 
 

@@ -1,9 +1,12 @@
-"""The out-of-distribution evaluation protocol, one for every meta-RL method.
+"""The out-of-distribution evaluation protocols: one for every online meta-RL method, one for every
+offline one.
 
-On each test task: ``adapt_trajectories`` trajectories to adapt on, then ``episodes`` evaluation
-episodes, as the algorithm's ``adapt_and_evaluate`` runs them (with its own test-time ``options``,
-e.g. MIER's relabelling schedule). Meta-training (learning curves) and the evaluation jobs run this
-same protocol. Task i of a job gets the seed ``seed * 10_000 + i``.
+Online (MIER, PEARL, MAML): on each test task, ``adapt_trajectories`` trajectories to adapt on, then
+``episodes`` evaluation episodes, as the algorithm's ``adapt_and_evaluate`` runs them (with its own
+test-time ``options``, e.g. MIER's relabelling schedule). Offline (MACAW and its baselines, MACAW
+Alg. 2): each test task adapts on its own offline data, then ``episodes`` deterministic episodes.
+Meta-training (learning curves) and the evaluation jobs run these same protocols. Task i of a job
+gets the seed ``seed * 10_000 + i``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,22 @@ def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks
     for i, task in enumerate(tasks):
         result = algo.adapt_and_evaluate(state, lambda: make_env(task), horizon, adapt_trajectories=adapt_trajectories,
                                          eval_episodes=episodes, seed=task_seed(seed, i), device=device, **options)
+        rows += [{"task_id": task["task_id"], **row} for row in result]
+        log.info("task %s: %s", task["task_id"], result)
+    return rows
+
+
+def on_test_tasks_offline(algo: ModuleType, state: Mapping[str, Any], family: str, tasks: Sequence[Mapping[str, Any]],
+                          adapt_data: Sequence[Any], horizon: int, episodes: int, seed: int, *,
+                          device: str = "cpu") -> list[dict]:
+    """Adapt ``state`` on each of ``tasks`` from that task's offline data (``adapt_data[i]``: what
+    ``algo.test_data`` made of its buffer) and evaluate it: rows as :func:`on_test_tasks`."""
+    if len(adapt_data) != len(tasks):
+        raise ValueError(f"on_test_tasks_offline: {len(adapt_data)} offline data sets for {len(tasks)} test tasks")
+    rows = []
+    for i, (task, data) in enumerate(zip(tasks, adapt_data)):
+        result = algo.adapt_and_evaluate(state, lambda: envs.make(family, task), horizon, adapt_data=data,
+                                         eval_episodes=episodes, seed=task_seed(seed, i), device=device)
         rows += [{"task_id": task["task_id"], **row} for row in result]
         log.info("task %s: %s", task["task_id"], result)
     return rows

@@ -255,3 +255,159 @@ def dynamics_extrapolation(table: pd.DataFrame, style: Mapping[str, Any], title:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --- MACAW (papers/004): learning curves of the offline methods --------------------------
+
+MACAW_LABELS = {
+    "macaw": "MACAW (Ours)",
+    "offline-pearl": "Offline PEARL",
+    "offline-mt-ft": "Offline MT+FT",
+    "meta-bc": "Meta-BC",
+    "macaw-no-adv-head": "MACAW without advantage head (MAML+AWR)",
+    "macaw-no-wt": "No WT, equal width",
+    "macaw-wide": "No WT, equal parameters",
+}
+MACAW_ORDER = list(MACAW_LABELS)
+QUALITY_LABELS = {"first": "Bad data (first episodes)", "middle": "Medium data (middle episodes)",
+                  "last": "Good data (last episodes)"}
+
+
+def _macaw_colors(style: Mapping[str, Any]) -> dict[str, Any]:
+    """One colour per method, the same in every MACAW figure."""
+    return dict(zip(MACAW_ORDER, sns.color_palette(style["palette"], len(MACAW_ORDER))))
+
+
+def _macaw_methods(table: pd.DataFrame) -> list[str]:
+    present = set(table["method"])
+    return [m for m in MACAW_ORDER if m in present] + sorted(present - set(MACAW_ORDER))
+
+
+def offline_meta_rl_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MACAW Fig. 3 draws: per family, method and number of training steps, each seed's
+    return after offline adaptation averaged over the test tasks, and the mean over seeds with its
+    bootstrap interval (the paper draws ±1 standard error over seeds).
+
+    ``curves`` columns: family, method, seed, train_steps, task_id, stage, return.
+    """
+    adapted = _families_in_order(curves[curves["stage"] == "adapted"])
+    return stats.seeds_and_aggregate(adapted, ["family", "method", "train_steps"], "return", level, resamples)
+
+
+def weight_transform_ablation_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MACAW Fig. 5 draws (MACAW with and without weight transform, per family): as
+    :func:`offline_meta_rl_table`."""
+    return offline_meta_rl_table(curves, level, resamples)
+
+
+def _learning_curve(ax, table: pd.DataFrame, label: str, color, ls="-") -> None:
+    """Return vs training steps on a symmetric log axis (step 0 included), the interval as a band."""
+    _errorbar_line(ax, table, "train_steps", label, color)
+    if ls != "-":
+        ax.lines[-1].set_linestyle(ls)
+    steps = sorted(s for s in table["train_steps"].unique() if s > 0)
+    ax.set_xscale("symlog", linthresh=steps[0] if steps else 1)
+
+
+def _curves_by_family(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    apply_style(style)
+    families = list(dict.fromkeys(table["family"]))
+    colors = _macaw_colors(style)
+    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.6), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        data = table[table["family"] == family]
+        for method in _macaw_methods(data):
+            _learning_curve(ax, data[data["method"] == method], MACAW_LABELS.get(method, method), colors.get(method))
+        ax.set_title(FAMILY_TITLES.get(family, family))
+        ax.set_xlabel("Training steps")
+        ax.set_ylabel("Average return" if ax is axes[0][0] else "")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def offline_meta_rl(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MACAW Fig. 3: test return after offline adaptation vs training steps (log axis), one panel per
+    family, MACAW against Offline PEARL, Offline MT+FT and Meta-BC, from ``offline_meta_rl_table``."""
+    return _curves_by_family(table, style, title)
+
+
+def weight_transform_ablation(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MACAW Fig. 5: MACAW with weight-transform layers against the same networks without them (equal
+    width), one panel per family, from ``weight_transform_ablation_table``."""
+    return _curves_by_family(table, style, title)
+
+
+def macaw_ablations_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MACAW Fig. 4 draws, in three ``panel``s, each seed's mean over the test tasks and the
+    mean over seeds with its interval:
+
+    - ``quality`` (left): MACAW and MACAW without the advantage head per ``data_quality`` slice, vs
+      training steps;
+    - ``weight_transform`` (centre): MACAW and its two no-weight-transform variants on the standard
+      split, vs training steps;
+    - ``tasks`` (right): MACAW, Offline PEARL and Offline MT+FT after their last training step (the
+      evaluation with the most episodes), per experiment, with its number of training tasks ``n_train``
+      (each protocol has its own test tasks, as in the paper).
+
+    ``curves`` columns: experiment, protocol, data_quality, n_train, method, seed, train_steps, task_id,
+    stage, return.
+    """
+    adapted = curves[curves["stage"] == "adapted"]
+    whole = adapted[adapted["data_quality"] == "all"]
+    quality = adapted[adapted["data_quality"] != "all"]
+    standard = whole[(whole["protocol"] == "macaw") & whole["method"].isin(["macaw", "macaw-no-wt", "macaw-wide"])]
+    tasks = whole[whole["method"].isin(["macaw", "offline-pearl", "offline-mt-ft"])]
+    last = tasks.groupby(["experiment", "method", "seed"])["train_steps"].transform("max")
+    final = tasks[tasks["train_steps"] == last]
+    panels = [
+        ("quality", quality, ["data_quality", "method", "train_steps"], []),
+        ("weight_transform", standard, ["method", "train_steps"], []),
+        ("tasks", final, ["experiment", "method"], ["n_train", "train_steps"]),
+    ]
+    table = pd.concat([stats.seeds_and_aggregate(data, by, "return", level, resamples, carry=carry).assign(panel=panel)
+                       for panel, data, by, carry in panels if not data.empty], ignore_index=True)
+    columns = ["panel", "experiment", "data_quality", "method", "train_steps", "n_train", "kind", "seed", "mean",
+               "ci_low", "ci_high", "n_seeds", "n_tasks"]
+    return table.reindex(columns=columns).astype({"train_steps": "Int64", "n_train": "Int64"})
+
+
+def macaw_ablations(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MACAW Fig. 4, from ``macaw_ablations_table``. Left: MACAW (solid) and without the advantage head
+    (dashed) on bad, medium and good adaptation data. Centre: weight transform against no weight
+    transform at equal width and at equal parameter count. Right: final return vs number of training
+    tasks for MACAW, Offline PEARL and Offline MT+FT."""
+    apply_style(style)
+    colors = _macaw_colors(style)
+    fig, (left, centre, right) = plt.subplots(1, 3, figsize=(15.0, 4.0))
+    quality = table[table["panel"] == "quality"]
+    shades = dict(zip(QUALITY_LABELS, sns.color_palette("rocket", len(QUALITY_LABELS) + 1)))
+    slices = [q for q in QUALITY_LABELS if q in set(quality["data_quality"])]
+    for q in slices:
+        for method in _macaw_methods(quality[quality["data_quality"] == q]):
+            data = quality[(quality["data_quality"] == q) & (quality["method"] == method)]
+            head = method == "macaw"
+            _learning_curve(left, data, f"{QUALITY_LABELS[q]}, {'MACAW' if head else 'no adv. head'}", shades[q],
+                            "-" if head else "--")
+    left.set_title("Data quality x enriched policy loss")
+    wt = table[table["panel"] == "weight_transform"]
+    for method in _macaw_methods(wt):
+        _learning_curve(centre, wt[wt["method"] == method], MACAW_LABELS.get(method, method), colors.get(method))
+    centre.set_title("Weight transform")
+    for ax in (left, centre):
+        ax.set_xlabel("Training steps")
+        ax.set_ylabel("Average return")
+        ax.legend(fontsize="x-small")
+    sparse = table[table["panel"] == "tasks"]
+    for method in _macaw_methods(sparse):
+        _errorbar_line(right, sparse[sparse["method"] == method], "n_train", MACAW_LABELS.get(method, method),
+                       colors.get(method))
+    right.set_title("Task sparsity")
+    right.set_xlabel("Number of training tasks")
+    right.set_ylabel("Final average return")
+    right.legend(fontsize="x-small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -246,3 +246,16 @@ def test_macaw_adapts_to_the_direction_in_the_test_tasks_data():
                                         seed=0)
         prior, adapted = rows[0]["return"], rows[1]["return"]
         assert adapted > 0.5 and adapted > prior + 0.5, (w, rows)
+
+
+def test_middle_slice_is_the_papers_or_the_codes():
+    """``middle_mode``: the middle episodes (App. D.3) or those centred at a quarter of the lifetime
+    (the authors' code); the test task adapts on the same slice of its own buffer as the inner loop."""
+    buf = toy_buffer(1.0, 1000, 0)  # 100 episodes of 10
+    cfg = dataclasses.replace(TINY, inner_slice="middle", slice_episodes=10)
+    for mode, start in (("paper", 450), ("code", 200)):
+        c = dataclasses.replace(cfg, middle_mode=mode)
+        inner, outer = macaw.task_data(buf, c)
+        np.testing.assert_array_equal(inner["obs"], buf["obs"][start:start + 100])
+        np.testing.assert_array_equal(macaw.test_data(buf, c)["obs"], inner["obs"])
+        assert len(outer["obs"]) == 1000  # the outer data stay the whole (strided) buffer

@@ -123,6 +123,9 @@ FIGURES_BUILT = [  # the figures whose stages exist so far
     "fig2_sample_efficiency",
     "fig3_reward_extrapolation",
     "fig4_dynamics_extrapolation",
+    "fig3_offline_meta_rl",
+    "fig4_macaw_ablations",
+    "fig5_weight_transform_ablation",
     "fig8_offline_policy_curves",
 ]
 
@@ -135,21 +138,55 @@ def all_targets():
 # --- collect: per-task SAC/TD3 offline data ---
 
 COLLECT_PROTOCOL = "macaw"  # the offline data covers MACAW's tasks, train and test
-# Families whose offline data some experiment uses (the experiments that run sac or td3).
-COLLECT_FAMILIES = sorted({e["family"] for e in config["experiments"].values() if {"sac", "td3"} & set(e["methods"])})
+# Offline meta-RL methods (MACAW and its baselines, MACAW Sec. 5-6): each learns from the collected buffers
+# alone. Method -> (module in algos/, its Config switches): the ablations are switches, not copies.
+OFFLINE_METHODS = {
+    "macaw": ("macaw", {}),
+    "macaw-no-adv-head": ("macaw", {"adv_coef": 0.0}),  # MAML+AWR (Fig. 4 left; overrides/noadv.json)
+    "macaw-no-wt": ("macaw", {"weight_transform": False}),  # equal width (Figs 4 centre, 5; no_wlinear.json)
+    "macaw-wide": ("macaw", {"weight_transform": False, "equal_params": True}),  # equal parameters (Fig. 4 centre)
+    "meta-bc": ("macaw", {"loss": "imitation"}),  # Meta-BC (Fig. 3; overrides/imitation.json)
+    "offline-mt-ft": ("mt_awr", {}),  # Offline MT+FT (Fig. 3; multitask_standard.json)
+    "offline-pearl": ("offline_pearl", {}),  # Offline PEARL (Fig. 3; not in the authors' code)
+}
+
+
+# The experiments behind the figures built so far: only their tasks need offline data.
+BUILT_EXPERIMENTS = {name for figure in FIGURES_BUILT for name in config["figures"][figure]["experiments"]}
+
+
+def uses_offline_data(name):
+    """Whether an experiment behind a built figure runs sac or td3 or learns from their buffers."""
+    exp = config["experiments"][name]
+    return name in BUILT_EXPERIMENTS and bool({"sac", "td3", *OFFLINE_METHODS} & set(exp["methods"]))
+
+
+# Families whose offline data some experiment uses.
+COLLECT_FAMILIES = sorted({config["experiments"][name]["family"] for name in config["experiments"] if uses_offline_data(name)})
 
 
 def collect_dir(family, seed="{seed}"):
     return f"{SCALE_DIR}/data/{family}/{config['collect']['algo'][family]}/seed{seed}"
 
 
+def experiment_task_ids(name, split):
+    """The task ids of an experiment's split that enter its runs (its task limit applied), in table order."""
+    exp = config["experiments"][name]
+    table = envs.task_table(exp["family"], exp["protocol"], seed=config["task_seed"])[split]
+    return [int(i) for i in table["task_id"].head(experiment_task_limit(name)[split])]
+
+
 def collect_task_ids(family):
-    """The tasks that get an agent: the first task_limit tasks of each split, in table order."""
+    """The tasks that get an agent: the first task_limit tasks of each split of MACAW's protocol, in table
+    order, then every other task that an offline experiment on the family trains or tests on (e.g. all 40
+    cheetah velocities for the task-sparsity protocols), in id order."""
     tables = envs.task_table(family, COLLECT_PROTOCOL, seed=config["task_seed"])
     ids = []
     for split, limit in (("train", config["task_limit"]["train"]), ("test", config["task_limit"]["test"])):
         ids += [int(i) for i in tables[split]["task_id"].head(limit) if int(i) not in ids]
-    return ids
+    needed = {i for name, e in config["experiments"].items() if e.get("family") == family and uses_offline_data(name)
+              for split in ("train", "test") for i in experiment_task_ids(name, split)}
+    return ids + sorted(needed - set(ids))
 
 
 def collect_outputs(family):
@@ -317,6 +354,68 @@ def training_eval_protocol():
     return {"adapt_trajectories": config["evaluate"]["adapt_trajectories"], "episodes": config["metatrain"]["eval_episodes"]}
 
 
+# --- offline meta-training (MACAW and its baselines) ---
+
+OFFLINE_SOURCES = {  # library modules each offline algorithm imports besides its own file
+    "macaw": ["meta.py", "buffers.py", "nets.py", "rollout.py"],
+    "mt_awr": ["algos/macaw.py", "meta.py", "buffers.py", "nets.py", "rollout.py"],
+    "offline_pearl": ["algos/pearl.py", "buffers.py", "nets.py", "rollout.py"],
+}
+
+
+def offline_buffers(wildcards):
+    """The experiment's training and test tasks' buffers, from the family's collection seed 0 (one dataset
+    reused by every meta-learning seed, as MACAW has one per task), in task-table order."""
+    exp = config["experiments"][wildcards.experiment]
+    d = collect_dir(exp["family"], 0)
+    return {f"{split}_buffers": [f"{d}/task{i}.npz" for i in experiment_task_ids(wildcards.experiment, split)]
+            for split in ("train", "test")}
+
+
+def offline_sources(method):
+    """An input function: the method's algorithm module, the modules it imports, and the family's."""
+    algo = OFFLINE_METHODS[method][0]
+
+    def sources(wildcards):
+        family = config["experiments"][wildcards.experiment]["family"]
+        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", *OFFLINE_SOURCES[algo])
+
+    return sources
+
+
+def offline_config(method):
+    """A params function: a method's Config values: the experiment's (its data_quality is MACAW's inner
+    slice; where the family's dynamics vary, PEARL's context holds next states, as in algo_config; then
+    experiments.<name>.hyper.<algo>), then the scale's section, then the method's own switches
+    (OFFLINE_METHODS), which nothing overrides."""
+    algo, switches = OFFLINE_METHODS[method]
+
+    def hyper(wildcards):
+        exp = config["experiments"][wildcards.experiment]
+        defaults = {"macaw": {"inner_slice": exp.get("data_quality")},
+                    "offline_pearl": {"use_next_obs_in_context": envs.varies_dynamics(exp["family"])}}
+        return {**defaults.get(algo, {}), **exp.get("hyper", {}).get(algo, {}), **config[algo], **switches}
+
+    return hyper
+
+
+def offline_mem_mb(wildcards, attempt):
+    """Every buffer of the experiment as loaded (float32 observations twice per transition), twice over for
+    the arrays derived from it, plus 4 GB; doubled on a retry."""
+    exp = config["experiments"][wildcards.experiment]
+    obs_dim = envs.make(exp["family"], envs.task_table(exp["family"], exp["protocol"])["test"].iloc[0].to_dict()
+                        ).observation_space.shape[0]
+    n_tasks = sum(len(experiment_task_ids(wildcards.experiment, s)) for s in ("train", "test"))
+    buffer_bytes = config["collect"]["steps_per_task"][exp["family"]] * n_tasks * (2 * obs_dim + 12) * 4
+    return attempt * (4000 + int(2 * buffer_bytes / 1e6))
+
+
+def offline_eval_protocol():
+    """Evaluations during offline meta-training: every eval_every steps, eval_episodes deterministic episodes
+    after adapting on the test task's offline data; the last one with evaluate.episodes (final numbers)."""
+    return {"episodes": config["metatrain"]["eval_episodes"], "final_episodes": config["evaluate"]["episodes"]}
+
+
 def metatrain_runtime(algo):
     """Minutes: the scale's estimate for one run (config metatrain.runtime), doubled on a retry."""
     return lambda wildcards, attempt: attempt * config["metatrain"]["runtime"][algo]
@@ -341,23 +440,33 @@ def eval_files(figure):
     """Every evaluation table behind a figure: its experiments' evaluated methods, every seed."""
     return [eval_path(name, method, seed)
             for name in config["figures"][figure]["experiments"]
-            for method in config["experiments"][name]["methods"] if method in EVAL_METHODS
+            for method in figure_methods(figure, name) if method in EVAL_METHODS
             for seed in experiment_seeds(name)]
+
+
+def figure_methods(figure, name):
+    """The methods of experiment ``name`` that a figure draws: all of them, or those the figure lists."""
+    methods = config["experiments"][name]["methods"]
+    return [m for m in methods if m in config["figures"][figure].get("methods", methods)]
 
 
 def run_curves(figure):
-    """Every during-training evaluation curve behind a figure (MIER Fig. 2)."""
-    return [f"{SCALE_DIR}/runs/{name}/{algo}/seed{seed}/curve.csv"
+    """Every during-training evaluation curve behind a figure (MIER Fig. 2; MACAW Figs 3-5)."""
+    return [f"{SCALE_DIR}/runs/{name}/{run}/seed{seed}/curve.csv"
             for name in config["figures"][figure]["experiments"]
-            for algo in config["experiments"][name]["methods"] if algo in META_ALGOS
+            for run in figure_methods(figure, name) if run in META_ALGOS or run in OFFLINE_METHODS
             for seed in experiment_seeds(name)]
 
 
-# MIER's figures -> the result files behind each (an input function of the figure).
-MIER_FIGURE_RESULTS = {
+# MIER's figures -> the result files behind each (an input function of the figure),
+# and MACAW's (learning curves of the offline methods, evaluated during meta-training).
+FIGURE_RESULTS = {
     "fig2_sample_efficiency": run_curves,
     "fig3_reward_extrapolation": eval_files,
     "fig4_dynamics_extrapolation": eval_files,
+    "fig3_offline_meta_rl": run_curves,
+    "fig4_macaw_ablations": run_curves,
+    "fig5_weight_transform_ablation": run_curves,
 }
 
 

@@ -28,9 +28,10 @@ rule table_fig8_offline_policy_curves:
         "../scripts/table_fig8.py"
 
 
-# MIER's figures: evaluations after adaptation (results/<scale>/eval/, Figs 3 and 4) or during meta-training
-# (results/<scale>/runs/*/curve.csv, Fig. 2), joined with the test tasks' parameters.
-for _figure, _results in MIER_FIGURE_RESULTS.items():
+# MIER's and MACAW's figures: evaluations after adaptation (results/<scale>/eval/, MIER Figs 3 and 4) or
+# during meta-training (results/<scale>/runs/*/curve.csv, MIER Fig. 2, MACAW Figs 3-5), joined with the
+# test tasks' parameters.
+for _figure, _results in FIGURE_RESULTS.items():
 
     rule:
         name:

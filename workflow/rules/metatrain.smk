@@ -36,3 +36,46 @@ for _algo in META_ALGOS:
             CONDA_ENV
         script:
             "../scripts/metatrain.py"
+
+
+# Offline meta-training (MACAW and its baselines), one rule per method: the training tasks' collected
+# buffers in, no environment interaction but the evaluations on the test tasks, each adapted on that
+# task's own offline data. results/<scale>/runs/<experiment>/<method>/seed<s>/, as above; curve.csv is
+# the learning curve that MACAW's Figs 3-5 draw.
+for _method, (_algo, _) in OFFLINE_METHODS.items():
+
+    rule:
+        name:
+            f"metatrain_{_method.replace('-', '_')}"
+        output:
+            model=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/model.pt",
+            metrics=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/metrics.csv",
+            curve=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/curve.csv",
+        input:
+            unpack(offline_buffers),
+            train=experiment_train_table,
+            test=experiment_test_table,
+            code=offline_sources(_method),
+            config_code=lib("config.py"),
+        params:
+            algo=_algo,
+            method=_method,
+            experiment=experiment_params,
+            hyper=offline_config(_method),
+            eval_every=config["metatrain"]["eval_every"][_algo],
+            evaluate=offline_eval_protocol(),
+            device=config["device"],
+        log:
+            f"{SCALE_DIR}/logs/metatrain_{_method}/{{experiment}}/seed{{seed}}.log",
+        benchmark:
+            f"{SCALE_DIR}/benchmarks/metatrain_{_method}/{{experiment}}/seed{{seed}}.tsv"
+        threads: 1
+        resources:
+            runtime=metatrain_runtime(_algo),
+            mem_mb=offline_mem_mb,
+            cpus_per_task=1,
+            gpu=1 if config["device"] == "cuda" else 0,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/metatrain.py"

@@ -1,9 +1,11 @@
-"""Meta-train one algorithm (maml, mier or pearl) on an experiment's training tasks.
+"""Meta-train one algorithm on an experiment's training tasks: online (maml, mier, pearl: they collect
+their own data) or offline (macaw, mt_awr, offline_pearl: from the training tasks' collected buffers,
+given as the rule's train_buffers, the test tasks adapting on test_buffers).
 
 Writes model.pt (what the algorithm's adapt_and_evaluate needs), metrics.csv (one row per
-iteration) and curve.csv (test-task returns after adaptation, evaluated during meta-training:
-MIER Fig. 2), each with provenance. Progress rows go to progress.jsonl as they come, so a job
-resumed from its checkpoint keeps the rows of its earlier life.
+iteration, every metatrain.log_every) and curve.csv (test-task returns after adaptation, evaluated
+during meta-training: MIER Fig. 2, MACAW Figs 3-5), each with provenance. Progress rows go to
+progress.jsonl as they come, so a job resumed from its checkpoint keeps the rows of its earlier life.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ import pandas as pd
 import torch
 
 from paper_repro import config as prconfig
-from paper_repro import envs, evaluate, io
+from paper_repro import buffers, envs, evaluate, io
 
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
@@ -25,6 +27,8 @@ torch.set_num_threads(snakemake.threads)
 
 p = snakemake.params
 exp, name = p.experiment, p.algo
+method = getattr(p, "method", name)  # offline methods: one algorithm, several methods (MACAW's ablations)
+offline = hasattr(snakemake.input, "train_buffers")
 algo = importlib.import_module(f"paper_repro.algos.{name}")
 cfg = prconfig.from_dict(algo.Config, p.hyper, name)
 family, seed = exp["family"], exp["seed"]
@@ -35,7 +39,8 @@ run_dir = Path(snakemake.output.model).parent
 checkpoint, progress = run_dir / "checkpoint.pt", run_dir / "progress.jsonl"
 # What the result depends on; a checkpoint written for anything else is refused, naming the key
 # (run control, such as metatrain.checkpoint_every, is not part of it).
-run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate}
+run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate,
+       **({"buffers": [io.file_sha256(b) for b in (*snakemake.input.train_buffers, *snakemake.input.test_buffers)]} if offline else {})}
 run_file = run_dir / "checkpoint.run.json"
 if checkpoint.exists() and run_file.exists():
     io.check_resumable(checkpoint, io.load_json(run_file), run)
@@ -43,9 +48,17 @@ elif not checkpoint.exists():
     progress.unlink(missing_ok=True)  # a fresh start: rows of an earlier run do not belong to this one
     io.save_json(run_file, run)
 device = prconfig.resolve_device(p.device)
-logging.info("%s: %s on %d %s tasks (%d test tasks), seed %d, %s, on %s", exp["name"], name, len(train_tasks),
-             family, len(test_tasks), seed, cfg, device)
+logging.info("%s: %s (%s) on %d %s tasks (%d test tasks), seed %d, %s, on %s", exp["name"], method, name,
+             len(train_tasks), family, len(test_tasks), seed, cfg, device)
 start = time.time()
+log_every = snakemake.config["metatrain"]["log_every"][name]
+x_axis = "train_steps" if offline else "env_steps"  # offline methods count gradient steps, online ones env steps
+if offline:  # each task's buffer, checked to hold that task (a buffer of another task or family is refused)
+    data = [algo.task_data(buffers.load_task_buffer(path, family, task), cfg)
+            for path, task in zip(snakemake.input.train_buffers, train_tasks, strict=True)]
+    test_data = [algo.test_data(buffers.load_task_buffer(path, family, task), cfg)
+                 for path, task in zip(snakemake.input.test_buffers, test_tasks, strict=True)]
+    logging.info("loaded %d training and %d test buffers", len(data), len(test_data))
 
 
 def record(kind, row):
@@ -54,34 +67,45 @@ def record(kind, row):
 
 
 def log(metrics):
+    if metrics["iteration"] % log_every:
+        return
     metrics = {**metrics, "time/elapsed_s": time.time() - start}
     record("metrics", metrics)
     logging.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
 
 
-def on_eval(state, env_steps):
-    for row in evaluate.on_test_tasks(algo, state, family, test_tasks, horizon, p.evaluate["adapt_trajectories"],
-                                      p.evaluate["episodes"], seed, device=device):
-        record("curve", {"env_steps": env_steps, **row})
-    logging.info("evaluated %d test tasks at %d environment steps", len(test_tasks), env_steps)
+def on_eval(state, steps):
+    if offline:  # MACAW Alg. 2: each test task adapts on its own offline data; the last evaluation has more episodes
+        episodes = p.evaluate["final_episodes"] if steps == cfg.train_steps else p.evaluate["episodes"]
+        rows = evaluate.on_test_tasks_offline(algo, state, family, test_tasks, test_data, horizon, episodes, seed,
+                                              device=device)
+        rows = [{**row, "episodes": episodes} for row in rows]
+    else:
+        rows = evaluate.on_test_tasks(algo, state, family, test_tasks, horizon, p.evaluate["adapt_trajectories"],
+                                      p.evaluate["episodes"], seed, device=device)
+    for row in rows:
+        record("curve", {x_axis: steps, **row})
+    logging.info("evaluated %d test tasks at %d %s", len(test_tasks), steps, x_axis)
 
 
 state = algo.train(lambda task: envs.make(family, task), train_tasks, horizon, cfg, seed=seed, log=log,
                    checkpoint=str(checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
-                   on_eval=on_eval, eval_every=p.eval_every, device=device)
+                   on_eval=on_eval, eval_every=p.eval_every, device=device, **({"data": data} if offline else {}))
 
 # Rows logged again after a resume replace the ones logged before the crash (they are equal).
 rows = [json.loads(line) for line in progress.read_text().splitlines()]
 metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
 curve = pd.DataFrame([r for r in rows if r["kind"] == "curve"]).drop_duplicates(
-    ["env_steps", "task_id", "stage", "steps"], keep="last")
-curve = curve.assign(experiment=exp["name"], family=family, method=name, seed=seed)
+    [x_axis, "task_id", "stage", "steps"], keep="last")
+curve = curve.assign(experiment=exp["name"], family=family, method=method, seed=seed)
+if offline:  # what MACAW Fig. 4's panels tell apart: the protocol's training-task count and the data quality
+    curve = curve.assign(protocol=exp["protocol"], n_train=len(train_tasks), data_quality=exp.get("data_quality", "all"))
 for table, path in ((metrics, snakemake.output.metrics), (curve, snakemake.output.curve)):
     with io.atomic_path(path) as tmp:
         table.drop(columns="kind").to_csv(tmp, index=False)
 io.save_checkpoint(snakemake.output.model, state)
-io.write_job_provenance(snakemake, {"experiment": exp, name: cfg, "eval_every": p.eval_every, "evaluate": p.evaluate},
-                        seeds={"train": seed}, device=device)
+io.write_job_provenance(snakemake, {"experiment": exp, "method": method, name: cfg, "eval_every": p.eval_every,
+                                   "evaluate": p.evaluate}, seeds={"train": seed}, device=device)
 checkpoint.unlink(missing_ok=True)
 run_file.unlink(missing_ok=True)
 progress.unlink(missing_ok=True)

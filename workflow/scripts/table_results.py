@@ -1,4 +1,4 @@
-"""The table behind a MIER figure: the numbers it draws (``plots.<what>_table``: each seed's mean over
+"""The table behind a MIER or MACAW figure: the numbers it draws (``plots.<what>_table``: each seed's mean over
 the test tasks and the mean over seeds with its bootstrap interval), from the result files with each
 test task's parameters (e.g. its target velocity) joined on.
 

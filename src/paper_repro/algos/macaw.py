@@ -109,6 +109,9 @@ class Config:
     episodes at stride 1 (App. E's "towards the end"; ``no_wlinear_wide.json``)."""
     slice_episodes: int = 500
     """Episodes of a slice: 500 × 200 steps = the authors' 100,000."""
+    middle_mode: str = "paper"
+    """The ``middle`` slice: the middle episodes of the lifetime (App. D.3, ``paper``), or those
+    centred at a quarter of it, as the authors' code computes "middle" (``code``; ``src/utils.py``)."""
     # --- budget ---
     train_steps: int = 1_000_000
     """Meta-steps (``src/args.py``)."""
@@ -116,7 +119,7 @@ class Config:
 
 def check(cfg: Config) -> Config:
     choices = {"no_wt_layer": ("bias", "linear"), "loss": ("awr", "imitation"), "outer_data": ("all", "last"),
-               "inner_slice": (None, "first", "middle", "last")}
+               "inner_slice": (None, "first", "middle", "last"), "middle_mode": ("paper", "code")}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"macaw.{name}: {getattr(cfg, name)!r} is not one of {allowed}")
@@ -130,10 +133,19 @@ def task_data(buffer: Mapping[str, np.ndarray], cfg: Config) -> tuple[dict, dict
     """(inner, outer) arrays of one task's lifetime buffer (:func:`buffers.offline_arrays`): inner feeds
     D_tr and test-time adaptation, outer D_ts; the same arrays unless a slice is asked for."""
     whole = buffers.offline_arrays(buffer, cfg.gamma, cfg.data_stride)
-    inner = whole if cfg.inner_slice is None else buffers.offline_arrays(
-        buffer, cfg.gamma, 1, cfg.inner_slice, cfg.slice_episodes)
+    inner = whole if cfg.inner_slice is None else test_data(buffer, cfg)
     outer = whole if cfg.outer_data == "all" else buffers.offline_arrays(buffer, cfg.gamma, 1, "last", cfg.slice_episodes)
     return inner, outer
+
+
+def test_data(buffer: Mapping[str, np.ndarray], cfg: Config) -> dict:
+    """What a test task adapts on (:func:`adapt_and_evaluate`'s ``adapt_data``): the inner arrays of
+    :func:`task_data` (the whole strided buffer, or the data-quality slice of the test task's own buffer,
+    as the authors' test buffers use the inner size, stride and mode)."""
+    if cfg.inner_slice is None:
+        return buffers.offline_arrays(buffer, cfg.gamma, cfg.data_stride)
+    which = "quarter" if cfg.inner_slice == "middle" and cfg.middle_mode == "code" else cfg.inner_slice
+    return buffers.offline_arrays(buffer, cfg.gamma, 1, which, cfg.slice_episodes)
 
 
 # --- networks -----------------------------------------------------------------------
@@ -213,8 +225,9 @@ def log_prob(mean: torch.Tensor, action: torch.Tensor, cfg: Config) -> torch.Ten
 
 
 def awr_weights(adv: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """exp(min((A − mean A) / (T · std A), log clip)) over the batch (unbiased std; ``src/macaw.py``)."""
-    logits = (adv - adv.mean()) / (cfg.temperature * adv.std())
+    """exp(min((A − mean A) / (T · (std A + 1e-8)), log clip)) over the batch (unbiased std; ``src/macaw.py``,
+    whose 0/0 on a constant-advantage batch the 1e-8 avoids)."""
+    logits = (adv - adv.mean()) / (cfg.temperature * (adv.std() + 1e-8))
     return torch.exp(torch.clamp(logits, max=math.log(cfg.adv_clip)))
 
 

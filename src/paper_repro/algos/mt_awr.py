@@ -67,6 +67,15 @@ class Config:
     """Training steps (as MACAW)."""
 
 
+def task_data(buffer: Mapping[str, np.ndarray], cfg: Config) -> dict[str, np.ndarray]:
+    """What one task contributes to training, and a test task fine-tunes on: its lifetime buffer's
+    :func:`buffers.offline_arrays`, every ``data_stride``-th row."""
+    return buffers.offline_arrays(buffer, cfg.gamma, cfg.data_stride)
+
+
+test_data = task_data
+
+
 def net_config(cfg: Config) -> macaw.Config:
     """MACAW's network and loss settings for these networks: no weight transform, no head, AWR."""
     return macaw.Config(width=cfg.width, depth=cfg.depth, weight_transform=False, no_wt_layer=cfg.layer,

@@ -26,7 +26,7 @@ import torch
 
 from paper_repro import io
 from paper_repro.algos import pearl
-from paper_repro.buffers import ReplayBuffer, sample
+from paper_repro.buffers import ARRAYS, ReplayBuffer, sample
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,15 @@ class Config(pearl.Config):
     eval_context: int = 256
     """Test-time context: max(embedding_batch_size, eval_context) uniform transitions of the test
     task's buffer, as many as MACAW adapts on."""
+
+
+def task_data(buffer: Mapping[str, np.ndarray], cfg: Config) -> dict[str, np.ndarray]:
+    """What one task contributes to training, and a test task's context is drawn from: its lifetime
+    buffer's transitions, all of them (PEARL samples its replay buffers whole)."""
+    return {k: buffer[k] for k in ARRAYS}
+
+
+test_data = task_data
 
 
 def normalised(arrays: Mapping[str, np.ndarray], low: np.ndarray, high: np.ndarray) -> ReplayBuffer:

@@ -59,3 +59,18 @@ def test_offline_protocol_adapts_each_task_on_its_own_data():
                     {"task_id": 3, "stage": "adapted", "steps": 0, "return": 20.0}]
     with pytest.raises(ValueError, match="1 offline data sets for 2 test tasks"):
         evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10], 200, 3, seed=1)
+
+
+def test_offline_protocol_evaluates_each_task_on_its_own_env():
+    """MACAW issue #7 (macaw-min never set the evaluation env's task, so every adapted policy was scored
+    on task 0): each test task's rollouts run in an env of that task."""
+    seen = []
+
+    def adapt_and_evaluate(state, make_env, horizon, *, adapt_data, eval_episodes, seed, device):
+        seen.append(make_env().unwrapped.task["direction"])
+        return [{"stage": "adapted", "steps": 0, "return": 0.0}]
+
+    tasks = envs.task_table("cheetah-dir", "macaw", seed=0)["test"].to_dict("records")
+    evaluate.on_test_tasks_offline(SimpleNamespace(adapt_and_evaluate=adapt_and_evaluate), "STATE", "cheetah-dir",
+                                   tasks, [None] * len(tasks), 200, 1, seed=0)
+    assert seen == [t["direction"] for t in tasks] == [-1.0, 1.0]

@@ -67,3 +67,15 @@ def test_batched_mlp_equals_k_separate_torch_mlps_in_outputs_and_gradients():
         for lin, layer in zip(ref[::2], batched.layers):
             torch.testing.assert_close(layer.weight.grad[k], lin.weight.grad.T)
             torch.testing.assert_close(layer.bias.grad[k, 0], lin.bias.grad)
+
+
+def test_parameter_trees_map_and_list_in_sorted_key_order():
+    from paper_repro import nets
+
+    a, b, c = torch.zeros(1), torch.ones(2, requires_grad=True), torch.full((3,), 2.0, requires_grad=True)
+    tree = {"z": {"y": a, "x": b}, "a": c}
+    assert [t.shape for t in nets.leaves(tree)] == [(3,), (2,), (1,)]  # a, z.x, z.y
+    assert [t.shape for t in nets.leaves(tree, trainable=True)] == [(3,), (2,)]
+    doubled = nets.tree_map(lambda t: 2 * t.detach(), tree)
+    assert set(doubled) == {"z", "a"} and set(doubled["z"]) == {"y", "x"}
+    torch.testing.assert_close(doubled["a"], torch.full((3,), 4.0))

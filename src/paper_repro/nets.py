@@ -215,3 +215,21 @@ def equal_param_width(sizes, kind: str, like_kind: str, like_width: int, latent:
     while sum(layer_param_count(kind, i, o, latent) for i, o in sizes(width)) < target:
         width += 1
     return width
+
+
+# --- parameter trees (nested dicts of tensors, as the functional algorithms keep them) ---------------
+
+
+def tree_map(fn, tree):
+    """``fn`` applied to every tensor of a nested dict of tensors, the same nesting returned."""
+    if torch.is_tensor(tree):
+        return fn(tree)
+    return {k: tree_map(fn, v) for k, v in tree.items()}
+
+
+def leaves(tree, trainable: bool = False) -> list[torch.Tensor]:
+    """Every tensor of a nested dict, in sorted-key order (the same order for a tree and its saved copy);
+    ``trainable``: only those that require gradients."""
+    if torch.is_tensor(tree):
+        return [tree] if tree.requires_grad or not trainable else []
+    return [t for key in sorted(tree) for t in leaves(tree[key], trainable)]

@@ -93,7 +93,7 @@ def test_vmapped_meta_losses_match_a_loop_and_reach_every_learned_rate(variant):
     rv, rp = macaw.meta_losses_loop(p, tr, ts, cfg, n_train=7)
     torch.testing.assert_close(lv, rv)
     torch.testing.assert_close(lp, rp)
-    leaves = macaw._leaves(p)
+    leaves = nets.leaves(p, trainable=True)
     grads = torch.autograd.grad(lv + lp, leaves, allow_unused=True)
     ref = torch.autograd.grad(rv + rp, leaves, allow_unused=True)
     for g, r in zip(grads, ref):
@@ -119,8 +119,8 @@ def test_theta_space_inner_step_equals_the_generic_one(loss):
     meta-losses and meta-gradients as adapting (z, A, a) themselves (float64)."""
     generic = _tiny(theta_space=False, loss=loss)
     closed = dataclasses.replace(generic, theta_space=True)
-    p = macaw._tree(macaw.init_params(3, 2, generic, seed=7), lambda t: t.detach().double().requires_grad_(t.requires_grad))
-    tr, ts = (macaw._tree(b, lambda t: t.double()) for b in (_batch(3, 6, seed=8), _batch(3, 5, seed=9)))
+    p = nets.tree_map(lambda t: t.detach().double().requires_grad_(t.requires_grad), macaw.init_params(3, 2, generic, seed=7))
+    tr, ts = (nets.tree_map(lambda t: t.double(), b) for b in (_batch(3, 6, seed=8), _batch(3, 5, seed=9)))
     lrs, lam = macaw.step_sizes(p["rho"])
     lrs = {n: {k: v * 50 for k, v in d.items()} for n, d in lrs.items()}  # big steps: the second-order term shows
     d = {k: v[0] for k, v in tr.items()}
@@ -132,7 +132,7 @@ def test_theta_space_inner_step_equals_the_generic_one(loss):
     a = macaw.meta_losses(p, tr, ts, generic, 3)
     b = macaw.meta_losses(p, tr, ts, closed, 3)
     torch.testing.assert_close(a, b)
-    leaves = macaw._leaves(p)
+    leaves = nets.leaves(p, trainable=True)
     for x, y in zip(torch.autograd.grad(sum(a), leaves, allow_unused=True),
                     torch.autograd.grad(sum(b), leaves, allow_unused=True)):
         if x is None or y is None:
@@ -146,8 +146,8 @@ def test_meta_gradient_matches_finite_differences():
     its soft target and the advantages, so finite differences of the whole loss do not apply)."""
     cfg = _tiny()
     p = macaw.init_params(3, 2, cfg, seed=4)
-    p = macaw._tree(p, lambda t: t.detach().double().requires_grad_(t.requires_grad))
-    tr, ts = (macaw._tree(b, lambda t: t.double()) for b in (_batch(2, 6, seed=5), _batch(2, 5, seed=6)))
+    p = nets.tree_map(lambda t: t.detach().double().requires_grad_(t.requires_grad), p)
+    tr, ts = (nets.tree_map(lambda t: t.double(), b) for b in (_batch(2, 6, seed=5), _batch(2, 5, seed=6)))
     loss = lambda: sum(macaw.meta_losses(p, tr, ts, cfg, 2))  # noqa: E731
     checks = [("P", "pi0.z"), ("P", "head0.A"), ("P", "pi2.a")]
     for net, key in checks:
@@ -219,9 +219,9 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
                 raise KeyboardInterrupt
         macaw.train(make_env, TASKS, 10, TINY, seed=3, data=data, checkpoint=str(ck), checkpoint_every=2, log=stop)
     resumed = macaw.train(make_env, TASKS, 10, TINY, seed=3, data=data, checkpoint=str(ck), checkpoint_every=2)
-    for a, b in zip(macaw._all(straight["params"]), macaw._all(resumed["params"])):
+    for a, b in zip(nets.leaves(straight["params"]), nets.leaves(resumed["params"])):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert all(t.device.type == "cpu" for t in macaw._all(straight["params"]))
+    assert all(t.device.type == "cpu" for t in nets.leaves(straight["params"]))
 
 
 def test_nan_data_raises_naming_the_loss_and_step():

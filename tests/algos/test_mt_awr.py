@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from paper_repro import buffers
+from paper_repro import buffers, nets
 from paper_repro.algos import macaw, mt_awr
 
 from test_macaw import TASKS, make_env, toy_buffer  # the toy family, in this folder
@@ -49,7 +49,7 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data, checkpoint=str(ck), checkpoint_every=2, log=stop)
     resumed = mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data, checkpoint=str(ck), checkpoint_every=2)
-    for a, b in zip(macaw._all(straight["params"]), macaw._all(resumed["params"])):
+    for a, b in zip(nets.leaves(straight["params"]), nets.leaves(resumed["params"])):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

@@ -356,26 +356,14 @@ def init_params(obs_dim: int, act_dim: int, cfg: Config, seed: int, device="cpu"
            "V": {k: torch.tensor(math.log(cfg.inner_value_lr)) for k in V},
            "lam": torch.tensor(math.log(cfg.adv_coef) if has_head(cfg) else -math.inf)}
     out = {"P": P, "V": V, "rho": rho}
-    return _tree(out, lambda t: t.to(device).requires_grad_(bool(torch.isfinite(t).all())))
-
-
-def _tree(tree, fn):
-    if torch.is_tensor(tree):
-        return fn(tree)
-    return {k: _tree(v, fn) for k, v in tree.items()}
-
-
-def _leaves(tree) -> list[torch.Tensor]:
-    if torch.is_tensor(tree):
-        return [tree] if tree.requires_grad else []
-    return [t for v in tree.values() for t in _leaves(v)]
+    return nets.tree_map(lambda t: t.to(device).requires_grad_(bool(torch.isfinite(t).all())), out)
 
 
 def optimizers(params: Mapping[str, Params], cfg: Config) -> dict[str, torch.optim.Optimizer]:
-    out = {"P": torch.optim.Adam(_leaves(params["P"]), lr=cfg.outer_policy_lr),
-           "rho": torch.optim.Adam(_leaves(params["rho"]), lr=cfg.lr_lr)}
+    out = {"P": torch.optim.Adam(nets.leaves(params["P"], trainable=True), lr=cfg.outer_policy_lr),
+           "rho": torch.optim.Adam(nets.leaves(params["rho"], trainable=True), lr=cfg.lr_lr)}
     if params["V"]:
-        out["V"] = torch.optim.Adam(_leaves(params["V"]), lr=cfg.outer_value_lr)
+        out["V"] = torch.optim.Adam(nets.leaves(params["V"], trainable=True), lr=cfg.outer_value_lr)
     return out
 
 
@@ -418,12 +406,12 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
 
     def export() -> dict:
         return {"config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim,
-                "params": io.to_cpu(_tree(params, lambda t: t.detach().clone()))}
+                "params": io.to_cpu(nets.tree_map(lambda t: t.detach().clone(), params))}
 
     ck = io.load_checkpoint(checkpoint) if checkpoint else None
     if ck is not None:
         with torch.no_grad():
-            for mine, saved in zip(_all(params), _all(ck["params"])):
+            for mine, saved in zip(nets.leaves(params), nets.leaves(ck["params"])):
                 mine.copy_(saved)
         for name, opt in opts.items():
             opt.load_state_dict(ck["opts"][name])
@@ -434,7 +422,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     k = min(cfg.meta_batch, len(data))
     for step in range(start, cfg.train_steps):
         if checkpoint and checkpoint_every and step > start and step % checkpoint_every == 0:
-            io.save_checkpoint(checkpoint, {"params": _tree(params, lambda t: t.detach()),
+            io.save_checkpoint(checkpoint, {"params": nets.tree_map(lambda t: t.detach(), params),
                                             "opts": {n: o.state_dict() for n, o in opts.items()},
                                             "rng": rng.bit_generator.state, "step": step,
                                             "task_rngs": [r.bit_generator.state for r in task_rngs]})
@@ -451,12 +439,6 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     return state
 
 
-def _all(tree) -> list[torch.Tensor]:
-    if torch.is_tensor(tree):
-        return [tree]
-    return [t for key in sorted(tree) for t in _all(tree[key])]
-
-
 # --- Algorithm 2: test-time adaptation ----------------------------------------------
 
 
@@ -468,7 +450,7 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     ``eval_episodes`` deterministic episodes (action = the clipped mean). Rows: "prior" (the
     un-adapted policy) and "adapted", steps 0. ``state`` is not modified."""
     cfg = check(Config(**state["config"]))
-    params = _tree(state["params"], lambda t: t.detach().to(device))
+    params = nets.tree_map(lambda t: t.detach().to(device), state["params"])
     lrs, lam = step_sizes(params["rho"])
     d = buffers.sample_offline([adapt_data], cfg.eval_batch, [np.random.default_rng(seed)], contiguous=False,
                                device=device)

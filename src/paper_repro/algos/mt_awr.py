@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from paper_repro import buffers, io, rollout
+from paper_repro import buffers, io, nets, rollout
 from paper_repro.algos import macaw
 
 Params = dict[str, torch.Tensor]
@@ -117,12 +117,12 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
 
     def export() -> dict:
         return {"config": dataclasses.asdict(cfg), "obs_dim": obs_dim, "act_dim": act_dim, "n_tasks": len(data),
-                "params": io.to_cpu(macaw._tree({"P": P, "V": V}, lambda t: t.detach().clone()))}
+                "params": io.to_cpu(nets.tree_map(lambda t: t.detach().clone(), {"P": P, "V": V}))}
 
     ck = io.load_checkpoint(checkpoint) if checkpoint else None
     if ck is not None:
         with torch.no_grad():
-            for mine, saved in zip(macaw._all({"P": P, "V": V}), macaw._all(ck["params"])):
+            for mine, saved in zip(nets.leaves({"P": P, "V": V}), nets.leaves(ck["params"])):
                 mine.copy_(saved)
         for name, opt in opts.items():
             opt.load_state_dict(ck["opts"][name])
@@ -132,7 +132,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
     k = min(cfg.meta_batch, len(data))
     for step in range(start, cfg.train_steps):
         if checkpoint and checkpoint_every and step > start and step % checkpoint_every == 0:
-            io.save_checkpoint(checkpoint, {"params": macaw._tree({"P": P, "V": V}, lambda t: t.detach()),
+            io.save_checkpoint(checkpoint, {"params": nets.tree_map(lambda t: t.detach(), {"P": P, "V": V}),
                                             "opts": {n: o.state_dict() for n, o in opts.items()},
                                             "rng": rng.bit_generator.state, "step": step,
                                             "task_rngs": [r.bit_generator.state for r in task_rngs]})

@@ -191,3 +191,28 @@ def test_another_scale_never_touches_this_scales_results(copy_of_built):
     assert io.load_json(io.provenance_path(wf / FIG4))["scale"] == "quick"
     assert planned(wf, [FIG4]) == sorted(FIG4_DOWNSTREAM)
 
+
+
+MACAW_FIGURES = ["fig3_offline_meta_rl", "fig4_macaw_ablations", "fig5_weight_transform_ablation"]
+
+
+def figure_files(name: str) -> list[str]:
+    return [f"results/tables/{name}.csv", f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
+
+
+def test_offline_algorithm_change_reruns_its_runs_and_their_figures_only(built):
+    """Editing Offline MT+FT reruns its runs on every experiment that has it, then the figures that draw
+    them (MACAW Figs 3 and 4), and not Fig. 5 (MACAW with and without weight transform), nor the data."""
+    targets = [f"results/figures/{f}.pdf" for f in MACAW_FIGURES]
+    assert planned(built, targets) == []
+    experiments = ["macaw-cheetah-dir", "macaw-cheetah-vel", "macaw-walker-params", "macaw-ant-dir",
+                   *(f"macaw-sparsity-{n}" for n in (3, 5, 10, 20))]
+    runs = [f"results/smoke/runs/{e}/offline-mt-ft/seed0/{f}" for e in experiments
+            for f in ("model.pt", "metrics.csv", "curve.csv")]
+    with edited(built, "src/paper_repro/algos/mt_awr.py"):
+        assert planned(built, targets) == sorted([*runs, *figure_files(MACAW_FIGURES[0]),
+                                                  *figure_files(MACAW_FIGURES[1])])
+    (built / "override.yaml").write_text("scale: smoke\nexperiments: {macaw-quality-last: {data_quality: first}}\n")
+    rebuilt = planned(built, targets, "--configfile", "override.yaml")  # one experiment's data: its runs only
+    assert rebuilt == sorted([f"results/smoke/runs/macaw-quality-last/{m}/seed0/{f}" for m in ("macaw", "macaw-no-adv-head")
+                              for f in ("model.pt", "metrics.csv", "curve.csv")] + figure_files(MACAW_FIGURES[1]))

@@ -39,8 +39,9 @@ run_dir = Path(snakemake.output.model).parent
 checkpoint, progress = run_dir / "checkpoint.pt", run_dir / "progress.jsonl"
 # What the result depends on; a checkpoint written for anything else is refused, naming the key
 # (run control, such as metatrain.checkpoint_every, is not part of it).
-run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate,
-       **({"buffers": [io.file_sha256(b) for b in (*snakemake.input.train_buffers, *snakemake.input.test_buffers)]} if offline else {})}
+run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate}
+if offline:  # and the offline data: a checkpoint trained on other buffers is not resumed
+    run["buffers"] = [io.file_sha256(b) for b in (*snakemake.input.train_buffers, *snakemake.input.test_buffers)]
 run_file = run_dir / "checkpoint.run.json"
 if checkpoint.exists() and run_file.exists():
     io.check_resumable(checkpoint, io.load_json(run_file), run)

@@ -224,11 +224,11 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
     assert all(t.device.type == "cpu" for t in nets.leaves(straight["params"]))
 
 
-def test_nan_data_raises_naming_the_loss_and_step():
-    bad = toy_buffer(1.0, 200, 0)
+def test_nan_data_raises_naming_the_loss_task_and_step():
+    bad = toy_buffer(1.0, 200, 1)
     bad["reward"][:] = np.nan
-    data = [macaw.task_data(b, TINY) for b in (bad, toy_buffer(-1.0, 200, 1))]
-    with pytest.raises(FloatingPointError, match="MACAW outer value loss is nan at meta-step 0"):
+    data = [macaw.task_data(b, TINY) for b in (toy_buffer(-1.0, 200, 0), bad)]  # task 1's data are bad
+    with pytest.raises(FloatingPointError, match="MACAW outer value loss is nan on training task 1 at meta-step 0"):
         macaw.train(make_env, TASKS[:2], 10, dataclasses.replace(TINY, meta_batch=2), seed=0, data=data)
 
 

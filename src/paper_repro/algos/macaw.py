@@ -325,13 +325,16 @@ def step_sizes(rho: Mapping[str, Params]) -> tuple[dict[str, Params], torch.Tens
     return {n: {k: F.softplus(v) for k, v in rho[n].items()} for n in ("P", "V")}, F.softplus(rho["lam"])
 
 
-def meta_losses(params: Mapping[str, Params], tr: Mapping, ts: Mapping, cfg: Config, n_train: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def meta_losses(params: Mapping[str, Params], tr: Mapping, ts: Mapping, cfg: Config, n_train: int,
+                per_task: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Outer losses summed over the meta-batch (leading task dim of ``tr``, ``ts``) and divided by the
-    number of training tasks (``src/macaw.py``), every task's inner step in one ``vmap``."""
+    number of training tasks (``src/macaw.py``), every task's inner step in one ``vmap``; ``per_task``:
+    each task's term, ``[K]``, unsummed."""
     lrs, lam = step_sizes(params["rho"])
     lv, lp = vmap(task_losses, in_dims=(None, None, None, None, 0, 0, None))(
         params["P"], params["V"], lrs, lam, tr, ts, cfg)
+    if per_task:
+        return lv / n_train, lp / n_train
     return lv.sum() / n_train, lp.sum() / n_train
 
 
@@ -367,12 +370,19 @@ def optimizers(params: Mapping[str, Params], cfg: Config) -> dict[str, torch.opt
     return out
 
 
-def meta_step(params, opts, tr, ts, cfg: Config, n_train: int, step: int) -> dict[str, float]:
-    """One meta-update of every network and learned rate; raises on NaN/inf naming the loss and step."""
-    lv, lp = meta_losses(params, tr, ts, cfg, n_train)
+def meta_step(params, opts, tr, ts, cfg: Config, n_train: int, step: int,
+              task_ids: Sequence | None = None) -> dict[str, float]:
+    """One meta-update of every network and learned rate; raises on NaN/inf naming the loss, the
+    training task (``task_ids[k]`` for the k-th of the meta-batch) and the step."""
+    lv, lp = meta_losses(params, tr, ts, cfg, n_train, per_task=True)
     for name, loss in (("value", lv), ("policy", lp)):
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"MACAW outer {name} loss is {loss.item()} at meta-step {step}")
+        bad = (~torch.isfinite(loss)).nonzero()
+        if len(bad):
+            k = int(bad[0])
+            task = task_ids[k] if task_ids is not None else k
+            raise FloatingPointError(f"MACAW outer {name} loss is {loss[k].item()} on training task {task} "
+                                     f"at meta-step {step}")
+    lv, lp = lv.sum(), lp.sum()
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
     (lv + lp).backward()
@@ -432,7 +442,8 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
         rngs = [task_rngs[t] for t in tasks]
         tr = buffers.sample_offline([data[t][0] for t in tasks], cfg.inner_batch, rngs, contiguous=True, device=device)
         ts = buffers.sample_offline([data[t][1] for t in tasks], cfg.outer_batch, rngs, contiguous=False, device=device)
-        log({"iteration": step, "train_steps": step + 1, **meta_step(params, opts, tr, ts, cfg, len(data), step)})
+        ids = [train_tasks[t].get("task_id", t) for t in tasks]
+        log({"iteration": step, "train_steps": step + 1, **meta_step(params, opts, tr, ts, cfg, len(data), step, ids)})
     state = export()
     if on_eval:
         on_eval(state, cfg.train_steps)

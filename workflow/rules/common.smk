@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and every input function.
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -229,13 +230,23 @@ def collect_runtime(family):
     return runtime
 
 
+@functools.cache
+def obs_dim(family):
+    """The family's observation size (from one env, built once per workflow run)."""
+    return envs.make(family, envs.task_table(family, COLLECT_PROTOCOL)["test"].iloc[0].to_dict()).observation_space.shape[0]
+
+
+def buffers_mb(family, n_tasks):
+    """MB of n_tasks lifetime buffers of the family at this scale (obs and next obs in float32)."""
+    return config["collect"]["steps_per_task"][family] * n_tasks * (2 * obs_dim(family) + 12) * 4 / 1e6
+
+
 def collect_mem_mb(family):
-    """Every task's lifetime buffer (obs and next obs in float32) plus 4 GB for the rest."""
-    obs_dim = envs.make(family, envs.task_table(family, COLLECT_PROTOCOL)["test"].iloc[0].to_dict()).observation_space.shape[0]
-    buffer_bytes = config["collect"]["steps_per_task"][family] * len(collect_task_ids(family)) * (2 * obs_dim + 12) * 4
+    """Every task's lifetime buffer plus 4 GB for the rest."""
+    buffer_mb = buffers_mb(family, len(collect_task_ids(family)))
 
     def mem_mb(wildcards, attempt):
-        return attempt * (4000 + int(1.5 * buffer_bytes / 1e6))
+        return attempt * (4000 + int(1.5 * buffer_mb))
 
     return mem_mb
 
@@ -266,6 +277,13 @@ META_ALGOS = {
     "maml": ["buffers.py", "nets.py", "rollout.py"],
     "mier": ["meta.py", "buffers.py", "nets.py", "rollout.py", "algos/sac.py"],
     "pearl": ["buffers.py", "nets.py", "rollout.py"],
+}
+# ... and the offline ones (MACAW and its baselines, OFFLINE_METHODS), which learn from collected buffers.
+ALGO_IMPORTS = {
+    **META_ALGOS,
+    "macaw": ["meta.py", "buffers.py", "nets.py", "rollout.py"],
+    "mt_awr": ["algos/macaw.py", "meta.py", "buffers.py", "nets.py", "rollout.py"],
+    "offline_pearl": ["algos/pearl.py", "buffers.py", "nets.py", "rollout.py"],
 }
 
 # Evaluated methods: the algorithm whose meta-trained model they adapt, and its test-time options.
@@ -325,7 +343,7 @@ def algo_sources(algo):
 
     def sources(wildcards):
         family = config["experiments"][wildcards.experiment]["family"]
-        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", *META_ALGOS[algo])
+        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", *ALGO_IMPORTS[algo])
 
     return sources
 
@@ -356,13 +374,6 @@ def training_eval_protocol():
 
 # --- offline meta-training (MACAW and its baselines) ---
 
-OFFLINE_SOURCES = {  # library modules each offline algorithm imports besides its own file
-    "macaw": ["meta.py", "buffers.py", "nets.py", "rollout.py"],
-    "mt_awr": ["algos/macaw.py", "meta.py", "buffers.py", "nets.py", "rollout.py"],
-    "offline_pearl": ["algos/pearl.py", "buffers.py", "nets.py", "rollout.py"],
-}
-
-
 def offline_buffers(wildcards):
     """The experiment's training and test tasks' buffers, from the family's collection seed 0 (one dataset
     reused by every meta-learning seed, as MACAW has one per task), in task-table order."""
@@ -370,17 +381,6 @@ def offline_buffers(wildcards):
     d = collect_dir(exp["family"], 0)
     return {f"{split}_buffers": [f"{d}/task{i}.npz" for i in experiment_task_ids(wildcards.experiment, split)]
             for split in ("train", "test")}
-
-
-def offline_sources(method):
-    """An input function: the method's algorithm module, the modules it imports, and the family's."""
-    algo = OFFLINE_METHODS[method][0]
-
-    def sources(wildcards):
-        family = config["experiments"][wildcards.experiment]["family"]
-        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", *OFFLINE_SOURCES[algo])
-
-    return sources
 
 
 def offline_config(method):
@@ -400,14 +400,10 @@ def offline_config(method):
 
 
 def offline_mem_mb(wildcards, attempt):
-    """Every buffer of the experiment as loaded (float32 observations twice per transition), twice over for
-    the arrays derived from it, plus 4 GB; doubled on a retry."""
-    exp = config["experiments"][wildcards.experiment]
-    obs_dim = envs.make(exp["family"], envs.task_table(exp["family"], exp["protocol"])["test"].iloc[0].to_dict()
-                        ).observation_space.shape[0]
+    """Every buffer of the experiment as loaded, twice over for the arrays derived from it, plus 4 GB;
+    doubled on a retry."""
     n_tasks = sum(len(experiment_task_ids(wildcards.experiment, s)) for s in ("train", "test"))
-    buffer_bytes = config["collect"]["steps_per_task"][exp["family"]] * n_tasks * (2 * obs_dim + 12) * 4
-    return attempt * (4000 + int(2 * buffer_bytes / 1e6))
+    return attempt * (4000 + int(2 * buffers_mb(config["experiments"][wildcards.experiment]["family"], n_tasks)))
 
 
 def offline_eval_protocol():

@@ -55,7 +55,7 @@ for _method, (_algo, _) in OFFLINE_METHODS.items():
             unpack(offline_buffers),
             train=experiment_train_table,
             test=experiment_test_table,
-            code=offline_sources(_method),
+            code=algo_sources(_algo),
             config_code=lib("config.py"),
         params:
             algo=_algo,

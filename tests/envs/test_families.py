@@ -9,13 +9,15 @@ import warnings
 import mujoco
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 from paper_repro import envs
 from paper_repro.envs import cheetah
 
 MUJOCO_FAMILIES = [f for f in envs.FAMILIES if f != "metaworld-ml45"]
-STATS = {k: np.array(v) for k, v in json.loads(cheetah.STATS_FILE.read_text()).items()}
+STATS = {k: np.array(v) for k, v in json.loads(cheetah.STATS_FILE.read_text()).items() if k != "source"}
+ADMRL_FAMILIES = [f for f in MUJOCO_FAMILIES if envs.get_family(f).model_reward is not None]
 
 
 def snapshot(sim) -> dict:
@@ -30,8 +32,15 @@ def l2(a) -> float:
 
 
 def expected_reward(family: str, task: dict, a: np.ndarray, s0: dict, s1: dict, dt: float) -> float:
-    """TASKS.md's reward of each family, written from the formula alone."""
+    """TASKS.md's reward of each family, written from the formula alone.
+
+    AdMRL's families clip the action to [-1, 1]; its walker and hopper read v_x as clip(qvel[0], ±10).
+    """
     vx = (s1["qpos"][0] - s0["qpos"][0]) / dt
+    if family in ADMRL_FAMILIES:
+        a = np.clip(a, -1, 1)
+        if family in ("walker-2d", "hopper-2d"):
+            vx = np.clip(s1["qvel"][0], -10, 10)
     if family == "cheetah-vel":
         return -abs(vx - task["velocity"]) - 0.05 * l2(a)
     if family == "cheetah-dir":
@@ -106,6 +115,71 @@ def test_reward_and_termination_match_tasks_md(family):
         assert trunc == (not term)
 
 
+@pytest.mark.parametrize("family", ADMRL_FAMILIES)
+def test_model_reward_and_done_match_the_env(family):
+    """AdMRL's ``BaseModelBasedEnv.verify``: 2,000 random steps, actions up to twice the box, the
+    torch twins against the env's reward and termination within 1e-4."""
+    fam = envs.get_family(family)
+    keys = list(fam.task_box)
+    rng = np.random.default_rng(0)
+    rows = []
+    steps = 0
+    while steps < 2000:
+        task = {k: float(rng.uniform(*fam.task_box[k])) for k in keys}
+        env = envs.make(family, task, seed=steps)
+        obs, _ = env.reset(seed=steps)
+        done = False
+        while not done and steps < 2000:
+            a = rng.uniform(-2, 2, size=env.action_space.shape)
+            nxt, r, term, trunc, _ = env.step(a)
+            rows.append((obs, a, nxt, [task[k] for k in keys], r, term))
+            obs, done, steps = nxt, term or trunc, steps + 1
+    o, a, n, psi, r, term = (torch.as_tensor(np.array(c), dtype=torch.float64) for c in zip(*rows))
+    torch.testing.assert_close(fam.model_reward(o, a, n, psi), r, atol=1e-4, rtol=0)
+    assert torch.equal(fam.model_done(n), term.bool())
+    assert r.std() > 0.1  # the rewards vary, so agreement means something
+    if family in ("walker-2d", "hopper-2d"):  # random ants seldom fall: test_termination_happens_where_stated
+        assert term.any(), f"{family}: no termination in 2,000 random steps"
+
+
+@pytest.mark.parametrize("family, dt, obs_dim", [("ant-2d", 0.01, 29), ("ant-3d", 0.01, 29), ("hopper-2d", 0.002, 11),
+                                                 ("walker-2d", 0.002, 17), ("cheetah-highdim", 0.01, 18)])
+def test_admrl_families_simulate_as_the_authors(family, dt, obs_dim):
+    """Frame skip 1 (rllab's envs), the authors' observations, clipped actions, rllab's reset noise."""
+    env = envs.make(family, first_task(family), seed=0)
+    sim = env.unwrapped
+    assert sim.frame_skip == 1 and sim.dt == pytest.approx(dt)
+    assert env.observation_space.shape == (obs_dim,)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (obs_dim,)
+    if family.startswith("ant"):
+        assert (obs[27:] == 0).all()  # the appended velocity starts at 0, as the authors' comvel
+        nxt, *_ = env.step(np.zeros(8))
+        np.testing.assert_allclose(nxt[27:], sim.v_xy)
+    # an action beyond the box acts as the clipped one
+    twins = [envs.make(family, first_task(family), seed=0) for _ in range(2)]
+    out = []
+    for e, scale in zip(twins, (1.0, 3.0)):
+        e.reset(seed=0)
+        out.append(e.step(np.full(e.action_space.shape, scale))[:2])
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert out[0][1] == out[1][1]
+    # reset noise: U(±0.1) on qpos and 0.1·N on qvel (v5's hopper and walker draw ±0.005)
+    dq = []
+    for seed in range(30):
+        env.reset(seed=seed)
+        dq.append(sim.data.qpos - sim.init_qpos)
+    dq = np.abs(np.array(dq))
+    assert 0.07 < dq.max() <= 0.1
+
+
+def test_highdim_uses_the_authors_state_statistics():
+    """AdMRL spec R5: μ, σ are the shipped HCstate-state.pkl numbers, not a recomputation."""
+    stats = cheetah.load_highdim_stats()
+    assert stats["mean"][0] == pytest.approx(-0.20322926342487335)
+    assert stats["std"][12] == pytest.approx(4.192, abs=1e-3)
+
+
 @pytest.mark.parametrize("family", MUJOCO_FAMILIES)
 def test_horizon_truncates_at_exactly_the_family_horizon(family):
     env = envs.make(family, first_task(family), seed=0)
@@ -142,9 +216,11 @@ def test_termination_happens_where_stated(family):
         qpos = sim.init_qpos.copy()
         qpos[index] = value
         sim.set_state(qpos, np.zeros(sim.model.nv))
-        _, _, term, _, _ = env.step(np.zeros(env.action_space.shape))
+        obs, _, term, _, _ = env.step(np.zeros(env.action_space.shape))
         outcomes.append(term)
         assert term == expected_terminated(family, snapshot(sim))
+        if family in ADMRL_FAMILIES:  # the model-based twin agrees
+            assert bool(envs.get_family(family).model_done(torch.as_tensor(obs))) == term
     assert outcomes == [True, False]
 
 
@@ -258,15 +334,14 @@ def test_walker_params_scaled_task_multiplies_the_authors_base_values():
     assert sim.model.opt.timestep == 0.004 and sim.dt == pytest.approx(0.016)  # tasks leave the period alone
 
 
-def test_walker_2d_keeps_gymnasium_v5_simulation():
+def test_walker_2d_keeps_gymnasium_v5_model():
     from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
     sim = envs.make("walker-2d", first_task("walker-2d"), seed=0).unwrapped
     reference = Walker2dEnv()
     assert sim.model.opt.timestep == reference.model.opt.timestep == 0.002
-    assert sim.frame_skip == reference.frame_skip == 4
-    assert sim.dt == pytest.approx(0.008)
-    assert sim.metadata["render_fps"] == reference.metadata["render_fps"] == 125
+    assert sim.frame_skip == 1  # AdMRL's frame skip (v5: 4)
+    assert sim.metadata["render_fps"] == int(np.round(1 / sim.dt)) == 500
     right, left = feet_friction(sim.model)
     np.testing.assert_array_equal(right, [1.9, 0.1, 0.1])
     np.testing.assert_array_equal(left, [1.9, 0.1, 0.1])

@@ -40,12 +40,14 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os
 
 ENVS_SHARED = [str(LIB / "envs" / "__init__.py"), str(LIB / "envs" / "tasks.py")]
 ROBOT_MODULE = {"metaworld": "meta_world.py"}  # robot -> module where it is not <robot>.py
+FAMILY_DATA = {"cheetah-highdim": ["admrl_cheetah_highdim_stats.json"]}  # family -> files in envs/data/ it reads
 
 
 def family_sources(family):
-    """The family's own module plus the shared registry and task sampling."""
+    """The family's own module and data plus the shared registry and task sampling."""
     robot = family.split("-")[0]
-    return ENVS_SHARED + [str(LIB / "envs" / ROBOT_MODULE.get(robot, f"{robot}.py"))]
+    data = [str(LIB / "envs" / "data" / name) for name in FAMILY_DATA.get(family, [])]
+    return ENVS_SHARED + [str(LIB / "envs" / ROBOT_MODULE.get(robot, f"{robot}.py"))] + data
 
 
 def lib(*names):

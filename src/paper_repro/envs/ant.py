@@ -1,15 +1,24 @@
 """Ant families: ant-dir (MACAW), ant-2d and ant-3d (AdMRL).
 
 Built on gymnasium's Ant-v5 with ``include_cfrc_ext_in_observation=False`` (the authors' observation
-has no contact forces): a 27-d observation. The torso velocity is its xy displacement over ``dt``
-(0.05 s). An episode ends when the torso height ``qpos[2]`` leaves [0.2, 1.0], in all three families
+has no contact forces): a 27-d observation. The torso velocity is its xy displacement over ``dt``.
+An episode ends when the torso height ``qpos[2]`` leaves [0.2, 1.0], in all three families
 (MACAW's rand_param/ant_dir code and AdMRL's ``ant2d_task_env.py``/``ant3d_task_env.py`` agree).
+
+ant-dir keeps v5's control period (frame skip 5, dt 0.05 s). ant-2d and ant-3d run as AdMRL's
+authors ran them (``rllab/rllab/envs/mujoco/ant_env.py``): frame skip 1 (dt 0.01 s), the action
+clipped to [-1, 1] before the simulator and the control cost, and the torso velocity appended to
+the observation (29-d), so that a learned model's reward is a function of observations alone
+(AdMRL observes the torso position and velocity too: 35-d). The appended velocity is 0 right after
+a reset, as the authors' ``comvel``. v5's reset noise is already theirs: U(±0.1) on qpos, 0.1·N on qvel.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.spaces import Box
 
 from .tasks import Family, TaskEnv, by_index, grid
 
@@ -21,15 +30,31 @@ class AntTaskEnv(TaskEnv, AntEnv):
     """Ant whose step hands the torso velocity, height and contact forces to ``task_reward``."""
 
     ctrl_weight = 0.005
+    velocity_in_obs = False
+    """AdMRL: append the torso's (v_x, v_y) to the observation and clip actions to [-1, 1]."""
 
     def __init__(self, **kwargs):
         super().__init__(include_cfrc_ext_in_observation=False, healthy_z_range=Z_RANGE, **kwargs)
+        self.v_xy = np.zeros(2)
+        if self.velocity_in_obs:
+            n = self.observation_space.shape[0] + 2
+            self.observation_space = Box(-np.inf, np.inf, shape=(n,), dtype=np.float64)
+
+    def _get_obs(self):
+        obs = super()._get_obs()
+        return np.concatenate([obs, self.v_xy]) if self.velocity_in_obs else obs
+
+    def reset_model(self):
+        self.v_xy = np.zeros(2)
+        return super().reset_model()
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float64)
+        if self.velocity_in_obs:
+            action = np.clip(action, -1.0, 1.0)
         xy_before = self.data.body("torso").xpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
-        v_xy = (self.data.body("torso").xpos[:2] - xy_before) / self.dt
+        v_xy = self.v_xy = (self.data.body("torso").xpos[:2] - xy_before) / self.dt
         z = self.data.qpos[2]
         ctrl_cost = self.ctrl_weight * float(np.sum(np.square(action)))
         task_reward, extra = self.task_reward(v_xy, z)
@@ -56,12 +81,13 @@ class AntDir(AntTaskEnv):
 
 
 class Ant2D(AntTaskEnv):
-    """``-|v_x - g_x| - |v_y - g_y| - 0.005‖a‖² + 5.05``, no contact cost.
+    """``-|v_x - g_x| - |v_y - g_y| - 0.005‖clip(a)‖² + 5.05``, no contact cost.
 
     The survive bonus is AdMRL's ``survive_reward = 0.05`` plus its constant ``entry = 5.0``.
     """
 
     task_keys = ("goal_vx", "goal_vy")
+    velocity_in_obs = True
     survive = 0.05 + 5.0
 
     def task_reward(self, v_xy, z):
@@ -73,12 +99,40 @@ class Ant3D(AntTaskEnv):
     """ant-2d plus ``-30|z - g_z|``; AdMRL's ``entry`` is 3.0 here, so the survive bonus is 3.05."""
 
     task_keys = ("goal_vx", "goal_vy", "goal_z")
+    velocity_in_obs = True
     survive = 0.05 + 3.0
 
     def task_reward(self, v_xy, z):
         t = self.task
         r = -abs(v_xy[0] - t["goal_vx"]) - abs(v_xy[1] - t["goal_vy"]) - 30.0 * abs(z - t["goal_z"])
         return r, {"reward_survive": self.survive}
+
+
+# --- AdMRL's rewards and terminations as functions of observations (its model-based twins) --------
+# obs[0] is the torso height qpos[2]; obs[27:29] the appended torso velocity. psi is ordered as the
+# family's task_box. The authors' ``slbo/envs/mujoco/ant*_task_env.py`` skip the clip in the control
+# cost; we clip in both, so that the model's reward is the env's (AdMRL spec R3).
+
+
+def _ant_reward(obs, act, next_obs, psi, survive):
+    act = act.clamp(-1.0, 1.0)
+    r = -(next_obs[..., 27:29] - psi[..., :2]).abs().sum(-1) - 0.005 * act.square().sum(-1) + survive
+    if psi.shape[-1] == 3:
+        r = r - 30.0 * (next_obs[..., 0] - psi[..., 2]).abs()
+    return r
+
+
+def ant_2d_reward(obs, act, next_obs, psi):
+    return _ant_reward(obs, act, next_obs, psi, Ant2D.survive)
+
+
+def ant_3d_reward(obs, act, next_obs, psi):
+    return _ant_reward(obs, act, next_obs, psi, Ant3D.survive)
+
+
+def ant_done(next_obs):
+    z = next_obs[..., 0]
+    return ~(torch.isfinite(next_obs).all(-1) & (z >= Z_RANGE[0]) & (z <= Z_RANGE[1]))
 
 
 # --- task splits -------------------------------------------------------------------
@@ -119,7 +173,9 @@ BOX_2D = {"goal_vx": (-3.0, 3.0), "goal_vy": (-3.0, 3.0)}
 
 FAMILIES = [
     Family("ant-dir", AntDir, HORIZON, {"macaw": macaw_dir}),
-    Family("ant-2d", Ant2D, HORIZON, {"admrl": admrl_2d, "admrl-ood": admrl_2d_ood}, task_box=BOX_2D),
-    Family("ant-3d", Ant3D, HORIZON, {"admrl": admrl_3d}, task_box={**BOX_2D, "goal_z": (0.4, 0.6)}),
+    Family("ant-2d", Ant2D, HORIZON, {"admrl": admrl_2d, "admrl-ood": admrl_2d_ood}, task_box=BOX_2D,
+           env_kwargs={"frame_skip": 1}, model_reward=ant_2d_reward, model_done=ant_done),
+    Family("ant-3d", Ant3D, HORIZON, {"admrl": admrl_3d}, task_box={**BOX_2D, "goal_z": (0.4, 0.6)},
+           env_kwargs={"frame_skip": 1}, model_reward=ant_3d_reward, model_done=ant_done),
 ]
 

@@ -8,17 +8,20 @@ terminate early.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from .tasks import Family, TaskEnv, by_index, box_boundary, complement, flatten, vector
 
 HORIZON = 200
-STATS_FILE = Path(__file__).with_name("data") / "cheetah_highdim_stats.json"
+STATS_FILE = Path(__file__).with_name("data") / "admrl_cheetah_highdim_stats.json"
+"""The authors' μ, σ of cheetah-highdim's 18-d state, converted from ``HCstate-state.pkl`` (AdMRL spec R5)."""
 
 
 class CheetahTaskEnv(TaskEnv, HalfCheetahEnv):
@@ -83,7 +86,11 @@ def highdim_state(data) -> np.ndarray:
 
 
 class CheetahHighDim(CheetahTaskEnv):
-    """``ψᵀ·((s' - μ)/σ) - 0.05‖a‖²`` with ψ ∈ [-1, 1]^18 and μ, σ of a random policy's states."""
+    """``ψᵀ·((s' - μ)/σ) - 0.05‖clip(a)‖²`` with ψ ∈ [-1, 1]^18 and the authors' μ, σ.
+
+    As AdMRL's authors ran it (``half_cheetah_linearstate_env.py``): frame skip 1 (dt 0.01 s) and the
+    action clipped to [-1, 1] before the simulator and the control cost.
+    """
 
     task_keys = tuple(f"psi_{i}" for i in range(18))
 
@@ -92,34 +99,28 @@ class CheetahHighDim(CheetahTaskEnv):
         stats = load_highdim_stats()
         self.mu, self.sigma = stats["mean"], stats["std"]
 
+    def step(self, action):
+        return super().step(np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0))
+
     def task_reward(self, x_velocity):
         return float(self.psi @ ((highdim_state(self.data) - self.mu) / self.sigma))
 
 
-def random_state_stats(episodes: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
-    """Mean and std of ``highdim_state`` under a uniformly random policy (the stored μ, σ)."""
-    env = HalfCheetahEnv()
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    states = []
-    for _ in range(episodes):
-        env.reset()
-        for _ in range(HORIZON):
-            env.step(env.action_space.sample())
-            states.append(highdim_state(env.data))
-    states = np.array(states)
-    return {"mean": states.mean(0), "std": states.std(0) + 1e-8}
-
-
-def write_highdim_stats(path: Path = STATS_FILE) -> None:
-    """Recompute and store μ, σ (run once: ``python -m paper_repro.envs.cheetah``)."""
-    stats = random_state_stats()
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps({k: v.tolist() for k, v in stats.items()}, indent=1) + "\n")
-
-
+@functools.cache
 def load_highdim_stats() -> dict[str, np.ndarray]:
-    return {k: np.array(v) for k, v in json.loads(STATS_FILE.read_text()).items()}
+    stats = json.loads(STATS_FILE.read_text())
+    return {k: np.array(stats[k]) for k in ("mean", "std")}
+
+
+def highdim_model_reward(obs, act, next_obs, psi):
+    """The env's reward: the observation is the 18-d state itself."""
+    stats = load_highdim_stats()
+    mu, sigma = (torch.as_tensor(stats[k], dtype=next_obs.dtype, device=next_obs.device) for k in ("mean", "std"))
+    return (psi * ((next_obs - mu) / sigma)).sum(-1) - 0.05 * act.clamp(-1.0, 1.0).square().sum(-1)
+
+
+def never_done(next_obs):
+    return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
 
 
 # --- task splits -------------------------------------------------------------------
@@ -217,8 +218,6 @@ FAMILIES = [
     # AdMRL observes (qpos, qvel), 18 numbers: the x position the reward reads is kept.
     Family("cheetah-highdim", CheetahHighDim, HORIZON, {"admrl": admrl_highdim},
            task_box={f"psi_{i}": (-1.0, 1.0) for i in range(18)},
-           env_kwargs={"exclude_current_positions_from_observation": False}),
+           env_kwargs={"exclude_current_positions_from_observation": False, "frame_skip": 1},
+           model_reward=highdim_model_reward, model_done=never_done),
 ]
-
-if __name__ == "__main__":
-    write_highdim_stats()

@@ -33,6 +33,11 @@ class Family:
     dynamics_vary: bool = False
     """True where tasks change the dynamics (joints, body parameters, Meta-World's environments);
     False where only the reward changes."""
+    model_reward: Callable | None = None
+    """AdMRL's model-based twin of the reward: ``r(obs, act, next_obs, psi)`` in torch, batched over
+    leading dimensions, ``psi`` ordered as ``task_box``; equal to the env's reward (tested)."""
+    model_done: Callable | None = None
+    """``terminated(next_obs)`` in torch, equal to the env's termination (tested)."""
 
 
 class TaskEnv:
@@ -55,6 +60,17 @@ class TaskEnv:
 
     def apply_task(self, task: Task) -> None:
         """Hook for families whose dynamics change; reward-only families read ``self.task``."""
+
+
+class AuthorsResetNoise:
+    """rllab's reset, which AdMRL's hopper and walker use: qpos + U(±0.1), qvel + 0.1·N(0, 1)
+    (``rllab/rllab/envs/mujoco/hopper_env.py:40-45``; v5's own is U(±0.005) on both)."""
+
+    def reset_model(self):
+        qpos = self.init_qpos + self.np_random.uniform(-0.1, 0.1, size=self.model.nq)
+        qvel = self.init_qvel + 0.1 * self.np_random.standard_normal(self.model.nv)
+        self.set_state(qpos, qvel)
+        return self._get_obs()
 
 
 # --- split helpers -----------------------------------------------------------------

@@ -12,19 +12,22 @@ the right foot (``foot_geom``), 1.9 on the left (``foot_left_geom``). The frame 
 coordinates: the same capsules, joints, actuators, RK4 and other frictions) and set the timestep and
 the right foot's friction after load.
 
-walker-2d keeps v5 as it is: timestep 0.002 s × frame skip 4 = 0.008 s, both feet at 1.9 (AdMRL's own
-settings are a separate matter).
+walker-2d runs as AdMRL's authors ran it (``rllab/rllab/envs/mujoco/walker_env.py``, v5's assets):
+frame skip 1 (dt 0.002 s), rllab's reset noise, the action clipped to [-1, 1], and ``v_x`` read as
+they read it, the clipped ``qvel[0]`` (``obs[8]``), so that reward and termination are functions of
+the observation alone.
 
-``v_x`` is the x displacement over ``dt``; ``h = qpos[1]``, torso angle ``qpos[2]``.
+walker-params' ``v_x`` is the x displacement over ``dt`` (TASKS.md); ``h = qpos[1]``, torso angle ``qpos[2]``.
 """
 
 from __future__ import annotations
 
 import mujoco
 import numpy as np
+import torch
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
-from .tasks import Family, TaskEnv, by_index, flatten, grid
+from .tasks import AuthorsResetNoise, Family, TaskEnv, by_index, flatten, grid
 
 HORIZON = 200
 
@@ -42,12 +45,19 @@ both XMLs' ``<default>`` gives."""
 
 class WalkerTaskEnv(TaskEnv, Walker2dEnv):
     ctrl_weight = 1e-3
+    admrl = False
+    """AdMRL's walker: actions clipped to [-1, 1] and v_x = clip(qvel[0], -10, 10)."""
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float64)
+        if self.admrl:
+            action = np.clip(action, -1.0, 1.0)
         x_before = self.data.qpos[0]
         self.do_simulation(action, self.frame_skip)
-        x_velocity = (self.data.qpos[0] - x_before) / self.dt
+        if self.admrl:
+            x_velocity = float(np.clip(self.data.qvel[0], -10, 10))
+        else:
+            x_velocity = (self.data.qpos[0] - x_before) / self.dt
         height, angle = self.data.qpos[1], self.data.qpos[2]
         ctrl_cost = self.ctrl_weight * float(np.sum(np.square(action)))
         task_reward, alive = self.task_reward(x_velocity, height)
@@ -90,16 +100,25 @@ class WalkerParams(WalkerTaskEnv):
         return x_velocity, 1.0
 
 
-class Walker2D(WalkerTaskEnv):
-    """``-|v_x - g_v| - 5|z - g_h| - 1e-3‖a‖² + 10`` (AdMRL ``walker_2d_env.py``: coef [1, 5], alive 10).
-
-    The authors read ``v_x`` from ``qvel[0]`` clipped to ±10; we keep TASKS.md's displacement over dt.
-    """
+class Walker2D(AuthorsResetNoise, WalkerTaskEnv):
+    """``-|v_x - g_v| - 5|z - g_h| - 1e-3‖clip(a)‖² + 10`` (AdMRL ``walker_2d_env.py``: coef [1, 5], alive 10)."""
 
     task_keys = ("goal_v", "goal_h")
+    admrl = True
 
     def task_reward(self, x_velocity, height):
         return -abs(x_velocity - self.task["goal_v"]) - 5.0 * abs(height - self.task["goal_h"]), 10.0
+
+
+def model_reward(obs, act, next_obs, psi):
+    """walker-2d's reward from ``obs[8]`` (clipped qvel[0]) and ``obs[0]`` (height)."""
+    r = -(next_obs[..., 8] - psi[..., 0]).abs() - 5.0 * (next_obs[..., 0] - psi[..., 1]).abs()
+    return r - 1e-3 * act.clamp(-1.0, 1.0).square().sum(-1) + 10.0
+
+
+def model_done(next_obs):
+    h, angle = next_obs[..., 0], next_obs[..., 1]
+    return ~((h > 0.8) & (h < 2.0) & (angle > -1.0) & (angle < 1.0))
 
 
 def sample_params(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict:
@@ -128,5 +147,6 @@ def admrl_2d(rng):
 
 FAMILIES = [
     Family("walker-params", WalkerParams, HORIZON, {"macaw": macaw_params}, dynamics_vary=True),
-    Family("walker-2d", Walker2D, HORIZON, {"admrl": admrl_2d}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.0, 1.8)}),
+    Family("walker-2d", Walker2D, HORIZON, {"admrl": admrl_2d}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.0, 1.8)},
+           env_kwargs={"frame_skip": 1}, model_reward=model_reward, model_done=model_done),
 ]

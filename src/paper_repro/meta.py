@@ -59,3 +59,46 @@ def inner_loop_tasks(loss: TaskLoss, slow: Params, fast: Params, data, steps: in
     def one(d):
         return inner_loop(loss, slow, fast, d, steps, lr, max_norm)
     return vmap(one)(data)
+
+
+# --- flat parameter vectors and the conjugate-gradient solve (TRPO, AdMRL's task gradient) -------
+
+
+def flat(tensors: Params) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+def unflat(vector: torch.Tensor, like: Params) -> Params:
+    out, i = {}, 0
+    for k, v in like.items():
+        out[k] = vector[i:i + v.numel()].view_as(v)
+        i += v.numel()
+    return out
+
+
+def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10,
+                       min_residual: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``A x = b`` for symmetric positive definite A given only products ``A v``; returns
+    ``(x, rᵀr)``. Stops updating once ``rᵀr < tol`` by masking rather than breaking, so the solve
+    ``vmap``s over many right-hand sides or many tasks and equals the early-stopping loop.
+    ``min_residual`` returns the iterate with the smallest residual met (AdMRL's ``conj_grad``)."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    best_x, best_rr = x, rr
+    for _ in range(iters):
+        active = rr >= tol
+        Ap = Avp(p)
+        pAp = p @ Ap
+        alpha = torch.where(active, rr / torch.where(pAp == 0, 1.0, pAp), 0.0)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = r @ r
+        beta = torch.where(active, rr_new / torch.where(rr == 0, 1.0, rr), 0.0)
+        p = torch.where(active, r + beta * p, p)
+        rr = torch.where(active, rr_new, rr)
+        if min_residual:
+            better = rr < best_rr
+            best_x, best_rr = torch.where(better, x, best_x), torch.where(better, rr, best_rr)
+    return (best_x, best_rr) if min_residual else (x, rr)
+

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from paper_repro import io
+from paper_repro import io, meta
 from paper_repro.algos import maml
 
 
@@ -59,13 +59,13 @@ def test_meta_gradient_matches_finite_differences():
     def f(p):
         return maml.surrogate(policy, p, pre, post, old_logp, cfg)
 
-    g = maml.flat(torch.func.grad(f)(params))
+    g = meta.flat(torch.func.grad(f)(params))
     rng = torch.Generator().manual_seed(1)
     for _ in range(3):
         v = torch.randn(g.shape, generator=rng, dtype=torch.float64)
         eps = 1e-6
-        theta = maml.flat(params)
-        fd = (f(maml.unflat(theta + eps * v, params)) - f(maml.unflat(theta - eps * v, params))) / (2 * eps)
+        theta = meta.flat(params)
+        fd = (f(meta.unflat(theta + eps * v, params)) - f(meta.unflat(theta - eps * v, params))) / (2 * eps)
         assert float(g @ v) == pytest.approx(float(fd), rel=1e-5, abs=1e-8)
 
 
@@ -74,7 +74,7 @@ def test_conjugate_gradient_solves_spd_systems():
     m = rng.normal(size=(6, 6))
     A = torch.tensor(m @ m.T + 6 * np.eye(6))
     b = torch.tensor(rng.normal(size=6))
-    x = maml.conjugate_gradient(lambda v: A @ v, b, iters=20)
+    x, _ = meta.conjugate_gradient(lambda v: A @ v, b, iters=20)
     torch.testing.assert_close(A @ x, b, rtol=1e-8, atol=1e-8)
 
 
@@ -100,7 +100,7 @@ def test_line_search_shrinks_the_step_by_backtrack_ratio():
         i = metrics["train/line_search_steps"]
         assert 0 < i < cfg.line_search_steps
         tries.append(i)
-        full_steps.append((maml.flat(new) - maml.flat(params)) / ratio**i)
+        full_steps.append((meta.flat(new) - meta.flat(params)) / ratio**i)
     assert tries[0] < tries[1]  # the smaller ratio gets inside the trust region in fewer tries
     torch.testing.assert_close(full_steps[0], full_steps[1])
 

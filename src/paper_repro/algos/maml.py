@@ -26,6 +26,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from paper_repro import io, rollout
+from paper_repro.meta import conjugate_gradient, flat, unflat
 from paper_repro.buffers import ReplayBuffer
 from paper_repro.nets import gaussian_log_prob
 
@@ -215,36 +216,6 @@ def mean_kl(policy: GaussianMLP, params: Params, old_adapted: Params, pre: Traje
 # --- the TRPO meta-update -----------------------------------------------------------
 
 
-def flat(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors.values()])
-
-
-def unflat(vector: torch.Tensor, like: Params) -> Params:
-    out, i = {}, 0
-    for k, v in like.items():
-        out[k] = vector[i:i + v.numel()].view_as(v)
-        i += v.numel()
-    return out
-
-
-def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int) -> torch.Tensor:
-    """Solve A x = b for symmetric positive definite A given only products A v."""
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rr = r @ r
-    for _ in range(iters):
-        Ap = Avp(p)
-        alpha = rr / (p @ Ap)
-        x += alpha * p
-        r -= alpha * Ap
-        rr_new = r @ r
-        if rr_new < 1e-10:
-            break
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x
-
-
 def update(policy: GaussianMLP, params: Params, pre: Trajectories, post: Trajectories,
            cfg: Config) -> tuple[Params, dict[str, float]]:
     """One TRPO meta-update; returns the new meta-parameters and metrics."""
@@ -261,7 +232,7 @@ def update(policy: GaussianMLP, params: Params, pre: Trajectories, post: Traject
         kl_grad = lambda p: flat(grad(lambda q: mean_kl(policy, q, old_adapted, pre, post, cfg))(p)) @ v  # noqa: E731
         return flat(grad(kl_grad)(params)) + cfg.cg_damping * v
 
-    direction = conjugate_gradient(fisher_vector, -g, cfg.cg_iters)
+    direction, _ = conjugate_gradient(fisher_vector, -g, cfg.cg_iters)
     shs = direction @ fisher_vector(direction)
     step = torch.sqrt(2 * cfg.max_kl / (shs + 1e-12)) * direction
     theta = flat(params)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
-import torch
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
 from .tasks import AuthorsResetNoise, Family, TaskEnv, by_index, flatten, grid

@@ -1,0 +1,212 @@
+"""AdMRL's model-based learner (AdMRL spec §8): the task gradient's pieces against explicit matrices,
+finite differences and a toy with a known answer; the CG solve; samplers; batched = loop; resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch.func import grad
+
+from paper_repro import meta
+from paper_repro.algos import admrl
+
+torch.set_default_dtype(torch.float32)
+
+TINY = admrl.Config(n_tasks=3, n_slbo_first=1, n_slbo=1, n_zeroshot=1, n_inner=1, n_policy=1, n_model=3,
+                    virtual_envs=2, collect_envs=2, grad_envs=2, model_hidden=(16, 16), task_cg_iters=5, vf_epochs=1,
+                    test_zeroshot=1, test_inner=1, test_stages=1, test_collect_envs=2, eval_episodes=1)
+
+
+def tiny_policy(obs_dim=3, act_dim=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    pi = admrl.init_policy([gen], obs_dim, act_dim, dataclasses.replace(TINY, policy_hidden=(4,)))
+    pi = {k: v[0].double() for k, v in pi.items()}
+    nz = admrl.Normalizers(*(t.double() for t in admrl.init_normalizers(obs_dim)))
+    return pi, nz
+
+
+def logp_fn(pi, nz, s, a):
+    return lambda th: admrl.log_prob(meta.unflat(th, pi), nz, s, a)
+
+
+def test_hessian_vector_equals_the_explicit_matrix():
+    """H·v = (1/N) Σ A_t (∇ℓ∇ℓᵀ + ∇²ℓ) v, the matrix built with autograd's hessian per step."""
+    torch.manual_seed(0)
+    pi, nz = tiny_policy()
+    s, a, adv = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    theta = meta.flat(pi)
+    logp = logp_fn(pi, nz, s, a)
+    P = theta.numel()
+    H = torch.zeros(P, P, dtype=torch.float64)
+    for t in range(7):
+        lt = lambda th, t=t: logp(th)[t]  # noqa: E731
+        g = grad(lt)(theta)
+        H += adv[t] * (torch.outer(g, g) + torch.autograd.functional.hessian(lt, theta))
+    H /= 7
+    hv = admrl.hessian_vector(logp, theta, adv)
+    v = torch.randn(P, dtype=torch.float64)
+    torch.testing.assert_close(hv(v), H @ v)
+
+
+def test_task_jacobian_and_return_gradients_equal_finite_differences():
+    fam_box = admrl.box("ant-2d")
+    torch.manual_seed(1)
+    pi, nz = tiny_policy(obs_dim=29, act_dim=8)
+    vf = {k: v[0].double() for k, v in admrl.init_value([torch.Generator().manual_seed(2)], 29, TINY).items()}
+    E, T = 2, 6
+    b = admrl.Batch(torch.randn(E, T, 29, dtype=torch.float64), torch.randn(E, T, 8, dtype=torch.float64),
+                    torch.zeros(E, T, dtype=torch.float64), torch.randn(E, T, 29, dtype=torch.float64),
+                    torch.zeros(E, T, dtype=torch.bool))
+    x = torch.tensor([0.2, -0.4], dtype=torch.float64)
+    from paper_repro import envs
+    fam = envs.get_family("ant-2d")
+
+    def adv_of(x_):
+        r = fam.model_reward(b.obs, b.act, b.next_obs, admrl.to_psi(x_, *fam_box))
+        v, v2 = admrl.value(vf, nz, b.obs), admrl.value(vf, nz, b.next_obs)
+        return admrl.gae(r, b.term, v, v2, 0.99, 0.95).reshape(-1)
+
+    theta = meta.flat(pi)
+    logp = logp_fn(pi, nz, b.obs.reshape(-1, 29), b.act.reshape(-1, 8))
+    B = admrl.task_jacobian(logp, theta, adv_of, x)
+    eps = 1e-6
+    for i in range(2):
+        dx = torch.zeros(2, dtype=torch.float64)
+        dx[i] = eps
+        fd = (admrl.policy_gradient(logp, theta, adv_of(x + dx)) - admrl.policy_gradient(logp, theta, adv_of(x - dx))) / (2 * eps)
+        torch.testing.assert_close(B[:, i], fd, rtol=1e-5, atol=1e-8)
+
+
+def test_conjugate_gradient_solves_the_damped_normal_equations():
+    torch.manual_seed(0)
+    P, k = 6, 3
+    M = torch.randn(P, P, dtype=torch.float64)
+    H = M + M.T  # symmetric, indefinite: as the per-step Hessian estimate can be
+    b = torch.randn(P, k, dtype=torch.float64)
+    y, rr = admrl.solve_implicit(lambda v: H @ v, b, damping=0.1, iters=50, tol=1e-20)
+    direct = torch.linalg.solve(H @ H / P + 0.1 * torch.eye(P, dtype=torch.float64), H @ b / P)
+    torch.testing.assert_close(y, direct, rtol=1e-6, atol=1e-8)
+    for i in range(k):  # batched right-hand sides = one at a time
+        yi, _ = admrl.solve_implicit(lambda v: H @ v, b[:, i:i + 1], damping=0.1, iters=50, tol=1e-20)
+        torch.testing.assert_close(y[:, i:i + 1], yi)
+
+
+def test_masked_conjugate_gradient_equals_the_early_stopping_loop():
+    A = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    b = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    x, rr = meta.conjugate_gradient(lambda v: A @ v, b, iters=50)
+    torch.testing.assert_close(x, torch.tensor([1.0, 0.5, 1 / 3], dtype=torch.float64))
+    assert rr < 1e-10
+    xs, _ = torch.func.vmap(lambda bb: meta.conjugate_gradient(lambda v: A @ v, bb, iters=50))(torch.stack([b, 2 * b]))
+    torch.testing.assert_close(xs[1], 2 * x)
+
+
+def test_implicit_gradient_on_a_bandit_with_a_known_answer():
+    """η(θ, ψ) = E[-(a - ψ)²], π = N(θ, σ²): θ̂ = ψ, so ∂θ̂/∂ψ = 1. With the code's estimators,
+    -H⁻¹B from damped normal equations (damping → 0, many samples) is ≈ 1."""
+    gen = torch.Generator().manual_seed(0)
+    sigma, psi, N = 0.5, torch.tensor([0.3], dtype=torch.float64), 400_000
+    theta = psi.clone()  # the optimum
+    a = theta + sigma * torch.randn(N, 1, generator=gen, dtype=torch.float64)
+
+    def logp(th):
+        return -0.5 * ((a[:, 0] - th[0]) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+
+    def adv_of(p):
+        return -(a[:, 0] - p[0]) ** 2  # the reward itself: a one-step episode
+
+    hv = admrl.hessian_vector(logp, theta, adv_of(psi))
+    B = admrl.task_jacobian(logp, theta, adv_of, psi)
+    y, _ = admrl.solve_implicit(hv, B, damping=1e-9, iters=10, tol=1e-30)
+    dtheta_dpsi = -y[0, 0]
+    assert dtheta_dpsi == pytest.approx(1.0, abs=0.03)
+    # H ≈ -2/σ⁰ (concave at the optimum), B ≈ 2
+    assert float(hv(torch.ones(1, dtype=torch.float64))) == pytest.approx(-2.0, abs=0.05)
+    assert float(B[0, 0]) == pytest.approx(2.0, abs=0.05)
+
+
+def test_samplers_and_projection():
+    cfg = admrl.Config()
+    rng = np.random.default_rng(0)
+    assert (admrl.next_x("uniform", 0, np.zeros(2), rng, cfg, "ant-2d") == 0.3).all()
+    assert (admrl.next_x("gauss", 1, np.zeros(2), rng, cfg, "ant-2d") == 0.0).all()
+    assert (admrl.next_x("adversarial", 1, np.zeros(18), rng, cfg, "cheetah-highdim") == 0.2).all()
+    x = np.array([0.7, -0.1])
+    assert (admrl.next_x("adversarial", 5, x, rng, cfg, "ant-2d") == x).all()
+    u = np.array([admrl.next_x("uniform", 2, x, rng, cfg, "ant-2d") for _ in range(20000)])
+    assert u.min() >= -1 and u.max() <= 1 and abs(u.mean()) < 0.02 and u.var() == pytest.approx(1 / 3, abs=0.01)
+    g = np.array([admrl.next_x("gauss", 2, x, rng, cfg, "ant-2d") for _ in range(20000)])
+    assert np.mean(np.abs(g) == 1) == pytest.approx(0.317, abs=0.015)  # P(|N(0,1)| > 1) lands on the faces
+    lo, hi = admrl.box("ant-3d")
+    psi = admrl.to_psi(torch.tensor([-1.0, 1.0, 0.0], dtype=torch.float64), lo, hi)
+    torch.testing.assert_close(psi, torch.tensor([-3.0, 3.0, 0.5], dtype=torch.float64))
+    lo, hi = admrl.box("cheetah-highdim")
+    x = torch.linspace(-1, 1, 18, dtype=torch.float64)
+    torch.testing.assert_close(admrl.to_psi(x, lo, hi), x)  # ψ = x (``scale_psi=False``)
+    with pytest.raises(ValueError, match="task_sampler"):
+        admrl.next_x("sideways", 2, x, rng, cfg, "ant-2d")
+
+
+def test_trpo_and_model_steps_batched_equal_a_loop_over_tasks():
+    """K tasks as one computation = each task alone (same generators)."""
+    cfg = dataclasses.replace(TINY, virtual_envs=3)
+    family = "ant-2d"
+    psis = torch.tensor([[1.0, 0.0], [-2.0, 1.5]])
+    phi = admrl.init_model(torch.Generator().manual_seed(0), 29, 8, cfg)
+    nz = admrl.init_normalizers(29)
+    starts = admrl.reset_states(family, psis.double(), 20, [0, 1])
+    rng = torch.Generator().manual_seed(5)
+    s, a, s2 = torch.randn(2, 64, 29, generator=rng), torch.randn(2, 64, 8, generator=rng), torch.randn(2, 64, 29, generator=rng)
+
+    def run(ks):
+        gens = [torch.Generator().manual_seed(100 + k) for k in ks]
+        agent = admrl.Agent(gens, 29, 8, cfg, "cpu")
+        nzk = admrl.expand(nz, len(ks))
+        trainer = admrl.ModelTrainer({n: v.expand(len(ks), *v.shape) for n, v in phi.items()}, cfg)
+        for _ in range(2):
+            trainer.step(nzk, s[ks], a[ks], s2[ks])
+        model = {n: v.detach() for n, v in trainer.phi.items()}
+        agent.update(family, nzk, model, psis[ks], starts[ks])
+        return agent.pi, model
+
+    both, model_both = run([0, 1])
+    for k in (0, 1):
+        alone, model_alone = run([k])
+        for n in both:
+            torch.testing.assert_close(both[n][k], alone[n][0], rtol=1e-4, atol=1e-5)
+        for n in model_both:
+            torch.testing.assert_close(model_both[n][k], model_alone[n][0], rtol=1e-4, atol=1e-6)
+
+
+def test_training_is_deterministic_and_resumes_after_any_task(tmp_path):
+    full = admrl.train("hopper-2d", TINY, seed=3)
+    ck = tmp_path / "run.pt"
+    first = admrl.train("hopper-2d", TINY, seed=3, checkpoint=str(ck), stop_after=2)
+    assert first["j"] == 2
+    resumed = admrl.train("hopper-2d", TINY, seed=3, checkpoint=str(ck))
+    assert [s["x"] for s in resumed["snapshots"]] == [s["x"] for s in full["snapshots"]]
+    assert full["snapshots"][2]["x"] != [0.0, 0.0]  # the adversarial step moved task 2 off the centre
+    for a, b in zip(resumed["D"], full["D"]):
+        torch.testing.assert_close(a, b)
+    for n, v in full["phi"].items():
+        torch.testing.assert_close(resumed["phi"][n], v)
+
+
+def test_shared_first_task_starts_every_sampler(tmp_path):
+    """Task 0 is computed once (stop_after=1) and MB-Unif resumes from it."""
+    init = admrl.train("hopper-2d", TINY, seed=0, stop_after=1)
+    unif = admrl.train("hopper-2d", dataclasses.replace(TINY, task_sampler="uniform"), seed=0, start_from=init)
+    assert unif["snapshots"][0] is init["snapshots"][0]
+    assert unif["snapshots"][1]["x"] == [0.0, 0.0]
+    assert unif["snapshots"][2]["x"] != [0.0, 0.0]
+    rows = admrl.adapt_and_evaluate("hopper-2d", unif, 2, torch.tensor([[0.5, 1.5]]), [7], TINY, seed=0)
+    assert [r["n"] for r in rows] == [0, 400]
+    assert all(np.isfinite(r["return"]) for r in rows)
+
+
+def test_a_family_without_a_model_reward_is_refused():
+    with pytest.raises(ValueError, match="cheetah-vel.*no model reward"):
+        admrl.train("cheetah-vel", TINY, seed=0)

@@ -292,7 +292,7 @@ class ModelTrainer:
         (losses + decay).sum().backward()
         with torch.no_grad():
             norms = torch.sqrt(sum(v.grad.square().flatten(1).sum(1) for v in self.phi.values()))
-            scale = self.cfg.model_grad_clip / torch.maximum(norms, torch.tensor(self.cfg.model_grad_clip))
+            scale = self.cfg.model_grad_clip / norms.clamp_min(self.cfg.model_grad_clip)
             for v in self.phi.values():
                 v.grad.mul_(scale.view(-1, *[1] * (v.dim() - 1)))
         self.opt.step()
@@ -616,7 +616,7 @@ def task_gradient(family: str, x: torch.Tensor, pi_hat: Params, vf_hat: Params, 
     over N samples, so α has the paper's meaning. V̂ is held fixed; advantages are not normalised."""
     fam = envs.get_family(family)
     lo, hi = box(family)
-    x = x.to(torch.float64)
+    x = x.to(device=data.virt.obs.device, dtype=torch.float64)
     theta = flat(pi_hat).double()
     nzd = Normalizers(*(t.double() for t in nz_hat))
     pid = {k: v.double() for k, v in pi_hat.items()}

@@ -23,6 +23,10 @@ FIGURES = [
     "fig4_macaw_ablations",
     "fig5_weight_transform_ablation",
     "fig8_offline_policy_curves",
+    "fig3_worst_case_gap",
+    "fig4_adversarial_tasks",
+    "fig5_ood_gap",
+    "fig6_model_error",
 ]
 
 _built: dict[str, tuple[Path, list[str]]] = {}

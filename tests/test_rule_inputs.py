@@ -26,7 +26,11 @@ ROBOT_MODULES = {p.relative_to(LIB).as_posix() for p in (LIB / "envs").glob("*.p
 EMPTY_MODULES = {p.relative_to(LIB).as_posix() for p in LIB.rglob("__init__.py")
                  if all(isinstance(n, ast.Expr) for n in ast.parse(p.read_text()).body)}
 # rule name prefix -> the script it runs (workflow/rules/*.smk)
-RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), ("metatrain_", "metatrain.py"),
+RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), ("best_", "collect.py"),
+                ("metatrain_admrl", "admrl_train.py"), ("metatrain_mb_", "admrl_train.py"),
+                ("evaluate_admrl", "admrl_evaluate.py"), ("evaluate_mb_", "admrl_evaluate.py"),
+                ("table_fig3_worst_case_gap", "table_admrl.py"), ("table_fig4_adversarial_tasks", "table_admrl.py"),
+                ("table_fig5_ood_gap", "table_admrl.py"), ("metatrain_", "metatrain.py"),
                 ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
                 ("plot_", "plot_figure.py")]
 
@@ -97,11 +101,14 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
     if rule.startswith("collect_"):
         family = rule.removeprefix("collect_")
         mods.add(f"paper_repro.algos.{config['collect']['algo'][family]}")
+    elif rule.startswith("best_"):  # AdMRL's reference agents: SAC on an experiment's test tasks
+        family = config["experiments"][rule.removeprefix("best_").replace("_", "-")]["family"]
+        mods.add("paper_repro.algos.sac")
     elif rule.startswith(("metatrain_", "evaluate_")):
         method = rule.split("_", 1)[1]
         algo = OFFLINE_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier
         mods.add(f"paper_repro.algos.{algo}")
-        family = config["experiments"][wildcards["experiment"]]["family"]
+        family = family or config["experiments"][wildcards["experiment"]]["family"]
     if family:
         robot = family.split("-")[0]
         mods.add(f"paper_repro.envs.{ {'metaworld': 'meta_world'}.get(robot, robot)}")

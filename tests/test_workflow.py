@@ -170,3 +170,36 @@ def test_macaw_figure_tables(tmp_path_factory):
     # the slices: first / middle / last episode of each 2-episode smoke buffer feed the inner loop and the test task
     log = (smoke / "logs/metatrain_macaw/macaw-quality-last/seed0.log").read_text()
     assert "inner_slice='last'" in log and "slice_episodes=1" in log
+
+
+def test_admrl_figure_tables(tmp_path_factory):
+    """AdMRL Figs 3-5: the three model-based methods share each seed's first task and then visit their
+    own tasks; every test task is evaluated at every n; A* is at least every return (best_known) and the
+    worst-case gap is each seed's largest gap over the test tasks."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    tables, smoke = workdir / "results" / "tables", workdir / "results" / "smoke"
+    visited = {m: pd.read_csv(smoke / f"runs/admrl/ant-3d/{m}/seed0/tasks.csv") for m in ("admrl", "mb-unif", "mb-gauss")}
+    for m, t in visited.items():
+        assert list(t.task) == [0, 1, 2], m
+        np.testing.assert_allclose(t.iloc[0][["goal_vx", "goal_vy", "goal_z"]].to_numpy(float), [0.9, 0.9, 0.53])  # x = 0.3
+        assert (t.iloc[1][["goal_vx", "goal_vy"]].to_numpy() == [0.0, 0.0]).all(), m  # task 1 at the centre
+    assert "grad_0" in visited["admrl"] and "grad_0" not in visited["mb-unif"]
+    fig3 = pd.read_csv(tables / "fig3_worst_case_gap.csv")
+    assert set(fig3.experiment) == {"admrl-ant-2d", "admrl-walker-2d", "admrl-hopper-2d"}
+    assert set(fig3.method) == {"admrl", "mb-unif", "mb-gauss"} and set(fig3.kind) == {"task", "seed", "aggregate"}
+    tasks = fig3[fig3.kind == "task"]
+    assert sorted(tasks.n.unique()) == [0, 400]
+    assert (tasks.a_star >= tasks["return"]).all() and (tasks.gap >= 0).all()
+    assert (tasks.groupby(["experiment", "task_id"]).a_star.nunique() == 1).all()
+    worst = fig3[fig3.kind == "seed"].set_index(["experiment", "method", "n", "seed"])["mean"]
+    expected = tasks.groupby(["experiment", "method", "n", "seed"]).gap.max()
+    pd.testing.assert_series_equal(worst.sort_index(), expected.sort_index(), check_names=False)
+    fig4 = pd.read_csv(tables / "fig4_adversarial_tasks.csv")
+    assert set(fig4[fig4.kind == "visited"].experiment) == {"admrl-ant-3d"}
+    assert set(fig4[fig4.kind == "aggregate"].experiment) == {"admrl-cheetah-highdim"}
+    fig5 = pd.read_csv(tables / "fig5_ood_gap.csv")
+    ood = fig5[fig5.kind == "task"]
+    assert (ood[["goal_vx", "goal_vy"]].abs().max(axis=1) == 5).all()  # outside the training box
+    fig6 = pd.read_csv(tables / "fig6_model_error.csv")
+    assert set(fig6.method) == {"admrl", "mb-unif", "mb-gauss"} and set(fig6.metric) == {"model_rms", "model_mse_normalised"}
+    assert sorted(fig6.task.unique()) == [0, 1, 2]  # every snapshot scored

@@ -33,3 +33,37 @@ for _family in COLLECT_FAMILIES:
             CONDA_ENV
         script:
             "../scripts/collect.py"
+
+
+# AdMRL's reference agents: one SAC agent per test task of an experiment, all of them one batched job
+# (the same machinery); each agent's final deterministic return is the task's A* candidate.
+for _experiment in ADMRL_EXPERIMENTS:
+
+    rule:
+        name:
+            f"best_{_experiment.replace('-', '_')}"
+        output:
+            **best_outputs(_experiment),
+        input:
+            test=task_table_path(config["experiments"][_experiment]["family"],
+                                 config["experiments"][_experiment]["protocol"], "test"),
+            code=collect_sources_for(config["experiments"][_experiment]["family"], "sac"),
+        params:
+            family=config["experiments"][_experiment]["family"],
+            task_ids=experiment_task_ids(_experiment, "test"),
+            collect=best_params(),
+            device=config["device"],
+        log:
+            f"{SCALE_DIR}/logs/best/{_experiment}/seed{{seed}}.log",
+        benchmark:
+            f"{SCALE_DIR}/benchmarks/best/{_experiment}/seed{{seed}}.tsv"
+        threads: 2
+        resources:
+            runtime=best_runtime(_experiment),
+            mem_mb=6000,
+            cpus_per_task=2,
+            gpu=1 if config["device"] == "cuda" else 0,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/collect.py"

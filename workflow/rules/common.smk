@@ -130,6 +130,10 @@ FIGURES_BUILT = [  # the figures whose stages exist so far
     "fig4_macaw_ablations",
     "fig5_weight_transform_ablation",
     "fig8_offline_policy_curves",
+    "fig3_worst_case_gap",
+    "fig4_adversarial_tasks",
+    "fig5_ood_gap",
+    "fig6_model_error",
 ]
 
 
@@ -206,7 +210,10 @@ def collect_task_tables(family):
 
 
 def collect_sources(family):
-    algo = config["collect"]["algo"][family]
+    return collect_sources_for(family, config["collect"]["algo"][family])
+
+
+def collect_sources_for(family, algo):
     return family_sources(family) + lib(f"algos/{algo}.py", "nets.py", "buffers.py", "rollout.py", "collect.py", "io.py",
                                         "config.py")
 
@@ -276,7 +283,7 @@ def collect_files(figure, suffix):
 # The meta-RL algorithms (src/paper_repro/algos/<algo>.py, one interface: train and
 # adapt_and_evaluate) and the library modules each imports besides its own file.
 META_ALGOS = {
-    "maml": ["buffers.py", "nets.py", "rollout.py"],
+    "maml": ["meta.py", "buffers.py", "nets.py", "rollout.py"],
     "mier": ["meta.py", "buffers.py", "nets.py", "rollout.py", "algos/sac.py"],
     "pearl": ["buffers.py", "nets.py", "rollout.py"],
 }
@@ -476,3 +483,123 @@ def figure_test_tables(figure):
 
 def eval_path(experiment, algo, seed):
     return f"{SCALE_DIR}/eval/{experiment}/{algo}/seed{seed}.csv"
+
+
+# --- AdMRL's model-based methods (algos/admrl.py): the task sampler is the method ---
+
+MB_METHODS = {"admrl": "adversarial", "mb-unif": "uniform", "mb-gauss": "gauss"}
+ADMRL_SOURCES = ["algos/admrl.py", "meta.py", "buffers.py", "rollout.py", "io.py", "config.py"]
+
+
+def admrl_run_dir(family, method, seed="{seed}"):
+    """A model-based run trains on the family's task box, whatever test protocol evaluates it
+    (admrl-ant-2d and admrl-ant-2d-ood share ant-2d's runs); ``init``: the seed's shared first task."""
+    return f"{SCALE_DIR}/runs/admrl/{family}/{method}/seed{seed}"
+
+
+def admrl_sources(wildcards):
+    return family_sources(wildcards.family) + lib(*ADMRL_SOURCES)
+
+
+def admrl_experiment_sources(wildcards):
+    return family_sources(config["experiments"][wildcards.experiment]["family"]) + lib(*ADMRL_SOURCES)
+
+
+def admrl_learner():
+    """The learner's Config values that differ from its defaults (the scale's admrl.learner)."""
+    return config["admrl"]["learner"]
+
+
+def admrl_eval_run(method):
+    def run(wildcards):
+        return f"{admrl_run_dir(config['experiments'][wildcards.experiment]['family'], method, wildcards.seed)}/run.pt"
+    return run
+
+
+def admrl_runtime(stage):
+    return lambda wildcards, attempt: attempt * config["admrl"]["runtime"][stage]
+
+
+def best_dir(experiment, seed=0):
+    """AdMRL's reference agents (A*): one SAC agent per test task of an experiment, seed 0."""
+    return f"{SCALE_DIR}/best/{experiment}/sac/seed{seed}"
+
+
+def best_outputs(experiment):
+    d = best_dir(experiment, "{seed}")
+    out = {"metrics": f"{d}/metrics.csv"}
+    for i in experiment_task_ids(experiment, "test"):
+        for kind, suffix in (("buffer", "npz"), ("curve", "curve.csv"), ("policy", "policy.pt")):
+            out[f"{kind}_{i}"] = f"{d}/task{i}.{suffix}"
+    return out
+
+
+def best_params():
+    b = config["admrl"]["best"]
+    return {"algo": "sac", "total_steps": b["steps_per_task"], **b["agent"]}
+
+
+def best_runtime(experiment):
+    work = config["admrl"]["best"]["steps_per_task"] * len(experiment_task_ids(experiment, "test"))
+    return lambda wildcards, attempt: attempt * max(config["admrl"]["runtime"]["best"],
+                                                   int(1.5 * work / COLLECT_TASK_STEPS_PER_S / 60))
+
+
+
+
+# AdMRL's figures built from model-based evaluations, and the experiments each draws gaps of (Fig. 4a's
+# ant-3d draws the tasks its runs visited instead).
+ADMRL_FIGURES = ["fig3_worst_case_gap", "fig4_adversarial_tasks", "fig5_ood_gap"]
+VISITED_ONLY = {"fig4_adversarial_tasks": ["admrl-ant-3d"]}
+
+
+def admrl_gap_experiments(figure):
+    return [n for n in config["figures"][figure]["experiments"] if n not in VISITED_ONLY.get(figure, [])]
+
+
+def admrl_evals(figure):
+    """Every model-based evaluation behind a figure's gaps."""
+    return [eval_path(name, method, seed) for name in admrl_gap_experiments(figure)
+            for method in figure_methods(figure, name) if method in MB_METHODS
+            for seed in experiment_seeds(name)]
+
+
+def admrl_best_curves(figure):
+    """The reference agents' curves (A*) of every test task behind a figure's gaps."""
+    return [f"{best_dir(name)}/task{i}.curve.csv" for name in admrl_gap_experiments(figure)
+            for i in experiment_task_ids(name, "test")]
+
+
+def admrl_task_experiments(figure):
+    """One experiment name per file of ``admrl_task_files``."""
+    return [name for name in VISITED_ONLY.get(figure, [])
+            for method in figure_methods(figure, name) if method in MB_METHODS
+            for seed in experiment_seeds(name)]
+
+
+def admrl_task_files(figure):
+    """The training tasks each model-based run visited (tasks.csv), for Fig. 4a's experiments."""
+    return [f"{admrl_run_dir(config['experiments'][name]['family'], method, seed)}/tasks.csv"
+            for name in VISITED_ONLY.get(figure, [])
+            for method in figure_methods(figure, name) if method in MB_METHODS
+            for seed in experiment_seeds(name)]
+
+
+# The AdMRL experiments whose gaps a built figure draws: each gets reference agents (A*).
+ADMRL_EXPERIMENTS = sorted({name for figure in ADMRL_FIGURES if figure in FIGURES_BUILT
+                            for name in admrl_gap_experiments(figure)}
+                           | set(config["figures"]["fig6_model_error"]["experiments"] if "fig6_model_error" in FIGURES_BUILT else []))
+
+
+# AdMRL Fig. 6's experiments: their models scored on their test tasks' reference-agent data.
+ADMRL_MODEL_ERROR = config["figures"]["fig6_model_error"]["experiments"] if "fig6_model_error" in FIGURES_BUILT else []
+
+
+def model_error_path(experiment):
+    return f"{SCALE_DIR}/model_error/{experiment}.csv"
+
+
+def model_error_runs(experiment):
+    """(method, seed) of every model-based run whose models Fig. 6 scores."""
+    return [(m, s) for m in figure_methods("fig6_model_error", experiment) if m in MB_METHODS
+            for s in experiment_seeds(experiment)]

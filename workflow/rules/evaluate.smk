@@ -35,3 +35,97 @@ for _method, (_algo, _) in EVAL_METHODS.items():
             CONDA_ENV
         script:
             "../scripts/evaluate.py"
+
+
+# AdMRL's test protocol for its model-based methods (AdMRL spec 2.5): from the run's last snapshot,
+# every test task of the experiment at once: zero-shot in the model (n = 0), then stages of real
+# samples (n = 2000, 4000, 6000 at the paper's and quick scales). One row per test task and n.
+for _method in MB_METHODS:
+
+    rule:
+        name:
+            f"evaluate_{_method.replace('-', '_')}"
+        output:
+            eval_path("{experiment}", _method, "{seed}"),
+        input:
+            run=admrl_eval_run(_method),
+            tasks=experiment_test_table,
+            code=admrl_experiment_sources,
+        params:
+            method=_method,
+            experiment=experiment_params,
+            learner=admrl_learner(),
+            device=config["device"],
+        log:
+            f"{SCALE_DIR}/logs/evaluate_{_method}/{{experiment}}/seed{{seed}}.log",
+        benchmark:
+            f"{SCALE_DIR}/benchmarks/evaluate_{_method}/{{experiment}}/seed{{seed}}.tsv"
+        threads: 1
+        resources:
+            runtime=admrl_runtime("evaluate"),
+            mem_mb=4000,
+            cpus_per_task=1,
+            gpu=1 if config["device"] == "cuda" else 0,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/admrl_evaluate.py"
+
+
+# AdMRL Fig. 6: every snapshot of every model-based run scored on one out-of-distribution dataset
+# (the experiment's test tasks under their reference agents).
+for _experiment in ADMRL_MODEL_ERROR:
+
+    rule:
+        name:
+            f"model_error_{_experiment.replace('-', '_')}"
+        output:
+            model_error_path(_experiment),
+        input:
+            runs=[f"{admrl_run_dir(config['experiments'][_experiment]['family'], m, s)}/run.pt"
+                  for m, s in model_error_runs(_experiment)],
+            policies=[f"{best_dir(_experiment)}/task{i}.policy.pt" for i in experiment_task_ids(_experiment, "test")],
+            tasks=task_table_path(config["experiments"][_experiment]["family"],
+                                  config["experiments"][_experiment]["protocol"], "test"),
+            code=family_sources(config["experiments"][_experiment]["family"]) + lib(*ADMRL_SOURCES, "nets.py"),
+        params:
+            experiment=_experiment,
+            family=config["experiments"][_experiment]["family"],
+            task_ids=experiment_task_ids(_experiment, "test"),
+            runs=model_error_runs(_experiment),
+            samples=config["admrl"]["model_error_samples"],
+        log:
+            f"{SCALE_DIR}/logs/model_error/{_experiment}.log",
+        benchmark:
+            f"{SCALE_DIR}/benchmarks/model_error/{_experiment}.tsv"
+        threads: 1
+        resources:
+            runtime=admrl_runtime("evaluate"),
+            mem_mb=4000,
+            cpus_per_task=1,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/admrl_model_error.py"
+
+
+rule table_fig6_model_error:
+    output:
+        figure_table("fig6_model_error"),
+    input:
+        errors=[model_error_path(n) for n in config["figures"]["fig6_model_error"]["experiments"]],
+        code=lib("plots.py", "stats.py", "io.py"),
+    params:
+        stats=table_stats(),
+    log:
+        "results/logs/tables/fig6_model_error.log",
+    benchmark:
+        "results/benchmarks/tables/fig6_model_error.tsv"
+    resources:
+        runtime=5,
+        mem_mb=2000,
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/table_model_error.py"

@@ -83,3 +83,35 @@ for _figure in FIGURES_BUILT:
             CONDA_ENV
         script:
             "../scripts/plot_figure.py"
+
+
+# AdMRL's gap figures: the model-based evaluations, the reference agents' returns (A*) and, for Fig. 4,
+# the training tasks each run visited.
+for _figure in ADMRL_FIGURES:
+
+    rule:
+        name:
+            f"table_{_figure}"
+        output:
+            figure_table(_figure),
+        input:
+            evals=admrl_evals(_figure),
+            best=admrl_best_curves(_figure),
+            **({"visited": admrl_task_files(_figure)} if _figure == "fig4_adversarial_tasks" else {}),
+            code=lib("plots.py", "stats.py", "io.py"),
+        params:
+            gap_reference=config["admrl"]["gap_reference"],
+            visited_experiments=[f for f in admrl_task_experiments(_figure)],
+            stats=table_stats(),
+        log:
+            f"results/logs/tables/{_figure}.log",
+        benchmark:
+            f"results/benchmarks/tables/{_figure}.tsv"
+        resources:
+            runtime=5,
+            mem_mb=2000,
+        localrule: True
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/table_admrl.py"

@@ -79,3 +79,72 @@ for _method, (_algo, _) in OFFLINE_METHODS.items():
             CONDA_ENV
         script:
             "../scripts/metatrain.py"
+
+
+# AdMRL's model-based methods (AdMRL, MB-Unif, MB-Gauss: one learner, three task samplers) on a family's
+# task box: results/<scale>/runs/admrl/<family>/<method>/seed<s>/ with run.pt (a snapshot after every
+# training task), tasks.csv (the tasks it visited) and metrics.csv. The first training task is shared by
+# the three methods of a seed and computed once (the authors' --inittask), in .../init/seed<s>/.
+
+
+rule metatrain_admrl_init:
+    output:
+        run=f"{admrl_run_dir('{family}', 'init')}/run.pt",
+        tasks=f"{admrl_run_dir('{family}', 'init')}/tasks.csv",
+        metrics=f"{admrl_run_dir('{family}', 'init')}/metrics.csv",
+    input:
+        code=admrl_sources,
+    params:
+        family=lambda wildcards: wildcards.family,
+        method="init",
+        sampler="adversarial",  # task 0 is the same for every sampler (x = 0.3)
+        learner=admrl_learner(),
+        device=config["device"],
+    log:
+        f"{SCALE_DIR}/logs/metatrain_admrl_init/{{family}}/seed{{seed}}.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/metatrain_admrl_init/{{family}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        runtime=admrl_runtime("init"),
+        mem_mb=4000,
+        cpus_per_task=1,
+        gpu=1 if config["device"] == "cuda" else 0,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/admrl_train.py"
+
+
+for _method, _sampler in MB_METHODS.items():
+
+    rule:
+        name:
+            f"metatrain_{_method.replace('-', '_')}"
+        output:
+            run=f"{admrl_run_dir('{family}', _method)}/run.pt",
+            tasks=f"{admrl_run_dir('{family}', _method)}/tasks.csv",
+            metrics=f"{admrl_run_dir('{family}', _method)}/metrics.csv",
+        input:
+            init=f"{admrl_run_dir('{family}', 'init')}/run.pt",
+            code=admrl_sources,
+        params:
+            family=lambda wildcards: wildcards.family,
+            method=_method,
+            sampler=_sampler,
+            learner=admrl_learner(),
+            device=config["device"],
+        log:
+            f"{SCALE_DIR}/logs/metatrain_{_method}/{{family}}/seed{{seed}}.log",
+        benchmark:
+            f"{SCALE_DIR}/benchmarks/metatrain_{_method}/{{family}}/seed{{seed}}.tsv"
+        threads: 1
+        resources:
+            runtime=admrl_runtime("train"),
+            mem_mb=4000,
+            cpus_per_task=1,
+            gpu=1 if config["device"] == "cuda" else 0,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/admrl_train.py"

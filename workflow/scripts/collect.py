@@ -1,4 +1,7 @@
-"""Train one SAC/TD3 agent per task of a family, batched; write each task's buffer, curve and policy."""
+"""Train one SAC/TD3 agent per task of a family, batched; write each task's buffer, curve and policy.
+
+Two uses: MACAW's offline data (every task of the family's collection protocol) and AdMRL's reference
+agents (every test task of an experiment: their final returns are A*, the best return per task)."""
 
 import importlib
 import logging
@@ -19,7 +22,8 @@ params = dict(snakemake.params.collect)
 algo = importlib.import_module(f"paper_repro.algos.{params.pop('algo')}")
 cfg = prconfig.from_dict(algo.Config, params, f"collect (family {family})")
 
-table = pd.concat([pd.read_csv(snakemake.input.train), pd.read_csv(snakemake.input.test)])
+# the family's train and test tables (AdMRL's reference agents: the test table alone)
+table = pd.concat([pd.read_csv(snakemake.input[split]) for split in ("train", "test") if split in snakemake.input.keys()])
 table = table.drop_duplicates("task_id").set_index("task_id", drop=False)
 tasks = [table.loc[i].to_dict() for i in snakemake.params.task_ids]
 # Task k's randomness depends on (seed, task id) only, never on which other tasks share the job.

@@ -188,9 +188,10 @@ def init_mlp(gen: torch.Generator, sizes: Sequence[int], init: str, out_std: flo
 
 
 def mlp(params: Params, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """One network (weights ``[in, out]``, x ``[N, in]``) or K stacked ones (``[K, in, out]``, x ``[K, N, in]``)."""
     n = sum(k.endswith(".w") for k in params)
     for i in range(n):
-        x = x @ params[f"{i}.w"] + params[f"{i}.b"]
+        x = x @ params[f"{i}.w"] + params[f"{i}.b"].unsqueeze(-2)
         if i < n - 1:
             x = act(x)
     return x
@@ -254,7 +255,8 @@ def std(var: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(nz: Normalizers, s: torch.Tensor) -> torch.Tensor:
-    return (s - nz.s_mean) / std(nz.s_var)
+    """States ``[N, d]`` with normalisers ``[d]``, or ``[K, N, d]`` with ``[K, d]``."""
+    return (s - nz.s_mean.unsqueeze(-2)) / std(nz.s_var).unsqueeze(-2)
 
 
 # --- the dynamics model (``slbo/dynamics_model.py``, ``multi_step_loss.py``) ------------------------
@@ -263,16 +265,16 @@ def normalize(nz: Normalizers, s: torch.Tensor) -> torch.Tensor:
 def predict(phi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """ŝ' = s + σ_diff ⊙ f([norm(s), clip(a)]) + μ_diff, clipped to ±100 normalised-state units."""
     out = mlp(phi, torch.cat([normalize(nz, s), a.clamp(-1, 1)], -1), torch.relu)
-    s2 = s + out * std(nz.d_var) + nz.d_mean
-    bound = 100 * std(nz.s_var)
-    return torch.minimum(torch.maximum(s2, nz.s_mean - bound), nz.s_mean + bound)
+    s2 = s + out * std(nz.d_var).unsqueeze(-2) + nz.d_mean.unsqueeze(-2)
+    mean, bound = nz.s_mean.unsqueeze(-2), 100 * std(nz.s_var).unsqueeze(-2)
+    return torch.minimum(torch.maximum(s2, mean - bound), mean + bound)
 
 
 def model_loss(phi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
     """Single-step loss: the per-sample RMS over state dimensions of the diff-normalised error,
     averaged over the batch (``multi_step_loss.py:31-47``, multi_step = 1)."""
-    err = (predict(phi, nz, s, a) - s2) / nz.d_var.sqrt().clamp_min(1e-6)
-    return err.square().mean(-1).sqrt().mean()
+    err = (predict(phi, nz, s, a) - s2) / nz.d_var.sqrt().clamp_min(1e-6).unsqueeze(-2)
+    return err.square().mean(-1).sqrt().mean(-1)
 
 
 class ModelTrainer:
@@ -286,7 +288,7 @@ class ModelTrainer:
 
     def step(self, nz: Normalizers, s: torch.Tensor, a: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         """One step on batches ``[K, B, ...]``; returns each copy's loss ``[K]``."""
-        losses = vmap(model_loss)(self.phi, nz, s, a, s2)
+        losses = model_loss(self.phi, nz, s, a, s2)  # [K]: each copy's own loss
         decay = sum(v.square().flatten(1).sum(1) for v in self.phi.values()) * (self.cfg.model_weight_decay / 2)
         self.opt.zero_grad(set_to_none=True)
         (losses + decay).sum().backward()
@@ -304,7 +306,7 @@ class ModelTrainer:
 
 def policy_dist(pi: Params, nz: Normalizers, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = mlp({k: v for k, v in pi.items() if k != "log_std"}, normalize(nz, s), torch.tanh)
-    return mean, pi["log_std"].expand_as(mean)
+    return mean, pi["log_std"].unsqueeze(-2).expand_as(mean)
 
 
 def log_prob(pi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -363,10 +365,10 @@ def virtual_rollout(family: str, pi: Params, nz: Normalizers, phi: Params, psi: 
     out = []
     with torch.no_grad():
         for _ in range(horizon):
-            mean, log_std = vmap(policy_dist)(pi, nz, s)
+            mean, log_std = policy_dist(pi, nz, s)  # K stacked networks: batched matmuls, no vmap per step
             eps = torch.stack([torch.randn(n_envs, mean.shape[-1], generator=g) for g in gens]).to(dev)
             a = mean + log_std.exp() * eps
-            s2 = vmap(predict)(phi, nz_model, s, a)
+            s2 = predict(phi, nz_model, s, a)
             r = fam.model_reward(s, a, s2, psi[:, None, :].to(s2))
             term = fam.model_done(s2)
             out.append((s, a, r, s2, term))
@@ -442,8 +444,8 @@ class Agent:
         b = virtual_rollout(family, self.pi, nz, phi, psi, starts, self.gens, cfg.virtual_envs, cfg.horizon)
         K, E, T = b.rew.shape
         with torch.no_grad():
-            v = vmap(value)(self.vf, nz, b.obs)
-            v_next = vmap(value)(self.vf, nz, b.next_obs)
+            v = value(self.vf, nz, b.obs.flatten(1, 2)).view(K, E, T)
+            v_next = value(self.vf, nz, b.next_obs.flatten(1, 2)).view(K, E, T)
             adv_raw = gae(b.rew, b.term, v, v_next, cfg.gamma, cfg.lam)
         returns = (adv_raw + v).reshape(K, E * T)
         adv = adv_raw.reshape(K, -1)
@@ -464,18 +466,18 @@ class Agent:
                 idx = perm[:, i * self.cfg.vf_batch:(i + 1) * self.cfg.vf_batch]
                 o = torch.gather(obs, 1, idx[..., None].expand(-1, -1, obs.shape[2]))
                 ret = torch.gather(returns, 1, idx)
-                loss = (vmap(value)(self.vf, nz, o) - ret).square().mean(1)
+                loss = (value(self.vf, nz, o) - ret).square().mean(1)
                 self.vf_opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 self.vf_opt.step()
         with torch.no_grad():
-            return (vmap(value)(self.vf, nz, obs) - returns).square().mean(1)
+            return (value(self.vf, nz, obs) - returns).square().mean(1)
 
 
 def act(pi: Params, nz: Normalizers, s: torch.Tensor, gens: Sequence[torch.Generator]) -> torch.Tensor:
     """Stochastic actions of K policies for observations ``[K, E, O]``, noise from each task's generator."""
     with torch.no_grad():
-        mean, log_std = vmap(policy_dist)(pi, nz, s)
+        mean, log_std = policy_dist(pi, nz, s)
     eps = torch.stack([torch.randn(mean.shape[1:], generator=g) for g in gens]).to(mean)
     return mean + log_std.exp() * eps
 
@@ -864,4 +866,56 @@ def adapt_and_evaluate(family: str, run: dict, snapshot: int, psis: torch.Tensor
         virtual_training(family, agent, trainer, Data((D[0], D[1], D[2]), own), nz, psis_f, starts, cfg.test_inner,
                          log_eval)
         record(len(own[0][0]))
+    return rows
+
+
+# --- Fig. 6: the models' error on out-of-distribution data --------------------------------------------
+
+
+def sac_actor(state: dict) -> torch.nn.Module:
+    """A reference agent's policy (``collect``'s ``task<id>.policy.pt``: one task's slice of SAC's actor)."""
+    from paper_repro import nets
+
+    weights = [state[k] for k in sorted((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[2]))]
+    sizes = [weights[0].shape[0], *(w.shape[1] for w in weights)]
+    actor = nets.TanhGaussianActor([torch.Generator()], sizes[0], sizes[-1] // 2, sizes[1:-1], state["act_scale"],
+                                   state["act_bias"])
+    actor.load_state_dict({k: v if k in ("act_scale", "act_bias") else v[None] for k, v in state.items()})
+    return actor
+
+
+def ood_dataset(family: str, psis: torch.Tensor, actors: Sequence[torch.nn.Module], steps: int,
+                seeds: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``steps`` real transitions of each task under its reference policy, stochastic, from fixed seeds
+    (AdMRL spec 4.2, Fig. 6: one dataset shared by every model)."""
+    out = []
+    for psi, actor, seed in zip(psis, actors, seeds):
+        env = envs.make(family, task_row(family, psi))
+        gens = [torch.Generator().manual_seed(seed)]
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        buf = ReplayBuffer(steps, obs_dim, act_dim)
+
+        def policy(obs, actor=actor, gens=gens):
+            with torch.no_grad():
+                return actor(torch.as_tensor(obs)[None], gens)[0][0].numpy()
+        rollout.transitions([env], policy, steps, [seed], [buf])
+        rows = buf.arrays()
+        out.append(tuple(torch.as_tensor(rows[k]) for k in ("obs", "action", "next_obs")))
+    return out
+
+
+def model_errors(run: dict, data: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[dict]:
+    """Per snapshot of a run: the training criterion (per-sample RMS of the diff-normalised one-step error,
+    under the model's own normaliser) and the MSE of the predicted state change divided by the dataset's
+    own variance of s' - s (independent of any model's normaliser), each averaged over tasks."""
+    rows = []
+    for snap in run["snapshots"]:
+        nz = Normalizers(**snap["nz"])
+        rms, mse = [], []
+        with torch.no_grad():
+            for s, a, s2 in data:
+                rms.append(float(model_loss(snap["phi"], nz, s, a, s2)))
+                var = (s2 - s).var(0).clamp_min(1e-12)
+                mse.append(float(((predict(snap["phi"], nz, s, a) - s2).square() / var).mean()))
+        rows.append({"task": snap["task"], "model_rms": float(np.mean(rms)), "model_mse_normalised": float(np.mean(mse))})
     return rows

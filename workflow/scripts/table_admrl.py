@@ -1,0 +1,39 @@
+"""The table behind an AdMRL figure (``plots.<what>_table``): every model-based evaluation with its task's
+reference return A* and gap, the worst-case gap per seed and its mean over seeds with an interval; for
+Fig. 4 also the training tasks each run visited.
+
+A*_SAC of a test task is the final (deterministic) return of its reference SAC agent
+(results/<scale>/best/<experiment>/sac/seed0/task<id>.curve.csv, last row).
+"""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from paper_repro import io, plots
+
+snakemake = globals()["snakemake"]
+p = snakemake.params
+
+evals = pd.concat([pd.read_csv(path) for path in snakemake.input.evals], ignore_index=True)
+best = []
+for path in snakemake.input.best:
+    experiment, task = re.search(r"best/([^/]+)/sac/seed\d+/task(\d+)\.curve\.csv$", path).groups()
+    curve = pd.read_csv(path)
+    if curve.empty:
+        raise ValueError(f"{path}: the reference agent has no evaluation")
+    best.append({"experiment": experiment, "task_id": int(task), "a_star_sac": float(curve["eval_return"].iloc[-1])})
+a_star_sac = pd.DataFrame(best)
+out = snakemake.output[0]
+aggregate = getattr(plots, f"{Path(out).stem.split('_', 1)[1]}_table")
+stats = p.stats
+extra = {}
+if "visited" in snakemake.input.keys():
+    extra["visited"] = pd.concat([pd.read_csv(path).assign(experiment=name)
+                                  for path, name in zip(snakemake.input.visited, p.visited_experiments)], ignore_index=True)
+table = aggregate(evals, a_star_sac, p.gap_reference, stats["ci"], stats["bootstrap"], **extra)
+with io.atomic_path(out) as tmp:
+    table.to_csv(tmp, index=False)
+io.write_job_provenance(snakemake, {"gap_reference": p.gap_reference, **stats},
+                        seeds=sorted(evals.seed.unique().tolist()), device="cpu")

@@ -22,7 +22,7 @@ from paper_repro import envs
 from paper_repro.algos import admrl
 from paper_repro.config import cpu_model
 
-QUICK = dict(n_tasks=1, n_slbo_first=1, n_inner=1, n_policy=1, n_model=10, model_hidden=(200, 200), virtual_envs=10,
+QUICK = dict(n_tasks=1, n_slbo_first=1, n_inner=1, n_policy=5, n_model=100, model_hidden=(200, 200), virtual_envs=10,
              collect_envs=20, test_zeroshot=8, test_inner=4, test_stages=3, test_collect_envs=10, eval_episodes=5)
 
 
@@ -70,7 +70,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = admrl.Config(**QUICK)
-    run = admrl.train(args.family, cfg, seed=0)
+    run = admrl.train(args.family, dataclasses.replace(cfg, n_policy=1, n_model=10), seed=0)  # a cheap snapshot
     table = envs.task_table(args.family, "admrl")["test"].head(args.tasks)
     keys = list(envs.get_family(args.family).task_box)
     psis = torch.tensor(table[keys].to_numpy(), dtype=torch.float64)
@@ -88,7 +88,7 @@ def main():
     if args.paper_units:
         res.update(paper_units(args.family, args.threads))
     res.update(family=args.family, tasks=len(ids), threads=args.threads, cpu=cpu_model(),
-               protocol={k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("test_", "eval_", "virtual", "n_policy"))},
+               protocol={k: v for k, v in dataclasses.asdict(cfg).items() if k.startswith(("test_", "eval_", "virtual", "n_policy", "n_model"))},
                ratio_loop_over_batched=res["loop_s"] / res["batched_s"])
     print(json.dumps(res))
 

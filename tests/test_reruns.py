@@ -216,3 +216,22 @@ def test_offline_algorithm_change_reruns_its_runs_and_their_figures_only(built):
     rebuilt = planned(built, targets, "--configfile", "override.yaml")  # one experiment's data: its runs only
     assert rebuilt == sorted([f"results/smoke/runs/macaw-quality-last/{m}/seed0/{f}" for m in ("macaw", "macaw-no-adv-head")
                               for f in ("model.pt", "metrics.csv", "curve.csv")] + figure_files(MACAW_FIGURES[1]))
+
+
+ADMRL_FIGURES = [f"results/figures/{name}.pdf" for name in
+                 ("fig3_worst_case_gap", "fig4_adversarial_tasks", "fig5_ood_gap", "fig6_model_error")]
+
+
+def test_admrl_changes_rerun_only_what_they_touch(built):
+    """Editing the model-based learner reruns its runs, evaluations, model errors and AdMRL's figures,
+    never the reference agents (A*); switching the gap reference reruns the gap tables and plots only."""
+    assert planned(built, ADMRL_FIGURES) == []
+    with edited(built, "src/paper_repro/algos/admrl.py"):
+        rebuilt = planned(built, ADMRL_FIGURES)
+    assert not [p for p in rebuilt if "/best/" in p]
+    assert "results/smoke/runs/admrl/ant-2d/init/seed0/run.pt" in rebuilt
+    assert "results/smoke/model_error/admrl-ant-2d-ood.csv" in rebuilt
+    (built / "reference.yaml").write_text("scale: smoke\nadmrl: {gap_reference: sac}\n")
+    gaps = ("fig3_worst_case_gap", "fig4_adversarial_tasks", "fig5_ood_gap")
+    assert planned(built, ADMRL_FIGURES, "--configfile", "reference.yaml") == sorted(
+        [f"results/tables/{g}.csv" for g in gaps] + [f"results/figures/{g}.{k}" for g in gaps for k in ("pdf", "png")])

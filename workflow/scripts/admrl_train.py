@@ -62,18 +62,17 @@ state = admrl.train(family, cfg, seed=seed, device=device, log=log, checkpoint=s
 rows = [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
 metrics = pd.DataFrame(rows)
 per_task = []
-for snap in state["snapshots"]:
-    j = snap["task"]
-    mine = [r for r in rows if r.get("task") == j]
-    real = [r["real_return"] for r in mine if "real_return" in r]
-    grad = next((r for r in mine if "grad" in r), {})
-    per_task.append({"method": method, "seed": seed, "task": j, **{f"x_{i}": v for i, v in enumerate(snap["x"])},
+for snap in state["snapshots"]:  # every training task, the shared first one included (its stats travel in run.pt)
+    st = snap.get("stats", {})
+    real = st.get("real_returns", [])
+    per_task.append({"method": method, "seed": seed, "task": snap["task"],
+                     **{f"x_{i}": v for i, v in enumerate(snap["x"])},
                      **admrl.task_row(family, torch.tensor(snap["psi"])), "real_samples": snap["offset"],
                      "first_stage_return": real[0] if real else float("nan"),
                      "last_stage_return": real[-1] if real else float("nan"),
-                     **{k: grad[k] for k in ("gap_estimate",) if k in grad},
+                     **({"gap_estimate": st["gap_estimate"]} if "gap_estimate" in st else {}),
                      **{f"{k}_{i}": v for k in ("grad", "g_star", "g_hat", "implicit", "cg_residual")
-                        for i, v in enumerate(grad.get(k, []) if isinstance(grad.get(k), list) else [])}})
+                        for i, v in enumerate(st.get(k, []))}})
 if method == "init":
     per_task = []  # the shared first task is recorded in every method's own tasks.csv
 with io.atomic_path(snakemake.output.tasks) as tmp:

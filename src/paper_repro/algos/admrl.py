@@ -671,11 +671,13 @@ def model_batch(data: Data, gens: Sequence[torch.Generator], size: int) -> tuple
     n_shared = len(data.shared[0])
     out = [[], [], []]
     for own, g in zip(data.own, gens):
-        n = n_shared + len(own[0])
-        idx = torch.randint(n, (size,), generator=g)
+        idx = torch.randint(n_shared + len(own[0]), (size,), generator=g).to(data.shared[0].device)
+        mine = idx >= n_shared  # rows of the task's own data; no copy of the (large) shared data
         for i in range(3):
-            both = torch.cat([data.shared[i], own[i]]) if len(own[0]) else data.shared[i]
-            out[i].append(both[idx.to(both.device)])
+            rows = data.shared[i][idx.clamp(max=n_shared - 1)]
+            if mine.any():
+                rows = torch.where(mine[:, None], own[i][(idx - n_shared).clamp(min=0)], rows)
+            out[i].append(rows)
     return tuple(torch.stack(x) for x in out)
 
 
@@ -768,20 +770,27 @@ def train(family: str, cfg: Config, *, seed: int, device: str | torch.device = "
             virtual_training(family, agent, trainer, data(), nz, psis, starts, cfg.n_zeroshot, log_task)
         pi_hat, vf_hat, nz_hat = dict(agent.pi), {k: v.detach().clone() for k, v in agent.vf.items()}, nz
         stages = first_stages(cfg, family) if j == 0 else cfg.n_slbo
+        real_returns = []
         for stage in range(stages):
             rows = collect(agent.pi, nz, gens, task_envs, cfg.horizon, [task_seed(seed, 4, j, stage) % 2**31],
                            (cfg.ou_theta, cfg.ou_sigma), np_gens)[0]
             D = [torch.cat([D[0], rows["obs"]]), torch.cat([D[1], rows["action"]]), torch.cat([D[2], rows["next_obs"]])]
             nz = vmap(update_normalizers)(nz, rows["obs"][None], rows["next_obs"][None])
-            log_task({"stage": stage, "real_return": float(as_batch(rows, cfg.collect_envs).rew.sum(1).mean())})
+            real_returns.append(float(as_batch(rows, cfg.collect_envs).rew.sum(1).mean()))
+            log_task({"stage": stage, "real_return": real_returns[-1]})
             virtual_training(family, agent, trainer, data(), nz, psis, starts, cfg.n_inner, log_task)
         snapshot = {"task": j, "x": x.tolist(), "psi": psi.tolist(), "offset": len(D[0]),
                     "phi": {k: v[0].detach().cpu().clone() for k, v in trainer.phi.items()},
-                    "nz": {k: t[0].cpu() for k, t in nz._asdict().items()}}
+                    "nz": {k: t[0].cpu() for k, t in nz._asdict().items()},
+                    # each stage's mean real return of its collection episodes (π_θ + OU noise): the first
+                    # stage's is θ̂'s zero-shot policy, the last the SLBO policy on its way to θ*
+                    "stats": {"real_returns": real_returns}}
         if cfg.task_sampler == "adversarial" and 1 <= j < cfg.n_tasks - 1:  # the last task's step is never used
             tg = gradient_step(family, x, agent, pi_hat, vf_hat, nz_hat, nz, trainer, starts, cfg, seed, j)
-            log_task({k: v.tolist() for k, v in tg.items() if k != "x_next"})
-            x = tg["x_next"].numpy()
+            tg = {k: v.tolist() for k, v in tg.items() if k != "x_next"} | {"x_next": tg["x_next"].tolist()}
+            log_task(tg)
+            snapshot["stats"].update(tg)
+            x = np.asarray(tg["x_next"])
         state = {"j": j + 1, "x": x.tolist(), "phi": snapshot["phi"], "model_opt": trainer.opt.state_dict(),
                  "nz": snapshot["nz"], "D": [t.cpu() for t in D], "sampler_rng": rng.bit_generator.state,
                  "snapshots": [*state["snapshots"], snapshot]}

@@ -91,6 +91,11 @@ def gaussian_log_prob(eps: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     return (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
+def gaussian_kl(m0: torch.Tensor, s0: torch.Tensor, m1: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+    """KL(N(m0, e^{2 s0}) ‖ N(m1, e^{2 s1})) of diagonal Gaussians (log standard deviations s), summed over the last dim."""
+    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).pow(2)) / (2 * torch.exp(2 * s1)) - 0.5).sum(-1)
+
+
 def tanh_gaussian_log_prob(eps: torch.Tensor, log_std: torch.Tensor, y: torch.Tensor, scale=1.0) -> torch.Tensor:
     """Log-probability of the action ``scale·y + bias``, ``y = tanh(mean + std·eps)``: the Gaussian's
     minus the log-Jacobian of the squashing, with SAC's (and rlkit's) 1e-6 inside the log."""

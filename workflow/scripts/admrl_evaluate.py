@@ -20,7 +20,7 @@ p = snakemake.params
 exp = p.experiment
 family, seed = exp["family"], exp["seed"]
 run = io.load_checkpoint(snakemake.input.run)
-cfg = prconfig.from_dict(admrl.Config, {**p.learner, "task_sampler": admrl.Config.task_sampler}, "admrl.learner")
+cfg = prconfig.from_dict(admrl.Config, p.learner, "admrl.learner")  # the test protocol never reads the sampler
 tasks = pd.read_csv(snakemake.input.tasks).head(exp["task_limit"]["test"])
 keys = list(envs.get_family(family).task_box)
 psis = torch.tensor(tasks[keys].to_numpy(), dtype=torch.float64)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.func import grad, jacfwd, jvp, vmap
 
-from paper_repro import envs, io, rollout
+from paper_repro import envs, io, nets, rollout
 from paper_repro.buffers import ReplayBuffer
 from paper_repro.meta import conjugate_gradient, flat, unflat
 
@@ -311,8 +311,7 @@ def policy_dist(pi: Params, nz: Normalizers, s: torch.Tensor) -> tuple[torch.Ten
 
 def log_prob(pi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     mean, log_std = policy_dist(pi, nz, s)
-    z = (a - mean) / log_std.exp()
-    return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    return nets.gaussian_log_prob((a - mean) / log_std.exp(), log_std)
 
 
 def limited_entropy(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -322,11 +321,6 @@ def limited_entropy(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     h = 0.5 * (log_std + 0.5 * math.log(2 * math.pi)) * (torch.erf(hi) - torch.erf(lo)) \
         + 0.5 * (torch.exp(-hi * hi) * hi - torch.exp(-lo * lo) * lo)
     return h.sum(-1)
-
-
-def gaussian_kl(m0, s0, m1, s1) -> torch.Tensor:
-    """KL(N(m0, e^{s0}) ‖ N(m1, e^{s1})) per sample."""
-    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).square()) / (2 * torch.exp(2 * s1)) - 0.5).sum(-1)
 
 
 def value(vf: Params, nz: Normalizers, s: torch.Tensor) -> torch.Tensor:
@@ -410,7 +404,7 @@ def trpo_step(pi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor, adv
 
     def kl(theta):
         mean, log_std = policy_dist(unflat(theta, pi), nz, s)
-        return gaussian_kl(m0, ls0, mean, log_std).mean()
+        return nets.gaussian_kl(m0, ls0, mean, log_std).mean()
 
     def fisher(v):
         return jvp(grad(kl), (theta0,), (v,))[1] + cfg.cg_damping * v
@@ -883,8 +877,6 @@ def adapt_and_evaluate(family: str, run: dict, snapshot: int, psis: torch.Tensor
 
 def sac_actor(state: dict) -> torch.nn.Module:
     """A reference agent's policy (``collect``'s ``task<id>.policy.pt``: one task's slice of SAC's actor)."""
-    from paper_repro import nets
-
     weights = [state[k] for k in sorted((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[2]))]
     sizes = [weights[0].shape[0], *(w.shape[1] for w in weights)]
     actor = nets.TanhGaussianActor([torch.Generator()], sizes[0], sizes[-1] // 2, sizes[1:-1], state["act_scale"],

@@ -29,6 +29,7 @@ from paper_repro import io, rollout
 from paper_repro.meta import conjugate_gradient, flat, unflat
 from paper_repro.buffers import ReplayBuffer
 from paper_repro.nets import gaussian_log_prob
+from paper_repro.nets import gaussian_kl as normal_kl
 
 Params = dict[str, torch.Tensor]
 
@@ -96,9 +97,7 @@ def log_prob(policy: GaussianMLP, params: Params, obs: torch.Tensor, act: torch.
 
 def gaussian_kl(policy: GaussianMLP, old: Params, new: Params, obs: torch.Tensor) -> torch.Tensor:
     """KL(π_old || π_new) per observation."""
-    m0, s0 = functional_call(policy, old, (obs,))
-    m1, s1 = functional_call(policy, new, (obs,))
-    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).pow(2)) / (2 * torch.exp(2 * s1)) - 0.5).sum(-1)
+    return normal_kl(*functional_call(policy, old, (obs,)), *functional_call(policy, new, (obs,)))
 
 
 # --- trajectories and the linear feature baseline -----------------------------------

@@ -30,7 +30,8 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("metatrain_admrl", "admrl_train.py"), ("metatrain_mb_", "admrl_train.py"),
                 ("evaluate_admrl", "admrl_evaluate.py"), ("evaluate_mb_", "admrl_evaluate.py"),
                 ("table_fig3_worst_case_gap", "table_admrl.py"), ("table_fig4_adversarial_tasks", "table_admrl.py"),
-                ("table_fig5_ood_gap", "table_admrl.py"), ("metatrain_", "metatrain.py"),
+                ("table_fig5_ood_gap", "table_admrl.py"), ("model_error_", "admrl_model_error.py"),
+                ("table_fig6_model_error", "table_model_error.py"), ("metatrain_", "metatrain.py"),
                 ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
                 ("plot_", "plot_figure.py")]
 
@@ -104,6 +105,8 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
     elif rule.startswith("best_"):  # AdMRL's reference agents: SAC on an experiment's test tasks
         family = config["experiments"][rule.removeprefix("best_").replace("_", "-")]["family"]
         mods.add("paper_repro.algos.sac")
+    elif rule.startswith("model_error_"):  # AdMRL Fig. 6: the family's models on its test tasks
+        family = config["experiments"][rule.removeprefix("model_error_").replace("_", "-")]["family"]
     elif rule.startswith(("metatrain_", "evaluate_")):
         method = rule.split("_", 1)[1]
         algo = OFFLINE_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier

@@ -488,7 +488,7 @@ def eval_path(experiment, algo, seed):
 # --- AdMRL's model-based methods (algos/admrl.py): the task sampler is the method ---
 
 MB_METHODS = {"admrl": "adversarial", "mb-unif": "uniform", "mb-gauss": "gauss"}
-ADMRL_SOURCES = ["algos/admrl.py", "meta.py", "buffers.py", "rollout.py", "io.py", "config.py"]
+ADMRL_SOURCES = ["algos/admrl.py", "meta.py", "nets.py", "buffers.py", "rollout.py", "io.py", "config.py"]
 
 
 def admrl_run_dir(family, method, seed="{seed}"):

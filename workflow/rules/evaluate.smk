@@ -87,7 +87,7 @@ for _experiment in ADMRL_MODEL_ERROR:
             policies=[f"{best_dir(_experiment)}/task{i}.policy.pt" for i in experiment_task_ids(_experiment, "test")],
             tasks=task_table_path(config["experiments"][_experiment]["family"],
                                   config["experiments"][_experiment]["protocol"], "test"),
-            code=family_sources(config["experiments"][_experiment]["family"]) + lib(*ADMRL_SOURCES, "nets.py"),
+            code=family_sources(config["experiments"][_experiment]["family"]) + lib(*ADMRL_SOURCES),
         params:
             experiment=_experiment,
             family=config["experiments"][_experiment]["family"],

@@ -66,9 +66,26 @@ def resolve(config: Mapping, root: str | Path) -> dict:
     scales = sorted(p.name.removesuffix(".yaml") for p in (root / "config" / "scales").glob("*.yaml"))
     if scale not in scales:
         raise ConfigError(f"config key 'scale': {scale!r} is not a scale; allowed: {scales}")
-    merged = deep_merge(load_yaml(root / "config" / "scales" / f"{scale}.yaml"), config)
+    merged = coarse_test_grids(deep_merge(load_yaml(root / "config" / "scales" / f"{scale}.yaml"), config))
     validate(merged, root / "workflow" / "schemas")
     return merged
+
+
+def coarse_test_grids(config: Mapping) -> dict:
+    """``admrl.test_grid: coarse`` (the quick scale; AdMRL spec 5.3): every AdMRL experiment whose family
+    has a coarse variant of its protocol, ``<protocol>-coarse`` (3×3 for the 2-D boxes, ant-3d's 2×2×2
+    corners, 8 out-of-distribution boundary points), tests on it instead of the paper's grid."""
+    from paper_repro import envs
+
+    if config.get("admrl", {}).get("test_grid") != "coarse":
+        return dict(config)
+    experiments = {}
+    for name, exp in config.get("experiments", {}).items():
+        coarse = f"{exp.get('protocol')}-coarse"
+        if exp.get("paper") == "AdMRL" and exp.get("family") in envs.FAMILIES and coarse in envs.protocols(exp["family"]):
+            exp = {**exp, "protocol": coarse}
+        experiments[name] = exp
+    return {**config, "experiments": experiments}
 
 
 def validate(config: Mapping, schema_dir: str | Path) -> None:

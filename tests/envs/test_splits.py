@@ -28,6 +28,11 @@ SIZES = {
     ("ant-2d", "admrl"): {"test": 36},
     ("ant-2d", "admrl-ood"): {"test": 20},
     ("ant-3d", "admrl"): {"test": 48},
+    ("ant-2d", "admrl-coarse"): {"test": 9},
+    ("ant-2d", "admrl-ood-coarse"): {"test": 8},
+    ("ant-3d", "admrl-coarse"): {"test": 8},
+    ("walker-2d", "admrl-coarse"): {"test": 9},
+    ("hopper-2d", "admrl-coarse"): {"test": 9},
     ("humanoid-dir", "mier-benchmark"): {"train": 100, "test": 30},
     ("walker-params", "macaw"): {"train": 45, "test": 5},
     ("walker-2d", "admrl"): {"test": 36},
@@ -92,17 +97,19 @@ def test_other_splits_follow_tasks_md():
     assert not np.allclose(mier / 3, extra)  # protocols draw from independent streams
     assert envs.task_table("ant-dir", "macaw")["train"].theta.between(0, 2 * np.pi).all()
     assert sorted(envs.task_table("cheetah-dir", "macaw")["train"].direction) == [-1, 1]
-    ood = envs.task_table("ant-2d", "admrl-ood")["test"]
-    assert (np.maximum(ood.goal_vx.abs(), ood.goal_vy.abs()) == 5).all()
+    for protocol in ("admrl-ood", "admrl-ood-coarse"):
+        ood = envs.task_table("ant-2d", protocol)["test"]
+        assert (np.maximum(ood.goal_vx.abs(), ood.goal_vy.abs()) == 5).all()
     psi = envs.task_table("cheetah-highdim", "admrl")["test"].drop(columns="task_id").to_numpy()
     assert (np.abs(psi) <= 1).all() and (np.isclose(np.abs(psi), 1).sum(1) >= 1).all()
     grid3 = envs.task_table("ant-3d", "admrl")["test"]
     assert sorted(grid3.goal_z.unique()) == [0.4, 0.5, 0.6]
-    for family in ("ant-2d", "walker-2d", "hopper-2d"):
+    for family in ("ant-2d", "ant-3d", "walker-2d", "hopper-2d"):
         box = envs.get_family(family).task_box
-        test = envs.task_table(family, "admrl")["test"]
-        for key, (lo, hi) in box.items():
-            assert test[key].min() == lo and test[key].max() == hi
+        for protocol in ("admrl", "admrl-coarse"):  # the coarse grids span the same box
+            test = envs.task_table(family, protocol)["test"]
+            for key, (lo, hi) in box.items():
+                assert test[key].min() == lo and test[key].max() == hi
 
 
 @pytest.mark.parametrize("family", MUJOCO_FAMILIES)

@@ -146,36 +146,47 @@ def macaw_dir(rng):
     return by_index(tasks, train=[i for i in range(50) if i not in ANT_DIR_TEST], test=ANT_DIR_TEST)
 
 
-def admrl_2d(rng):
-    """AdMRL: evaluation on the 6×6 grid over [-3, 3]²; training tasks are the algorithm's choice."""
-    tasks = grid({"goal_vx": np.linspace(-3, 3, 6), "goal_vy": np.linspace(-3, 3, 6)})
-    return by_index(tasks, test=range(len(tasks)))
+def admrl_2d(points=6):
+    """AdMRL: evaluation on the 6×6 grid over [-3, 3]² (3×3 at the quick scale's coarse grids);
+    training tasks are the algorithm's choice."""
+    def protocol(rng):
+        tasks = grid({"goal_vx": np.linspace(-3, 3, points), "goal_vy": np.linspace(-3, 3, points)})
+        return by_index(tasks, test=range(len(tasks)))
+    return protocol
 
 
-def admrl_2d_ood(rng):
+def admrl_2d_ood(points=6):
     """AdMRL Fig 5: trained in [-3, 3]², tested on the boundary of [-5, 5]².
 
     We take the 20 boundary points of the 6×6 grid over [-5, 5]² (the same spacing as the
-    in-distribution grid); the paper does not list its boundary tasks.
+    in-distribution grid; the 8 of the 3×3 grid when coarse); the paper does not list its boundary tasks.
     """
-    tasks = [t for t in grid({"goal_vx": np.linspace(-5, 5, 6), "goal_vy": np.linspace(-5, 5, 6)})
-             if max(abs(t["goal_vx"]), abs(t["goal_vy"])) == 5.0]
-    return by_index(tasks, test=range(len(tasks)))
+    def protocol(rng):
+        tasks = [t for t in grid({"goal_vx": np.linspace(-5, 5, points), "goal_vy": np.linspace(-5, 5, points)})
+                 if max(abs(t["goal_vx"]), abs(t["goal_vy"])) == 5.0]
+        return by_index(tasks, test=range(len(tasks)))
+    return protocol
 
 
-def admrl_3d(rng):
-    """AdMRL: the 4×4×3 evaluation grid over [-3, 3]² × [0.4, 0.6] (``ant3d_task_env.get_all_eval_tasks``)."""
-    tasks = grid({"goal_vx": np.linspace(-3, 3, 4), "goal_vy": np.linspace(-3, 3, 4), "goal_z": np.linspace(0.4, 0.6, 3)})
-    return by_index(tasks, test=range(len(tasks)))
+def admrl_3d(points=(4, 4, 3)):
+    """AdMRL: the 4×4×3 evaluation grid over [-3, 3]² × [0.4, 0.6] (``ant3d_task_env.get_all_eval_tasks``;
+    its 2×2×2 corners when coarse)."""
+    def protocol(rng):
+        nx, ny, nz = points
+        tasks = grid({"goal_vx": np.linspace(-3, 3, nx), "goal_vy": np.linspace(-3, 3, ny),
+                      "goal_z": np.linspace(0.4, 0.6, nz)})
+        return by_index(tasks, test=range(len(tasks)))
+    return protocol
 
 
 BOX_2D = {"goal_vx": (-3.0, 3.0), "goal_vy": (-3.0, 3.0)}
 
 FAMILIES = [
     Family("ant-dir", AntDir, HORIZON, {"macaw": macaw_dir}),
-    Family("ant-2d", Ant2D, HORIZON, {"admrl": admrl_2d, "admrl-ood": admrl_2d_ood}, task_box=BOX_2D,
+    Family("ant-2d", Ant2D, HORIZON, {"admrl": admrl_2d(), "admrl-ood": admrl_2d_ood(),
+                                              "admrl-coarse": admrl_2d(3), "admrl-ood-coarse": admrl_2d_ood(3)}, task_box=BOX_2D,
            env_kwargs={"frame_skip": 1}, model_reward=ant_2d_reward, model_done=ant_done),
-    Family("ant-3d", Ant3D, HORIZON, {"admrl": admrl_3d}, task_box={**BOX_2D, "goal_z": (0.4, 0.6)},
+    Family("ant-3d", Ant3D, HORIZON, {"admrl": admrl_3d(), "admrl-coarse": admrl_3d((2, 2, 2))}, task_box={**BOX_2D, "goal_z": (0.4, 0.6)},
            env_kwargs={"frame_skip": 1}, model_reward=ant_3d_reward, model_done=ant_done),
 ]
 

@@ -50,11 +50,13 @@ def model_done(next_obs):
     return ~healthy
 
 
-def admrl_2d(rng):
-    """AdMRL: evaluation on the 6×6 grid over g_v ∈ [-2, 2], g_h ∈ [1.2, 2.0]."""
-    tasks = grid({"goal_v": np.linspace(-2, 2, 6), "goal_h": np.linspace(1.2, 2.0, 6)})
-    return by_index(tasks, test=range(len(tasks)))
+def admrl_2d(points=6):
+    """AdMRL: evaluation on the 6×6 grid over g_v ∈ [-2, 2], g_h ∈ [1.2, 2.0] (3×3 when coarse)."""
+    def protocol(rng):
+        tasks = grid({"goal_v": np.linspace(-2, 2, points), "goal_h": np.linspace(1.2, 2.0, points)})
+        return by_index(tasks, test=range(len(tasks)))
+    return protocol
 
 
-FAMILIES = [Family("hopper-2d", Hopper2D, HORIZON, {"admrl": admrl_2d}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.2, 2.0)},
+FAMILIES = [Family("hopper-2d", Hopper2D, HORIZON, {"admrl": admrl_2d(), "admrl-coarse": admrl_2d(3)}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.2, 2.0)},
                    env_kwargs={"frame_skip": 1}, model_reward=model_reward, model_done=model_done)]

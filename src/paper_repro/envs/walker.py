@@ -138,14 +138,16 @@ def macaw_params(rng):
     return by_index(tasks, train=[i for i in range(50) if i not in WALKER_PARAMS_TEST], test=WALKER_PARAMS_TEST)
 
 
-def admrl_2d(rng):
-    """AdMRL: evaluation on the 6×6 grid over g_v ∈ [-2, 2], g_h ∈ [1.0, 1.8]."""
-    tasks = grid({"goal_v": np.linspace(-2, 2, 6), "goal_h": np.linspace(1.0, 1.8, 6)})
-    return by_index(tasks, test=range(len(tasks)))
+def admrl_2d(points=6):
+    """AdMRL: evaluation on the 6×6 grid over g_v ∈ [-2, 2], g_h ∈ [1.0, 1.8] (3×3 when coarse)."""
+    def protocol(rng):
+        tasks = grid({"goal_v": np.linspace(-2, 2, points), "goal_h": np.linspace(1.0, 1.8, points)})
+        return by_index(tasks, test=range(len(tasks)))
+    return protocol
 
 
 FAMILIES = [
     Family("walker-params", WalkerParams, HORIZON, {"macaw": macaw_params}, dynamics_vary=True),
-    Family("walker-2d", Walker2D, HORIZON, {"admrl": admrl_2d}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.0, 1.8)},
+    Family("walker-2d", Walker2D, HORIZON, {"admrl": admrl_2d(), "admrl-coarse": admrl_2d(3)}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.0, 1.8)},
            env_kwargs={"frame_skip": 1}, model_reward=model_reward, model_done=model_done),
 ]

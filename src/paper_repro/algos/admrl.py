@@ -108,6 +108,16 @@ class Config:
     task_cg_damping: float = 0.1
     task_cg_tol: float = 1e-6
     """The damped normal-equation solve (H²/P + 0.1 I) y = H b / P (``ADVTASK.py:68, 260-297``)."""
+    hessian_estimator: str = "per_step"
+    """H, B and p from per-step log-probabilities × GAE advantages, as the code (``ADVTASK.py:231, 243``), or
+    ``trajectory``: each complete episode's log-probability × its discounted return, as Eqs. 7 and 20 (P5)."""
+    task_gae: str = "fixed"
+    """The task gradient's differentiable GAE: ``fixed`` bootstraps every step with V(s'_t), masked on
+    termination only; ``authors`` also zeroes V(s_{t+1}) where the next step terminates, as the code's
+    ``td`` (``runner.py:101-103``, P18). TRPO's own GAE is the same either way at horizon-long rows."""
+    grad_normalizer: str = "frozen"
+    """θ̂ in the task gradient reads the normaliser it was trained with (``frozen``, a copy taken after
+    zero-shot) or the post-SLBO one (``shared``: the code's single object, updated during SLBO, P6)."""
     init_x: float = 0.3
     """Task 0 at x = 0.3·1 (``task_param.py:64``)."""
     second_task: str = "centre"
@@ -120,6 +130,16 @@ class Config:
     test_inner: int = 20
     eval_episodes: int = 50
     """Evaluation: 10,000 samples ≈ 50 stochastic episodes, mean undiscounted return (``main.py:67-72``)."""
+
+    def __post_init__(self):
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"admrl: {key} = {getattr(self, key)!r}; allowed: {list(allowed)}")
+
+
+CHOICES = {"task_sampler": ("adversarial", "uniform", "gauss"), "second_task": ("centre", "random"),
+           "hessian_estimator": ("per_step", "trajectory"), "task_gae": ("fixed", "authors"),
+           "grad_normalizer": ("frozen", "shared")}
 
 
 def alpha(cfg: Config, family: str) -> float:
@@ -371,10 +391,13 @@ def virtual_rollout(family: str, pi: Params, nz: Normalizers, phi: Params, psi: 
 
 
 def gae(rew: torch.Tensor, term: torch.Tensor, v: torch.Tensor, v_next: torch.Tensor, gamma: float,
-        lam: float) -> torch.Tensor:
+        lam: float, authors_td: bool = False) -> torch.Tensor:
     """GAE along the last axis. Bootstraps every step with V of its own next state, masked only where
     the episode terminated (the code used the next row's state, the reset state after a timeout, P18);
-    an advantage never crosses an episode's end or a row's end."""
+    an advantage never crosses an episode's end or a row's end. ``authors_td``: V(s_{t+1}) is also
+    zeroed where step t+1 terminates, as the task gradient's ``td`` in the code (``runner.py:101-103``)."""
+    if authors_td:
+        v_next = torch.cat([v_next[..., :-1] * (~term[..., 1:]), v_next[..., -1:]], -1)
     delta = rew + gamma * (~term) * v_next - v
     adv, out = torch.zeros_like(delta[..., 0]), []
     for t in reversed(range(rew.shape[-1])):
@@ -545,25 +568,43 @@ def evaluate(pi: Params, nz: Normalizers, gens: Sequence[torch.Generator], task_
 # --- the task gradient (§4.2, App. A-B; ``slbo/algos/ADVTASK.py``) -----------------------------------
 
 
-def complete_episode_discounts(term: torch.Tensor, gamma: float, horizon: int) -> torch.Tensor:
-    """γ^(t - start) on the steps of complete episodes, 0 elsewhere (``begin_mark``), for rows ``[E, T]``
-    that start at a reset: an episode is complete when it terminated or ran the full horizon."""
-    E, T = term.shape
-    out = torch.zeros(E, T, dtype=torch.float64)
-    for e in range(E):
+def complete_episodes(term: torch.Tensor, horizon: int) -> list[tuple[int, int, int]]:
+    """(row, first step, last step + 1) of every complete episode of rows ``[E, T]`` that start at a
+    reset: an episode is complete when it terminated or ran the full horizon (``begin_mark``)."""
+    out, term = [], term.cpu()
+    for e in range(term.shape[0]):
         start = 0
-        for t in range(T):
+        for t in range(term.shape[1]):
             if term[e, t] or t - start + 1 == horizon:
-                out[e, start:t + 1] = gamma ** torch.arange(t + 1 - start, dtype=torch.float64)
+                out.append((e, start, t + 1))
                 start = t + 1
+    return out
+
+
+def complete_episode_discounts(term: torch.Tensor, gamma: float, horizon: int) -> torch.Tensor:
+    """γ^(t - start) on the steps of complete episodes, 0 elsewhere."""
+    out = torch.zeros(term.shape, dtype=torch.float64)
+    for e, a, b in complete_episodes(term, horizon):
+        out[e, a:b] = gamma ** torch.arange(b - a, dtype=torch.float64)
+    return out.to(term.device)
+
+
+def episode_matrix(term: torch.Tensor, horizon: int) -> torch.Tensor:
+    """``[n_episodes, E·T]``: 1 where a flattened step belongs to that complete episode."""
+    E, T = term.shape
+    eps = complete_episodes(term, horizon)
+    out = torch.zeros(len(eps), E * T, dtype=torch.float64)
+    for i, (e, a, b) in enumerate(eps):
+        out[i, e * T + a:e * T + b] = 1
     return out.to(term.device)
 
 
 def hessian_vector(logp: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
-                   adv: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+                   adv: torch.Tensor, n: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """v ↦ (1/N) Σ_t A_t (∇ℓ_t ∇ℓ_tᵀ + ∇²ℓ_t) v, the code's per-step estimate of ∂²η̂/∂θ² (P5):
-    ∇_θ[(1/N) Σ A_t·stopgrad(u_t)·ℓ_t] + hvp((1/N) Σ A_t ℓ_t) with u = ∇ℓ·v (``ADVTASK.py:243, 265``)."""
-    n = adv.numel()
+    ∇_θ[(1/N) Σ A_t·stopgrad(u_t)·ℓ_t] + hvp((1/N) Σ A_t ℓ_t) with u = ∇ℓ·v (``ADVTASK.py:243, 265``).
+    The terms may be whole episodes (ℓ_e their log-probability, A_e their return), N still the samples."""
+    n = adv.numel() if n is None else n
 
     def objective(th):
         return (adv * logp(th)).sum() / n
@@ -575,15 +616,17 @@ def hessian_vector(logp: Callable[[torch.Tensor], torch.Tensor], theta: torch.Te
     return hv
 
 
-def policy_gradient(logp: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+def policy_gradient(logp: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, adv: torch.Tensor,
+                    n: int | None = None) -> torch.Tensor:
     """p = (1/N) Σ_t ∇_θ ℓ_t A_t."""
-    return grad(lambda th: (adv * logp(th)).sum() / adv.numel())(theta)
+    n = adv.numel() if n is None else n
+    return grad(lambda th: (adv * logp(th)).sum() / n)(theta)
 
 
 def task_jacobian(logp: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
-                  adv_of_x: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+                  adv_of_x: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """B = (1/N) Σ_t ∇_θ ℓ_t (∂A_t/∂x)ᵀ, ``[P, k]`` (``ADVTASK.py:287-289``)."""
-    return jacfwd(lambda x_: policy_gradient(logp, theta, adv_of_x(x_)))(x)
+    return jacfwd(lambda x_: policy_gradient(logp, theta, adv_of_x(x_), n))(x)
 
 
 def solve_implicit(hv: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, damping: float, iters: int,
@@ -622,10 +665,16 @@ def task_gradient(family: str, x: torch.Tensor, pi_hat: Params, vf_hat: Params, 
         psi = to_psi(x_, lo, hi)
         return fam.model_reward(b.obs.double(), b.act.double(), b.next_obs.double(), psi)
 
+    trajectory = cfg.hessian_estimator == "trajectory"
+
     def advantages(b: Batch, x_):
+        """Per step: GAE; per trajectory: each complete episode's discounted return."""
+        if trajectory:
+            disc = complete_episode_discounts(b.term, cfg.gamma, cfg.horizon)
+            return episode_matrix(b.term, cfg.horizon) @ (disc * rewards(b, x_)).reshape(-1)
         v = value(vfd, nzd, b.obs.double()).detach()
         v_next = value(vfd, nzd, b.next_obs.double()).detach()
-        return gae(rewards(b, x_), b.term, v, v_next, cfg.gamma, cfg.lam).reshape(-1)
+        return gae(rewards(b, x_), b.term, v, v_next, cfg.gamma, cfg.lam, cfg.task_gae == "authors").reshape(-1)
 
     def returns_sum(b: Batch, x_):
         disc = complete_episode_discounts(b.term, cfg.gamma, cfg.horizon)
@@ -633,15 +682,19 @@ def task_gradient(family: str, x: torch.Tensor, pi_hat: Params, vf_hat: Params, 
 
     def logp_of(b: Batch):
         s, a = b.obs.reshape(-1, b.obs.shape[-1]).double(), b.act.reshape(-1, b.act.shape[-1]).double()
+        if trajectory:
+            episodes = episode_matrix(b.term, cfg.horizon)
+            return lambda th: episodes @ log_prob(unflat(th, pid), nzd, s, a)
         return lambda th: log_prob(unflat(th, pid), nzd, s, a)
 
     g_star = grad(lambda x_: returns_sum(data.real_star, x_))(x)
     g_hat = grad(lambda x_: returns_sum(data.real_hat, x_))(x)
-    p = policy_gradient(logp_of(data.real_hat), theta, advantages(data.real_hat, x).detach())
+    n_real, n_virt = data.real_hat.rew.numel(), data.virt.rew.numel()
+    p = policy_gradient(logp_of(data.real_hat), theta, advantages(data.real_hat, x).detach(), n_real)
     logp_virt = logp_of(data.virt)
     adv_virt = advantages(data.virt, x).detach()
-    B = task_jacobian(logp_virt, theta, lambda x_: advantages(data.virt, x_), x)
-    Y, residual = solve_implicit(hessian_vector(logp_virt, theta, adv_virt), B, cfg.task_cg_damping,
+    B = task_jacobian(logp_virt, theta, lambda x_: advantages(data.virt, x_), x, n_virt)
+    Y, residual = solve_implicit(hessian_vector(logp_virt, theta, adv_virt, n_virt), B, cfg.task_cg_damping,
                                  cfg.task_cg_iters, cfg.task_cg_tol)
     implicit = Y.T @ p  # -J p
     g = g_star - g_hat + implicit
@@ -780,7 +833,8 @@ def train(family: str, cfg: Config, *, seed: int, device: str | torch.device = "
                     # stage's is θ̂'s zero-shot policy, the last the SLBO policy on its way to θ*
                     "stats": {"real_returns": real_returns}}
         if cfg.task_sampler == "adversarial" and 1 <= j < cfg.n_tasks - 1:  # the last task's step is never used
-            tg = gradient_step(family, x, agent, pi_hat, vf_hat, nz_hat, nz, trainer, starts, cfg, seed, j)
+            nz_pi = nz_hat if cfg.grad_normalizer == "frozen" else nz  # P6
+            tg = gradient_step(family, x, agent, pi_hat, vf_hat, nz_pi, nz, trainer, starts, cfg, seed, j)
             tg = {k: v.tolist() for k, v in tg.items() if k != "x_next"} | {"x_next": tg["x_next"].tolist()}
             log_task(tg)
             snapshot["stats"].update(tg)

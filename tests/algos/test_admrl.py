@@ -256,6 +256,8 @@ def test_shared_first_task_starts_every_sampler(tmp_path):
     rows = admrl.adapt_and_evaluate("hopper-2d", unif, 2, torch.tensor([[0.5, 1.5]]), [7], TINY, seed=0)
     assert [r["n"] for r in rows] == [0, 400]
     assert all(np.isfinite(r["return"]) for r in rows)
+    # the snapshot's model loss on the zero-shot policy's first samples, one number per task
+    assert rows[0]["surprisal"] == rows[1]["surprisal"] > 0
 
 
 def test_a_family_without_a_model_reward_is_refused():

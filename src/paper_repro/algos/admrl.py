@@ -877,7 +877,8 @@ def adapt_and_evaluate(family: str, run: dict, snapshot: int, psis: torch.Tensor
     the model and normalisers restored into K copies, fresh policies; zero-shot TRPO in the frozen
     model (A₀); then ``test_stages`` stages of ``test_collect_envs × horizon`` real samples, each
     followed by ``test_inner`` × {model steps on the run's data ∪ the task's own, TRPO updates}.
-    Task k's generators come from (seed, task id), so its rows do not depend on K."""
+    Task k's generators come from (seed, task id), so its rows do not depend on K. Each row also carries
+    the task's ``surprisal``: the snapshot's model loss on the first stage's samples, before it trains on them."""
     device = torch.device(device)
     snap = run["snapshots"][snapshot]
     K = len(task_ids)
@@ -899,7 +900,7 @@ def adapt_and_evaluate(family: str, run: dict, snapshot: int, psis: torch.Tensor
         log({"snapshot": snapshot, **m})
     log_eval.where = f"at test tasks {list(task_ids)}"
 
-    rows = []
+    rows, surprisal = [], [float("nan")] * K
 
     def record(n):
         # evaluation draws from its own generators: how long the slowest task's episodes run must not
@@ -917,13 +918,18 @@ def adapt_and_evaluate(family: str, run: dict, snapshot: int, psis: torch.Tensor
     for stage in range(cfg.test_stages):
         new = collect(agent.pi, nz, gens, task_envs, cfg.horizon,
                       [task_seed(seed, 14, t, stage) % 2**31 for t in task_ids], (cfg.ou_theta, cfg.ou_sigma), np_gens)
+        if stage == 0:  # the code's "surprisal" (main.py:747-758): the snapshot's model on the zero-shot policy's data
+            with torch.no_grad():
+                surprisal = model_loss(trainer.phi, nz, *(torch.stack([r[f] for r in new]) for f in ("obs", "action", "next_obs"))).tolist()
+            log_eval({"surprisal": surprisal})
         own = [(torch.cat([o[0], r["obs"]]), torch.cat([o[1], r["action"]]), torch.cat([o[2], r["next_obs"]]))
                for o, r in zip(own, new)]
         nz = vmap(update_normalizers)(nz, torch.stack([r["obs"] for r in new]), torch.stack([r["next_obs"] for r in new]))
         virtual_training(family, agent, trainer, Data((D[0], D[1], D[2]), own), nz, psis_f, starts, cfg.test_inner,
                          log_eval)
         record(len(own[0][0]))
-    return rows
+    position = {int(t): k for k, t in enumerate(task_ids)}
+    return [{**r, "surprisal": surprisal[position[r["task_id"]]]} for r in rows]
 
 
 # --- Fig. 6: the models' error on out-of-distribution data --------------------------------------------

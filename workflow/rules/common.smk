@@ -176,10 +176,16 @@ def collect_dir(family, seed="{seed}"):
     return f"{SCALE_DIR}/data/{family}/{config['collect']['algo'][family]}/seed{seed}"
 
 
+@functools.cache
+def protocol_tables(family, protocol):
+    """A protocol's split tables (split -> DataFrame, never modified): the DAG asks for them hundreds of times."""
+    return envs.task_table(family, protocol, seed=config["task_seed"])
+
+
 def experiment_task_ids(name, split):
     """The task ids of an experiment's split that enter its runs (its task limit applied), in table order."""
     exp = config["experiments"][name]
-    table = envs.task_table(exp["family"], exp["protocol"], seed=config["task_seed"])[split]
+    table = protocol_tables(exp["family"], exp["protocol"])[split]
     return [int(i) for i in table["task_id"].head(experiment_task_limit(name)[split])]
 
 
@@ -187,7 +193,7 @@ def collect_task_ids(family):
     """The tasks that get an agent: the first task_limit tasks of each split of MACAW's protocol, in table
     order, then every other task that an offline experiment on the family trains or tests on (e.g. all 40
     cheetah velocities for the task-sparsity protocols), in id order."""
-    tables = envs.task_table(family, COLLECT_PROTOCOL, seed=config["task_seed"])
+    tables = protocol_tables(family, COLLECT_PROTOCOL)
     ids = []
     for split, limit in (("train", config["task_limit"]["train"]), ("test", config["task_limit"]["test"])):
         ids += [int(i) for i in tables[split]["task_id"].head(limit) if int(i) not in ids]

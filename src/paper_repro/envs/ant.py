@@ -16,7 +16,6 @@ a reset, as the authors' ``comvel``. v5's reset noise is already theirs: U(±0.1
 from __future__ import annotations
 
 import numpy as np
-import torch
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.spaces import Box
 
@@ -132,7 +131,7 @@ def ant_3d_reward(obs, act, next_obs, psi):
 
 def ant_done(next_obs):
     z = next_obs[..., 0]
-    return ~(torch.isfinite(next_obs).all(-1) & (z >= Z_RANGE[0]) & (z <= Z_RANGE[1]))
+    return ~(next_obs.isfinite().all(-1) & (z >= Z_RANGE[0]) & (z <= Z_RANGE[1]))
 
 
 # --- task splits -------------------------------------------------------------------

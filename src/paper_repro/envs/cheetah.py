@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from .tasks import Family, TaskEnv, by_index, box_boundary, complement, flatten, vector
@@ -115,12 +114,12 @@ def load_highdim_stats() -> dict[str, np.ndarray]:
 def highdim_model_reward(obs, act, next_obs, psi):
     """The env's reward: the observation is the 18-d state itself."""
     stats = load_highdim_stats()
-    mu, sigma = (torch.as_tensor(stats[k], dtype=next_obs.dtype, device=next_obs.device) for k in ("mean", "std"))
+    mu, sigma = (next_obs.new_tensor(stats[k]) for k in ("mean", "std"))
     return (psi * ((next_obs - mu) / sigma)).sum(-1) - 0.05 * act.clamp(-1.0, 1.0).square().sum(-1)
 
 
 def never_done(next_obs):
-    return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
+    return next_obs.new_zeros(next_obs.shape[:-1]).bool()
 
 
 # --- task splits -------------------------------------------------------------------

@@ -13,7 +13,6 @@ displacement over dt, so that reward and termination are functions of the observ
 from __future__ import annotations
 
 import numpy as np
-import torch
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 
 from .tasks import AuthorsResetNoise, Family, TaskEnv, by_index, grid
@@ -45,7 +44,7 @@ def model_reward(obs, act, next_obs, psi):
 
 
 def model_done(next_obs):
-    healthy = (torch.isfinite(next_obs).all(-1) & (next_obs[..., 2:].abs() < 100).all(-1)
+    healthy = (next_obs.isfinite().all(-1) & (next_obs[..., 2:].abs() < 100).all(-1)
                & (next_obs[..., 0] > 0.7) & (next_obs[..., 1].abs() < 0.2))
     return ~healthy
 

@@ -382,3 +382,13 @@ def test_gymnasium_env_checker_passes(family):
         check_env(env.unwrapped, skip_render_check=True)
     unexpected = [str(w.message) for w in caught if not any(e in str(w.message) for e in EXPECTED_WARNINGS)]
     assert unexpected == [], unexpected
+
+
+def test_the_family_registry_does_not_import_torch():
+    """The Snakefile imports the registry on every snakemake call (each test's DAG build): torch would
+    double that cost, and the model rewards need only tensor methods."""
+    import subprocess
+    import sys
+
+    code = "import sys; from paper_repro import envs, config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -28,7 +28,7 @@ def evaluation(method: str) -> str:
 
 
 TABLES = [
-    "results/tasks/ant-2d/admrl/test.csv",
+    "results/tasks/ant-2d/admrl-coarse/test.csv",
     "results/tasks/ant-dir/macaw/test.csv",
     "results/tasks/cheetah-vel/macaw/test.csv",
     "results/tasks/walker-params/macaw/test.csv",
@@ -114,7 +114,7 @@ def test_dropping_a_method_reruns_only_the_figure(built):
 def test_family_definition_change_reruns_that_family_only(built):
     with edited(built, "src/paper_repro/envs/ant.py"):
         assert planned(built, TARGETS) == [
-            "results/tasks/ant-2d/admrl/test.csv",
+            "results/tasks/ant-2d/admrl-coarse/test.csv",
             "results/tasks/ant-dir/macaw/test.csv",
             "results/tasks/ant-dir/macaw/train.csv",
         ]

@@ -232,6 +232,30 @@ def test_trpo_and_model_steps_batched_equal_a_loop_over_tasks():
             torch.testing.assert_close(model_both[n][k], model_alone[n][0], rtol=1e-4, atol=1e-6)
 
 
+def test_trpo_tries_the_full_step_first_and_searches_only_where_a_task_rejects_it():
+    """The batched line search: the full step for every task, the halvings only when some task rejects
+    it; each task's result is its own full search's (a task with zero advantages has no direction: NaN,
+    rejected at every halving, its policy kept)."""
+    K, N = 3, 50
+    gens = [torch.Generator().manual_seed(k) for k in range(K)]
+    pi = admrl.init_policy(gens, 4, 2, TINY)
+    nz = admrl.expand(admrl.init_normalizers(4), K)
+    s, a = torch.randn(K, N, 4), torch.randn(K, N, 2)
+    adv = torch.randn(K, N)
+    adv[1] = 0
+    cfg = dataclasses.replace(TINY, ent_coef=0.0)  # no entropy bonus: task 1's gradient is exactly 0
+    new, accepted = admrl.trpo(pi, nz, s, a, adv, cfg)
+    assert accepted.tolist()[1] == -1 and accepted[0] >= 0 and accepted[2] >= 0
+    halvings = 0.5 ** torch.arange(cfg.line_search_steps, dtype=torch.float64)
+    for k in range(K):
+        one = {n: v[k] for n, v in pi.items()}
+        alone, idx = admrl.trpo_step(one, admrl.index(nz, k), s[k], a[k], adv[k], cfg, halvings)
+        assert int(idx) == int(accepted[k])
+        for n in one:
+            torch.testing.assert_close(new[n][k], alone[n])
+    torch.testing.assert_close(new["0.w"][1], pi["0.w"][1])
+
+
 def test_training_is_deterministic_and_resumes_after_any_task(tmp_path):
     full = admrl.train("hopper-2d", TINY, seed=3)
     ck = tmp_path / "run.pt"

@@ -411,10 +411,10 @@ def gae(rew: torch.Tensor, term: torch.Tensor, v: torch.Tensor, v_next: torch.Te
 
 
 def trpo_step(pi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor, adv: torch.Tensor,
-              cfg: Config) -> tuple[Params, torch.Tensor]:
+              cfg: Config, shrink: torch.Tensor) -> tuple[Params, torch.Tensor]:
     """One natural-gradient step on ``mean(ratio·Â) + ent_coef·mean(H)``, with the line search's
-    halvings all evaluated at once and the first acceptable one kept. Returns the new parameters and
-    the accepted halving (-1: none, the old parameters kept)."""
+    step sizes ``shrink`` (halvings) all evaluated at once and the first acceptable one kept. Returns
+    the new parameters and the accepted index (-1: none, the old parameters kept)."""
     theta0 = flat(pi)
     m0, ls0 = (x.detach() for x in policy_dist(pi, nz, s))
     lp0 = log_prob(pi, nz, s, a).detach()
@@ -435,14 +435,26 @@ def trpo_step(pi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor, adv
     g = grad(surrogate)(theta0)
     direction, _ = conjugate_gradient(fisher, g, cfg.cg_iters)
     step = torch.sqrt(2 * cfg.max_kl / (direction @ fisher(direction))) * direction
-    shrink = 0.5 ** torch.arange(cfg.line_search_steps, dtype=theta0.dtype, device=theta0.device)
-    candidates = theta0 + shrink[:, None] * step
+    candidates = theta0 + shrink.to(theta0)[:, None] * step
     loss, kls = vmap(surrogate)(candidates), vmap(kl)(candidates)
     ok = torch.isfinite(loss) & torch.isfinite(kls) & (kls <= 1.5 * cfg.max_kl) & (loss - surrogate(theta0) >= 0)
     first = torch.argmax(ok.int())
     accepted = ok.any()
     theta = torch.where(accepted, candidates[first], theta0)
     return unflat(theta, pi), torch.where(accepted, first, -1)
+
+
+def trpo(pi: Params, nz: Normalizers, s: torch.Tensor, a: torch.Tensor, adv: torch.Tensor,
+         cfg: Config) -> tuple[Params, torch.Tensor]:
+    """``trpo_step`` of K stacked policies, vmapped. The full step first: where every task accepts it
+    (nearly always) the other halvings cost nothing; otherwise the whole search, whose first acceptable
+    step is the full one again for the tasks that accepted it."""
+    step = vmap(trpo_step, in_dims=(0, 0, 0, 0, 0, None, None))
+    halvings = 0.5 ** torch.arange(cfg.line_search_steps, dtype=torch.float64)
+    new, accepted = step(pi, nz, s, a, adv, cfg, halvings[:1])
+    if bool((accepted < 0).any()):
+        new, accepted = step(pi, nz, s, a, adv, cfg, halvings)
+    return new, accepted
 
 
 class Agent:
@@ -469,7 +481,7 @@ class Agent:
         adv = (adv - adv.mean(1, keepdim=True)) / adv.std(1, keepdim=True).clamp_min(1e-8)
         obs, act = b.obs.reshape(K, E * T, -1), b.act.reshape(K, E * T, -1)
         pi = {k: v.detach() for k, v in self.pi.items()}
-        self.pi, accepted = vmap(trpo_step, in_dims=(0, 0, 0, 0, 0, None))(pi, nz, obs, act, adv, cfg)
+        self.pi, accepted = trpo(pi, nz, obs, act, adv, cfg)
         vf_loss = self.fit_value(nz, obs, returns)
         return {"virtual_return": (b.rew.sum((1, 2)) / max(1, E)).tolist(), "vf_loss": vf_loss.tolist(),
                 "line_search": accepted.tolist()}

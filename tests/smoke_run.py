@@ -27,6 +27,8 @@ FIGURES = [
     "fig4_adversarial_tasks",
     "fig5_ood_gap",
     "fig6_model_error",
+    "fig1_pearl_gap_heatmap",
+    "fig2_adaptation_returns",
 ]
 
 _built: dict[str, tuple[Path, list[str]]] = {}

@@ -37,14 +37,14 @@ def test_user_keys_override_the_scale(base):
 def test_coarse_test_grids_replace_the_protocols_of_admrl_experiments_only(base):
     paper = resolve({**base, "scale": "paper"})["experiments"]
     quick = resolve({**base, "scale": "quick"})["experiments"]
-    coarse = resolve({**base, "scale": "paper", "admrl": {"test_grid": "coarse"}})["experiments"]
+    coarse = resolve({**base, "scale": "paper", "admrl": {**base["admrl"], "test_grid": "coarse"}})["experiments"]
     assert quick == coarse
     changed = {name for name in paper if paper[name] != coarse[name]}
     assert changed == {"admrl-ant-2d", "admrl-ant-3d", "admrl-walker-2d", "admrl-hopper-2d", "admrl-ant-2d-ood"}
     assert {coarse[n]["protocol"] for n in changed} == {"admrl-coarse", "admrl-ood-coarse"}
     assert coarse["admrl-cheetah-highdim"] == paper["admrl-cheetah-highdim"]  # 5 of its 20 by task_limit instead
     with pytest.raises(prconfig.ConfigError, match=r"admrl.test_grid.*'fine'.*allowed"):
-        resolve({**base, "scale": "quick", "admrl": {"test_grid": "fine"}})
+        resolve({**base, "scale": "quick", "admrl": {**base["admrl"], "test_grid": "fine"}})
 
 
 def test_every_figure_has_a_report_caption_and_every_caption_a_figure(base):

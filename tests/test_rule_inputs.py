@@ -30,14 +30,15 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("metatrain_admrl", "admrl_train.py"), ("metatrain_mb_", "admrl_train.py"),
                 ("evaluate_admrl", "admrl_evaluate.py"), ("evaluate_mb_", "admrl_evaluate.py"),
                 ("table_fig3_worst_case_gap", "table_admrl.py"), ("table_fig4_adversarial_tasks", "table_admrl.py"),
-                ("table_fig5_ood_gap", "table_admrl.py"), ("model_error_", "admrl_model_error.py"),
+                ("table_fig5_ood_gap", "table_admrl.py"), ("table_fig1_pearl_gap_heatmap", "table_admrl.py"),
+                ("table_fig2_adaptation_returns", "table_admrl.py"), ("model_error_", "admrl_model_error.py"),
                 ("table_fig6_model_error", "table_model_error.py"), ("metatrain_", "metatrain.py"),
                 ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
                 ("plot_", "plot_figure.py")]
 
 
-# offline methods whose algorithm is not the first word of the method (the workflow's OFFLINE_METHODS)
-OFFLINE_ALGOS = {"meta_bc": "macaw", "offline_mt_ft": "mt_awr", "offline_pearl": "offline_pearl"}
+# methods whose algorithm is not the first word of the method (the workflow's OFFLINE_METHODS and ONLINE_RUNS)
+OFFLINE_ALGOS = {"meta_bc": "macaw", "offline_mt_ft": "mt_awr", "offline_pearl": "offline_pearl", "mt_joint": "maml"}
 
 
 def module_file(dotted: str) -> str | None:

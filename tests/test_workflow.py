@@ -203,3 +203,33 @@ def test_admrl_figure_tables(tmp_path_factory):
     fig6 = pd.read_csv(tables / "fig6_model_error.csv")
     assert set(fig6.method) == {"admrl", "mb-unif", "mb-gauss"} and set(fig6.metric) == {"model_rms", "model_mse_normalised"}
     assert sorted(fig6.task.unique()) == [0, 1, 2]  # every snapshot scored
+
+
+def test_admrl_baseline_figure_tables(tmp_path_factory):
+    """AdMRL Figs 1-2: the model-free baselines train on the family's pool of 150 uniform tasks (the smoke
+    scale's first 2), adapt on AdMRL's sample schedule (n = 0 and one stage of 2 trajectories at the smoke
+    scale), the multi-task ones see the task parameter; PEARL's gaps are taken against A*; Fig. 2 averages
+    the test tasks per seed for every method on every family."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    tables, smoke = workdir / "results" / "tables", workdir / "results" / "smoke"
+    train = pd.read_csv(workdir / "results/tasks/ant-2d/admrl-coarse/train.csv")
+    assert len(train) == envs.BOX_TRAIN_TASKS
+    log = (smoke / "logs/metatrain_pearl-mt/admrl-ant-2d/seed0.log").read_text()
+    assert "on 2 ant-2d tasks" in log
+    model = io.load_checkpoint(smoke / "runs/admrl-ant-2d/pearl-mt/seed0/model.pt")
+    plain = io.load_checkpoint(smoke / "runs/admrl-ant-2d/pearl/seed0/model.pt")
+    assert model["obs_dim"] == plain["obs_dim"] + 2  # x(ψ) appended
+    assert io.load_checkpoint(smoke / "runs/admrl-ant-2d/mt-joint/seed0/model.pt")["config"]["inner_steps"] == 0
+    fig1 = pd.read_csv(tables / "fig1_pearl_gap_heatmap.csv")
+    cells = fig1[fig1.kind == "task"]
+    assert set(cells.method) == {"pearl"} and sorted(cells.n.unique()) == [0, 400]
+    assert (cells.gap >= 0).all() and cells[["goal_vx", "goal_vy"]].notna().all().all()
+    fig2 = pd.read_csv(tables / "fig2_adaptation_returns.csv")
+    assert set(fig2.method) == {"admrl", "maml", "pearl", "mt-joint", "maml-mt", "pearl-mt"}
+    assert set(fig2.experiment) == {"admrl-hopper-2d", "admrl-walker-2d", "admrl-ant-2d", "admrl-ant-3d"}
+    per_seed = fig2[fig2.kind == "seed"]
+    assert (per_seed.groupby(["experiment", "method"]).n.apply(sorted).map(tuple) == (0, 400)).all()
+    evals = pd.read_csv(smoke / "eval/admrl-walker-2d/maml/seed0.csv")
+    expected = evals[evals.steps == 400]["return"].mean()
+    got = per_seed.set_index(["experiment", "method", "n"]).loc[("admrl-walker-2d", "maml", 400), "mean"]
+    assert got == pytest.approx(expected)

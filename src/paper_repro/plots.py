@@ -416,8 +416,30 @@ def macaw_ablations(table: pd.DataFrame, style: Mapping[str, Any], title: str) -
 
 # --- AdMRL (papers/002) ------------------------------------------------------------------
 
-ADMRL_LABELS = {"admrl": "AdMRL (Ours)", "mb-unif": "MB-Unif", "mb-gauss": "MB-Gauss"}
+ADMRL_LABELS = {"admrl": "AdMRL (Ours)", "mb-unif": "MB-Unif", "mb-gauss": "MB-Gauss", "maml": "MAML", "pearl": "PEARL",
+                "mt-joint": "MT-joint", "maml-mt": "MAML-MT", "pearl-mt": "PEARL-MT"}
 ADMRL_ORDER = list(ADMRL_LABELS)
+
+
+def adaptation_rows(evals: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Every method's returns in the model-based evaluations' form (task_id, ψ, n, return): a model-free
+    baseline's "adapted" rows with n = its ``steps`` (samples of the schedule) and the test task's
+    parameters joined from ``tests`` (experiment, task_id, ψ...); model-based rows pass unchanged."""
+    if "n" in evals and evals["n"].notna().all():
+        return evals
+    mb = evals[evals["n"].notna()] if "n" in evals else evals.iloc[:0]
+    mf = evals[evals["n"].isna()] if "n" in evals else evals
+    if (mf["stage"] != "adapted").any() or mf["steps"].isna().any():
+        raise ValueError("adaptation_rows: model-free rows need stage 'adapted' and steps (AdMRL's sample schedule); got "
+                         f"stages {sorted(mf['stage'].dropna().unique())} for {sorted(mf['method'].unique())}")
+    params = [c for c in tests.columns if c not in ("experiment", "task_id")]
+    mf = mf.drop(columns=[c for c in params if c in mf]).assign(n=mf["steps"]).merge(
+        tests, on=["experiment", "task_id"], how="left", validate="many_to_one", indicator=True)
+    missing = mf.loc[mf["_merge"] != "both", ["experiment", "task_id"]].drop_duplicates()
+    if len(missing):
+        raise ValueError(f"adaptation_rows: no test task for {missing.to_dict('records')}")
+    mf = mf.drop(columns="_merge")
+    return pd.concat([mb, mf], ignore_index=True) if len(mb) else mf
 
 
 def _admrl_colors(style: Mapping[str, Any]) -> dict[str, Any]:
@@ -577,6 +599,66 @@ def adversarial_tasks(table: pd.DataFrame, style: Mapping[str, Any], title: str)
     _worst_case_curves(ax, gaps, style)
     ax.set_title(ADMRL_TITLES.get("cheetah-highdim"), fontsize="small")
     ax.legend(fontsize="small", frameon=False)
+    fig.suptitle(title)
+    return fig
+
+
+def pearl_gap_heatmap_table(evals, a_star_sac, reference, level, resamples) -> pd.DataFrame:
+    """AdMRL Fig. 1: PEARL's gaps per test task and n (and its worst-case gap), as Fig. 3's table."""
+    return worst_case_gap_table(evals, a_star_sac, reference, level, resamples)
+
+
+def pearl_gap_heatmap(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """AdMRL Fig. 1: the gap at the largest n over the task grid, mean over seeds, lighter = smaller."""
+    apply_style(style)
+    cells = table[(table["kind"] == "task") & (table["n"] == table["n"].max())]
+    panels = list(cells.groupby(["experiment", "method"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.0), squeeze=False, layout="constrained")
+    means = cells.groupby(["experiment", "method", "task_id"])["gap"].mean()
+    for ax, ((_, method), data) in zip(axes[0], panels):
+        family = data["family"].iloc[0]
+        _gap_heatmap(ax, data, family, float(means.min()), float(means.max()), sns.color_palette("rocket_r", as_cmap=True))
+        ax.set_title(f"{ADMRL_TITLES.get(family, family)}: {ADMRL_LABELS.get(method, method)}", fontsize="small")
+        fig.colorbar(ax.collections[0], ax=ax, shrink=0.8, label=f"gap $G_{{{int(cells['n'].max())}}}$ (lighter = smaller)")
+    fig.suptitle(title)
+    return fig
+
+
+def adaptation_returns_table(evals, a_star_sac, reference, level, resamples) -> pd.DataFrame:
+    """AdMRL Fig. 2: per experiment, method and n, each seed's return averaged over the test tasks
+    (``seed`` rows) and their mean over seeds with a bootstrap interval (``aggregate``). No reference
+    return: the figure draws returns, not gaps."""
+    by = ["experiment", "family", "method", "n"]
+    per_seed = evals.groupby([*by, "seed"], as_index=False).agg(mean=("return", "mean"), n_tasks=("task_id", "nunique"))
+    rows = []
+    for key, group in per_seed.groupby(by):
+        mean, low, high = stats.bootstrap_ci(group[["mean"]].to_numpy(), level, resamples)
+        rows.append({**dict(zip(by, key)), "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(group),
+                     "n_tasks": int(group["n_tasks"].iloc[0])})
+    return pd.concat([per_seed.assign(kind="seed", n_seeds=1), pd.DataFrame(rows).assign(kind="aggregate")],
+                     ignore_index=True)
+
+
+def adaptation_returns(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """AdMRL Fig. 2: average test return vs adaptation samples n, one panel per family, one line per method."""
+    apply_style(style)
+    order = {f: i for i, f in enumerate(("hopper-2d", "walker-2d", "ant-2d", "ant-3d"))}  # the paper's panels
+    experiments = sorted(dict.fromkeys(table["experiment"]),
+                         key=lambda e: order.get(table.loc[table["experiment"] == e, "family"].iloc[0], len(order)))
+    colors = dict(zip(ADMRL_ORDER, sns.color_palette(style["palette"], len(ADMRL_ORDER))))
+    fig, axes = plt.subplots(1, len(experiments), figsize=(3.6 * len(experiments), 3.4), squeeze=False,
+                             layout="constrained")
+    for ax, name in zip(axes[0], experiments):
+        data = table[table["experiment"] == name]
+        for method in _admrl_methods(data):
+            _errorbar_line(ax, data[data["method"] == method], "n", ADMRL_LABELS.get(method, method), colors.get(method))
+        family = data["family"].iloc[0]
+        ax.set_title(ADMRL_TITLES.get(family, family), fontsize="small")
+        ax.set_xlabel("Adaptation samples $n$")
+        ax.set_xticks(sorted(data["n"].dropna().unique()))
+    axes[0][0].set_ylabel("Average return")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize="small", frameon=False)
     fig.suptitle(title)
     return fig
 

@@ -152,6 +152,13 @@ def test_maml_learns_to_adapt_on_point_navigation():
             for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=10, eval_episodes=10, seed=i)]
     returns = {stage: np.mean([r["return"] for r in rows if r["stage"] == stage]) for stage in ("prior", "adapted")}
     assert returns["adapted"] > returns["prior"], returns
+    # AdMRL's sample schedule: one inner step per stage of 10 trajectories; the return after 3 stages
+    # (600 samples) is above the return before any
+    staged = [row for i, t in enumerate(goals[30:])
+              for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=0, eval_episodes=10,
+                                                 seed=i, stages=3, stage_trajectories=10)]
+    by_n = {n: np.mean([r["return"] for r in staged if r["steps"] == n]) for n in (0, 200, 400, 600)}
+    assert by_n[600] > by_n[0], by_n
 
 
 def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
@@ -193,6 +200,48 @@ def test_on_eval_is_called_when_env_steps_cross_a_multiple_and_at_the_end():
     assert calls[-1][1] is state["params"]
     rows = maml.adapt_and_evaluate(state, lambda: make_env(goals[0]), 5, adapt_trajectories=2, eval_episodes=3, seed=0)
     assert [(r["stage"], r["steps"]) for r in rows] == [("prior", 0), ("adapted", 0)]
+
+
+def test_staged_adaptation_rows_and_update_rules():
+    """AdMRL's schedule: evaluations at n = 0 and after each stage of ``stage_trajectories`` trajectories,
+    counted in samples; deterministic per seed; "vpg" is MAML's inner step (nothing moves with a zero
+    step size), "trpo" one TRPO step that stays in the trust region."""
+    goals = [{"goal": g} for g in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))]
+    make_env = lambda: nav_env(goals[0])  # noqa: E731
+    state = maml.train(nav_env, goals, 5, maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=1), seed=0)
+    kw = dict(adapt_trajectories=0, eval_episodes=3, seed=2, stages=2, stage_trajectories=4)
+    rows = maml.adapt_and_evaluate(state, make_env, 5, **kw)
+    assert [(r["stage"], r["steps"], r["samples"]) for r in rows] == [("adapted", 0, 0), ("adapted", 20, 20), ("adapted", 40, 40)]
+    assert rows == maml.adapt_and_evaluate(state, make_env, 5, **kw)
+    frozen = {**state, "config": {**state["config"], "inner_lr": 0.0}}
+    flat = [r["return"] for r in maml.adapt_and_evaluate(frozen, make_env, 5, **kw)]
+    assert flat[0] == rows[0]["return"] and len(set(flat)) == 3  # same policy, fresh episodes each time
+    trpo = maml.adapt_and_evaluate(state, make_env, 5, **kw, step="trpo")
+    assert trpo[0] == rows[0] and [r["return"] for r in trpo[1:]] != [r["return"] for r in rows[1:]]
+    with pytest.raises(ValueError, match="'vpg' or 'trpo'"):
+        maml.adapt_and_evaluate(state, make_env, 5, **kw, step="sgd")
+
+
+def test_trpo_step_of_staged_adaptation_is_one_trust_region_update():
+    """MT-joint's fine-tune: the parameters after a stage are ``update`` on that stage's batch alone."""
+    policy, params, pre, _ = tiny()
+    one = maml.Trajectories(*(x[:1] for x in pre))
+    cfg = maml.Config(inner_steps=0, max_kl=0.01)
+    new, metrics = maml.update(policy, params, one, one, cfg)
+    assert 0 < metrics["train/kl"] <= 0.01 + 1e-6 and metrics["train/surrogate"] < metrics["train/surrogate_before"]
+    with torch.no_grad():  # no inner step: the KL is the plain policy's on the stage's observations
+        kl = maml.gaussian_kl(policy, params, new, one.obs[0])
+    assert float((kl * one.mask[0]).sum() / one.mask[0].sum()) == pytest.approx(metrics["train/kl"], rel=1e-4)
+
+
+def test_no_inner_step_is_multi_task_trpo():
+    """inner_steps 0 (AdMRL's MT-joint): one set of trajectories per task and iteration, counted once, and
+    the post-update returns are the pre-update ones."""
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=3, inner_steps=0)
+    history = []
+    maml.train(nav_env, NAV_GOALS, 5, cfg, seed=0, log=history.append)
+    assert [h["env_steps"] for h in history] == [20, 40, 60]
+    assert all(h["train/pre_return"] == h["train/adapted_return"] for h in history)
 
 
 def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):

@@ -212,8 +212,22 @@ def test_adapt_and_evaluate_rows():
     assert [(r["stage"], r["steps"]) for r in rows] == [("prior", 0), ("adapted", 0)]
     assert all(-HORIZON * 2 < r["return"] < 0 for r in rows)
     assert rows == pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1)
-    with pytest.raises(TypeError, match="no options"):
+    with pytest.raises(TypeError, match="relabel"):
         pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1, relabel=1)
+
+
+def test_staged_adaptation_conditions_on_all_context_so_far():
+    """AdMRL's schedule: n = 0 is the prior mean's return (the classic protocol's "prior" row, same seed),
+    then the posterior mean of all context after each stage; the samples are the context's size."""
+    state = pearl.train(make_env, GOALS, HORIZON, TINY, seed=0)
+    env_fn = lambda: make_env({"goal": 0.5})  # noqa: E731
+    kw = dict(adapt_trajectories=0, eval_episodes=3, seed=1, stages=3, stage_trajectories=2)
+    rows = pearl.adapt_and_evaluate(state, env_fn, HORIZON, **kw)
+    assert [(r["stage"], r["steps"], r["samples"]) for r in rows] == [("adapted", n, n) for n in (0, 20, 40, 60)]
+    classic = pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1)
+    assert rows[0]["return"] == classic[0]["return"]
+    assert rows == pearl.adapt_and_evaluate(state, env_fn, HORIZON, **kw)
+    assert len({r["return"] for r in rows}) == 4
 
 
 def test_saved_model_is_plain_data_and_adapts_as_the_state(tmp_path):

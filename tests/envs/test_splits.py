@@ -23,20 +23,20 @@ SIZES = {
     ("cheetah-vel", "macaw-sparsity-3"): {"train": 3, "test": 37},
     ("cheetah-dir", "macaw"): {"train": 2, "test": 2},
     ("cheetah-negated-joints", "mier"): {"train": 10, "test": 10},
-    ("cheetah-highdim", "admrl"): {"test": 20},
+    ("cheetah-highdim", "admrl"): {"train": 150, "test": 20},
     ("ant-dir", "macaw"): {"train": 45, "test": 5},
-    ("ant-2d", "admrl"): {"test": 36},
-    ("ant-2d", "admrl-ood"): {"test": 20},
-    ("ant-3d", "admrl"): {"test": 48},
-    ("ant-2d", "admrl-coarse"): {"test": 9},
-    ("ant-2d", "admrl-ood-coarse"): {"test": 8},
-    ("ant-3d", "admrl-coarse"): {"test": 8},
-    ("walker-2d", "admrl-coarse"): {"test": 9},
-    ("hopper-2d", "admrl-coarse"): {"test": 9},
+    ("ant-2d", "admrl"): {"train": 150, "test": 36},
+    ("ant-2d", "admrl-ood"): {"train": 150, "test": 20},
+    ("ant-3d", "admrl"): {"train": 150, "test": 48},
+    ("ant-2d", "admrl-coarse"): {"train": 150, "test": 9},
+    ("ant-2d", "admrl-ood-coarse"): {"train": 150, "test": 8},
+    ("ant-3d", "admrl-coarse"): {"train": 150, "test": 8},
+    ("walker-2d", "admrl-coarse"): {"train": 150, "test": 9},
+    ("hopper-2d", "admrl-coarse"): {"train": 150, "test": 9},
     ("humanoid-dir", "mier-benchmark"): {"train": 100, "test": 30},
     ("walker-params", "macaw"): {"train": 45, "test": 5},
-    ("walker-2d", "admrl"): {"test": 36},
-    ("hopper-2d", "admrl"): {"test": 36},
+    ("walker-2d", "admrl"): {"train": 150, "test": 36},
+    ("hopper-2d", "admrl"): {"train": 150, "test": 36},
 }
 SHARED_SPLITS = {("cheetah-dir", "macaw")}  # MACAW trains and tests on the same 2 directions
 
@@ -57,7 +57,8 @@ def test_sizes_and_disjointness(family, protocol):
         train = {tuple(r) for r in tables["train"].drop(columns="task_id").round(12).to_numpy()}
         test = {tuple(r) for r in tables["test"].drop(columns="task_id").round(12).to_numpy()}
         assert not train & test
-        assert not set(tables["train"].task_id) & set(tables["test"].task_id)
+        if envs.get_family(family).task_box is None:  # a box family's pool is numbered on its own
+            assert not set(tables["train"].task_id) & set(tables["test"].task_id)
 
 
 @pytest.mark.parametrize("family,protocol", PROTOCOLS)
@@ -110,6 +111,36 @@ def test_other_splits_follow_tasks_md():
             test = envs.task_table(family, protocol)["test"]
             for key, (lo, hi) in box.items():
                 assert test[key].min() == lo and test[key].max() == hi
+
+
+@pytest.mark.parametrize("family", ["ant-2d", "ant-3d", "walker-2d", "hopper-2d", "cheetah-highdim"])
+def test_box_families_train_pool(family):
+    """AdMRL Sec. 5: the model-free baselines train on 150 tasks drawn uniformly from the box, one pool per
+    family (every test protocol shares it), fixed by the task seed."""
+    box = envs.get_family(family).task_box
+    pools = [envs.task_table(family, p)["train"] for p in envs.protocols(family)]
+    train = pools[0]
+    assert len(train) == envs.BOX_TRAIN_TASKS == 150 and list(train.columns) == ["task_id", *box]
+    for other in pools[1:]:
+        pd.testing.assert_frame_equal(other, train)
+    for key, (lo, hi) in box.items():
+        assert train[key].between(lo, hi).all() and train[key].std() > (hi - lo) / 5  # spread over the box
+    assert not envs.task_table(family, envs.protocols(family)[0], seed=1)["train"].equals(train)
+
+
+def test_task_parameter_observation():
+    """The multi-task baselines see x(ψ) = 2(ψ - lo)/(hi - lo) - 1 after the observation, every step."""
+    task = {"goal_vx": 3.0, "goal_vy": -1.5}
+    np.testing.assert_allclose(envs.task_parameter("ant-2d", task), [1.0, -0.5])
+    np.testing.assert_allclose(envs.task_parameter("ant-2d", {"goal_vx": -5.0, "goal_vy": 0.0}), [-5 / 3, 0.0])
+    plain, mt = envs.make("ant-2d", task, seed=3), envs.make("ant-2d", task, seed=3, multitask=True)
+    assert mt.observation_space.shape[0] == plain.observation_space.shape[0] + 2
+    o, o_mt = plain.reset(seed=3)[0], mt.reset(seed=3)[0]
+    np.testing.assert_array_equal(o_mt, np.concatenate([o, [1.0, -0.5]]).astype(np.float32))
+    a = plain.action_space.sample()
+    np.testing.assert_array_equal(mt.step(a)[0], np.concatenate([plain.step(a)[0], [1.0, -0.5]]).astype(np.float32))
+    with pytest.raises(ValueError, match="cheetah-vel has no task box"):
+        envs.make("cheetah-vel", {"velocity": 1.0}, multitask=True)
 
 
 @pytest.mark.parametrize("family", MUJOCO_FAMILIES)

@@ -68,11 +68,6 @@ def experiment_task_tables(name):
     return [task_table_path(exp["family"], exp["protocol"], s) for s in envs.splits(exp["family"], exp["protocol"])]
 
 
-# AdMRL's families have only a test split: the algorithm picks training tasks in the task box.
-BOX_TASK_FAMILIES = [f for f in envs.FAMILIES if envs.get_family(f).task_box is not None]
-FIXED_TASK_FAMILIES = [f for f in envs.FAMILIES if f not in BOX_TASK_FAMILIES]
-
-
 def task_table_sources(wildcards):
     return family_sources(wildcards.family) + lib("io.py")
 
@@ -134,6 +129,8 @@ FIGURES_BUILT = [  # the figures whose stages exist so far
     "fig4_adversarial_tasks",
     "fig5_ood_gap",
     "fig6_model_error",
+    "fig1_pearl_gap_heatmap",
+    "fig2_adaptation_returns",
 ]
 
 
@@ -301,7 +298,20 @@ ALGO_IMPORTS = {
     "offline_pearl": ["algos/pearl.py", "buffers.py", "nets.py", "rollout.py"],
 }
 
-# Evaluated methods: the algorithm whose meta-trained model they adapt, and its test-time options.
+# Online meta-training runs, results/<scale>/runs/<experiment>/<run>/: run -> (algorithm, its Config
+# switches, multitask). AdMRL's multi-task baselines (AdMRL Sec. 5) are the same algorithms seeing the
+# normalised task parameter after the observation (envs.TaskParameterObservation): MAML-MT, PEARL-MT,
+# and MT-joint, MAML-TRPO without its inner step (multi-task TRPO). Switches, not copies.
+ONLINE_RUNS = {
+    "maml": ("maml", {}, False),
+    "pearl": ("pearl", {}, False),
+    "mier": ("mier", {}, False),
+    "mt-joint": ("maml", {"inner_steps": 0}, True),
+    "maml-mt": ("maml", {}, True),
+    "pearl-mt": ("pearl", {}, True),
+}
+
+# Evaluated methods: the run whose meta-trained model they adapt, and its test-time options.
 # MIER and its ablation share one meta-training run (MIER Sec. 5.2.2).
 RELABEL = {"relabel_steps": config["evaluate"]["relabel_steps"]}
 EVAL_METHODS = {
@@ -309,7 +319,14 @@ EVAL_METHODS = {
     "pearl": ("pearl", {}),
     "mier": ("mier", {"relabel": True, **RELABEL}),
     "mier-no-relabel": ("mier", {"relabel": False, **RELABEL}),
+    "mt-joint": ("mt-joint", {}),
+    "maml-mt": ("maml-mt", {}),
+    "pearl-mt": ("pearl-mt", {}),
 }
+
+
+def eval_algo(method):
+    return ONLINE_RUNS[EVAL_METHODS[method][0]][0]
 
 
 # Keys of an experiment entry that no single job depends on as a whole: each job gets its own part
@@ -335,12 +352,24 @@ def eval_options(method):
     """A params function: the method's test-time options (EVAL_METHODS) updated by the experiment's own
     for that method (experiments.<name>.adapt.<method>, e.g. MIER's model fine-tuning steps), so that
     changing one reruns that method's evaluations of that experiment and nothing upstream."""
-    options = EVAL_METHODS[method][1]
+    options = {**EVAL_METHODS[method][1], **({"multitask": True} if ONLINE_RUNS[EVAL_METHODS[method][0]][2] else {})}
 
     def params(wildcards):
-        return {**options, **config["experiments"][wildcards.experiment].get("adapt", {}).get(method, {})}
+        exp = config["experiments"][wildcards.experiment]
+        return {**options, **admrl_schedule(exp, method), **exp.get("adapt", {}).get(method, {})}
 
     return params
+
+
+def admrl_schedule(exp, method):
+    """On AdMRL's experiments the model-free baselines adapt with AdMRL's sample schedule (AdMRL spec 3):
+    the model-based test protocol's stages of admrl.learner.test_collect_envs trajectories (2,000 samples
+    at the paper's horizon of 200), and for the MAML-TRPO runs the update rule of admrl.baselines.step."""
+    if exp["paper"] != "AdMRL":
+        return {}
+    learner, step = config["admrl"]["learner"], config["admrl"]["baselines"]["step"]
+    schedule = {"stages": learner["test_stages"], "stage_trajectories": learner["test_collect_envs"]}
+    return {**schedule, **({"step": step[method]} if method in step else {})}
 
 
 def experiment_train_table(wildcards):
@@ -363,16 +392,20 @@ def algo_sources(algo):
     return sources
 
 
-def algo_config(algo):
+def algo_config(algo, switches=None):
     """A params function: the algorithm's hyperparameters that differ from its Config defaults: the
-    experiment's own (experiments.<name>.hyper.<algo>), then the scale's section. Where the family's dynamics vary, MIER's model predicts next states (MIER App. A) and PEARL's
-    context holds next states (its code's configs for the rand-params families)."""
+    experiment's own (experiments.<name>.hyper.<algo>), then the scale's section, then on AdMRL's
+    experiments the scale's budgets for its baselines (admrl.baselines.<algo>), then the run's own
+    switches (ONLINE_RUNS), which nothing overrides. Where the family's dynamics vary, MIER's model
+    predicts next states (MIER App. A) and PEARL's context holds next states (its code's configs for
+    the rand-params families)."""
 
     def hyper(wildcards):
         exp = config["experiments"][wildcards.experiment]
         varies = envs.varies_dynamics(exp["family"])
         defaults = {"mier": {"predict_dynamics": varies}, "pearl": {"use_next_obs_in_context": varies}}
-        return {**defaults.get(algo, {}), **exp.get("hyper", {}).get(algo, {}), **config[algo]}
+        admrl = config["admrl"]["baselines"].get(algo, {}) if exp["paper"] == "AdMRL" else {}
+        return {**defaults.get(algo, {}), **exp.get("hyper", {}).get(algo, {}), **config[algo], **admrl, **(switches or {})}
 
     return hyper
 
@@ -439,8 +472,10 @@ def metatrain_mem_mb(algo):
 
 
 def evaluate_runtime(method):
-    """Minutes: the scale's estimate for one method's evaluation (config evaluate.runtime), doubled on a retry."""
-    return lambda wildcards, attempt: attempt * config["evaluate"]["runtime"][method]
+    """Minutes: the scale's estimate for one method's evaluation (config evaluate.runtime; a method without
+    its own entry takes its algorithm's), doubled on a retry."""
+    runtime = config["evaluate"]["runtime"]
+    return lambda wildcards, attempt: attempt * runtime.get(method, runtime[eval_algo(method)])
 
 
 def experiment_seeds(name):
@@ -465,7 +500,7 @@ def run_curves(figure):
     """Every during-training evaluation curve behind a figure (MIER Fig. 2; MACAW Figs 3-5)."""
     return [f"{SCALE_DIR}/runs/{name}/{run}/seed{seed}/curve.csv"
             for name in config["figures"][figure]["experiments"]
-            for run in figure_methods(figure, name) if run in META_ALGOS or run in OFFLINE_METHODS
+            for run in figure_methods(figure, name) if run in ONLINE_RUNS or run in OFFLINE_METHODS
             for seed in experiment_seeds(name)]
 
 
@@ -555,19 +590,43 @@ def best_runtime(experiment):
 
 # AdMRL's figures built from model-based evaluations, and the experiments each draws gaps of (Fig. 4a's
 # ant-3d draws the tasks its runs visited instead).
-ADMRL_FIGURES = ["fig3_worst_case_gap", "fig4_adversarial_tasks", "fig5_ood_gap"]
+ADMRL_FIGURES = ["fig1_pearl_gap_heatmap", "fig2_adaptation_returns", "fig3_worst_case_gap", "fig4_adversarial_tasks",
+                 "fig5_ood_gap"]
 VISITED_ONLY = {"fig4_adversarial_tasks": ["admrl-ant-3d"]}
+RETURNS_ONLY = {"fig2_adaptation_returns"}  # draws returns, not gaps: no reference agents
 
 
 def admrl_gap_experiments(figure):
+    if figure in RETURNS_ONLY:
+        return []
     return [n for n in config["figures"][figure]["experiments"] if n not in VISITED_ONLY.get(figure, [])]
 
 
+def admrl_eval_experiments(figure):
+    return [n for n in config["figures"][figure]["experiments"] if n not in VISITED_ONLY.get(figure, [])]
+
+
+def admrl_snapshot_eval(name, seed):
+    """AdMRL's evaluation for Fig. 2: its snapshot after admrl.adaptation_snapshot[family] training tasks,
+    or the run's last (the evaluation every other figure uses) where the run has no more tasks than that."""
+    after = config["admrl"]["adaptation_snapshot"].get(config["experiments"][name]["family"])
+    if after is None or after >= config["admrl"]["learner"]["n_tasks"]:
+        return eval_path(name, "admrl", seed)
+    return f"{SCALE_DIR}/eval/{name}/admrl/seed{seed}.after{after}.csv"
+
+
 def admrl_evals(figure):
-    """Every model-based evaluation behind a figure's gaps."""
-    return [eval_path(name, method, seed) for name in admrl_gap_experiments(figure)
-            for method in figure_methods(figure, name) if method in MB_METHODS
-            for seed in experiment_seeds(name)]
+    """Every evaluation behind an AdMRL figure: the model-based methods' (Fig. 2: AdMRL's chosen snapshot)
+    and the model-free baselines' on AdMRL's sample schedule."""
+    files = []
+    for name in admrl_eval_experiments(figure):
+        for method in figure_methods(figure, name):
+            for seed in experiment_seeds(name):
+                if figure in RETURNS_ONLY and method == "admrl":
+                    files.append(admrl_snapshot_eval(name, seed))
+                elif method in MB_METHODS or method in EVAL_METHODS:
+                    files.append(eval_path(name, method, seed))
+    return files
 
 
 def admrl_best_curves(figure):

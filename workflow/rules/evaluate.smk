@@ -2,7 +2,8 @@
 # evaluate.adapt_trajectories trajectories of each test task, then evaluate.episodes episodes.
 # results/<scale>/eval/<experiment>/<method>/seed<s>.csv: one row per test task, stage and step count.
 
-for _method, (_algo, _) in EVAL_METHODS.items():
+for _method, (_run, _) in EVAL_METHODS.items():
+    _algo = ONLINE_RUNS[_run][0]
 
     rule:
         name:
@@ -10,7 +11,7 @@ for _method, (_algo, _) in EVAL_METHODS.items():
         output:
             f"{SCALE_DIR}/eval/{{experiment}}/{_method}/seed{{seed}}.csv",
         input:
-            model=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
+            model=f"{SCALE_DIR}/runs/{{experiment}}/{_run}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
             code=algo_sources(_algo),
             config_code=lib("config.py"),  # the script resolves the device with config.resolve_device
@@ -70,6 +71,39 @@ for _method in MB_METHODS:
             CONDA_ENV
         script:
             "../scripts/admrl_evaluate.py"
+
+
+# AdMRL Fig. 2 evaluates AdMRL's snapshot after 10 training tasks on hopper and walker, as the paper
+# counts its samples (AdMRL spec 2.3); where that is the run's last, the evaluation above serves.
+rule evaluate_admrl_snapshot:
+    output:
+        f"{SCALE_DIR}/eval/{{experiment}}/admrl/seed{{seed}}.after{{tasks}}.csv",
+    input:
+        run=admrl_eval_run("admrl"),
+        tasks=experiment_test_table,
+        code=admrl_experiment_sources,
+    params:
+        method="admrl",
+        experiment=experiment_params,
+        learner=admrl_learner(),
+        after_tasks=lambda wildcards: int(wildcards.tasks),
+        device=config["device"],
+    log:
+        f"{SCALE_DIR}/logs/evaluate_admrl/{{experiment}}/seed{{seed}}.after{{tasks}}.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/evaluate_admrl/{{experiment}}/seed{{seed}}.after{{tasks}}.tsv"
+    wildcard_constraints:
+        tasks=r"\d+",
+    threads: 1
+    resources:
+        runtime=admrl_runtime("evaluate"),
+        mem_mb=4000,
+        cpus_per_task=1,
+        gpu=1 if config["device"] == "cuda" else 0,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/admrl_evaluate.py"
 
 
 # AdMRL Fig. 6: every snapshot of every model-based run scored on one out-of-distribution dataset

@@ -85,8 +85,9 @@ for _figure in FIGURES_BUILT:
             "../scripts/plot_figure.py"
 
 
-# AdMRL's gap figures: the model-based evaluations, the reference agents' returns (A*) and, for Fig. 4,
-# the training tasks each run visited.
+# AdMRL's figures: the evaluations (model-based, and the model-free baselines' on AdMRL's sample
+# schedule), their test tasks, the reference agents' returns (A*; none for Fig. 2, which draws returns)
+# and, for Fig. 4, the training tasks each run visited.
 for _figure in ADMRL_FIGURES:
 
     rule:
@@ -98,8 +99,10 @@ for _figure in ADMRL_FIGURES:
             evals=admrl_evals(_figure),
             best=admrl_best_curves(_figure),
             **({"visited": admrl_task_files(_figure)} if _figure == "fig4_adversarial_tasks" else {}),
+            tests=[figure_test_tables(_figure)[n] for n in admrl_eval_experiments(_figure)],
             code=lib("plots.py", "stats.py", "io.py"),
         params:
+            test_experiments=admrl_eval_experiments(_figure),
             gap_reference=config["admrl"]["gap_reference"],
             visited_experiments=[f for f in admrl_task_experiments(_figure)],
             stats=table_stats(),

@@ -1,15 +1,16 @@
-# Meta-training, one rule per algorithm: results/<scale>/runs/<experiment>/<algo>/seed<s>/.
+# Meta-training, one rule per online run (ONLINE_RUNS: an algorithm, its switches, and whether it sees
+# the task parameter): results/<scale>/runs/<experiment>/<run>/seed<s>/.
 # Each job checkpoints as it goes and resumes from its checkpoint when rerun.
 
-for _algo in META_ALGOS:
+for _run, (_algo, _switches, _multitask) in ONLINE_RUNS.items():
 
     rule:
         name:
-            f"metatrain_{_algo}"
+            f"metatrain_{_run.replace('-', '_')}"
         output:
-            model=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/model.pt",
-            metrics=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/metrics.csv",
-            curve=f"{SCALE_DIR}/runs/{{experiment}}/{_algo}/seed{{seed}}/curve.csv",
+            model=f"{SCALE_DIR}/runs/{{experiment}}/{_run}/seed{{seed}}/model.pt",
+            metrics=f"{SCALE_DIR}/runs/{{experiment}}/{_run}/seed{{seed}}/metrics.csv",
+            curve=f"{SCALE_DIR}/runs/{{experiment}}/{_run}/seed{{seed}}/curve.csv",
         input:
             train=experiment_train_table,
             test=experiment_test_table,
@@ -17,15 +18,17 @@ for _algo in META_ALGOS:
             config_code=lib("config.py"),  # the script builds the algorithm's Config with config.from_dict
         params:
             algo=_algo,
+            method=_run,
+            multitask=_multitask,
             experiment=experiment_params,
-            hyper=algo_config(_algo),
+            hyper=algo_config(_algo, _switches),
             eval_every=config["metatrain"]["eval_every"][_algo],
             evaluate=training_eval_protocol(),
             device=config["device"],
         log:
-            f"{SCALE_DIR}/logs/metatrain_{_algo}/{{experiment}}/seed{{seed}}.log",
+            f"{SCALE_DIR}/logs/metatrain_{_run}/{{experiment}}/seed{{seed}}.log",
         benchmark:
-            f"{SCALE_DIR}/benchmarks/metatrain_{_algo}/{{experiment}}/seed{{seed}}.tsv"
+            f"{SCALE_DIR}/benchmarks/metatrain_{_run}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
         resources:
             runtime=metatrain_runtime(_algo),

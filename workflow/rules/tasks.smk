@@ -1,6 +1,7 @@
 # Task tables: the tasks of every split of every family, sampled once from task_seed.
-# One job per (family, protocol) writes all its splits. AdMRL's families have a test split only:
-# their training tasks are chosen by the algorithm inside the family's task box.
+# One job per (family, protocol) writes all its splits. On AdMRL's task-box families the model-based
+# methods choose their own training tasks inside the box; the training split is the model-free
+# baselines' pool of 150 uniform tasks (AdMRL Sec. 5), shared by the family's protocols.
 
 
 rule task_tables:
@@ -15,8 +16,6 @@ rule task_tables:
         "results/logs/task_tables/{family}/{protocol}.log",
     benchmark:
         "results/benchmarks/task_tables/{family}/{protocol}.tsv"
-    wildcard_constraints:
-        family="|".join(FIXED_TASK_FAMILIES),
     resources:
         runtime=5,
         mem_mb=2000,
@@ -25,14 +24,3 @@ rule task_tables:
         CONDA_ENV
     script:
         "../scripts/task_tables.py"
-
-
-use rule task_tables as task_tables_test_only with:
-    output:
-        test="results/tasks/{family}/{protocol}/test.csv",
-    log:
-        "results/logs/task_tables/{family}/{protocol}.log",
-    benchmark:
-        "results/benchmarks/task_tables/{family}/{protocol}.tsv"
-    wildcard_constraints:
-        family="|".join(BOX_TASK_FAMILIES),

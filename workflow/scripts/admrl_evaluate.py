@@ -1,5 +1,5 @@
 """AdMRL's test protocol for one model-based method (AdMRL spec 2.5): every test task of an experiment
-adapts at once from the run's last snapshot: zero-shot TRPO in the frozen model (n = 0), then stages of
+adapts at once from the run's last snapshot (or the one after params.after_tasks training tasks): zero-shot TRPO in the frozen model (n = 0), then stages of
 real samples with model and policy updates (n = 2000, 4000, 6000 at the paper's scale). One row per test
 task and n; ψ is set directly, so test tasks outside the training box (admrl-ant-2d-ood) work."""
 
@@ -24,7 +24,11 @@ cfg = prconfig.from_dict(admrl.Config, p.learner, "admrl.learner")  # the test p
 tasks = pd.read_csv(snakemake.input.tasks).head(exp["task_limit"]["test"])
 keys = list(envs.get_family(family).task_box)
 psis = torch.tensor(tasks[keys].to_numpy(), dtype=torch.float64)
-snapshot = len(run["snapshots"]) - 1
+# the last snapshot, or the one after params.after_tasks training tasks (Fig. 2: 10 on hopper and walker)
+after = getattr(p, "after_tasks", None)
+if after is not None and after > len(run["snapshots"]):
+    raise ValueError(f"{snakemake.input.run}: {len(run['snapshots'])} snapshots, none after {after} training tasks")
+snapshot = (after or len(run["snapshots"])) - 1
 device = prconfig.resolve_device(p.device)
 logging.info("%s: %s, seed %d, snapshot %d (after %d training tasks), %d test tasks, on %s",
              exp["name"], p.method, seed, snapshot, snapshot + 1, len(tasks), device)

@@ -39,7 +39,8 @@ run_dir = Path(snakemake.output.model).parent
 checkpoint, progress = run_dir / "checkpoint.pt", run_dir / "progress.jsonl"
 # What the result depends on; a checkpoint written for anything else is refused, naming the key
 # (run control, such as metatrain.checkpoint_every, is not part of it).
-run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate}
+run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate,
+       "multitask": getattr(p, "multitask", False)}
 if offline:  # and the offline data: a checkpoint trained on other buffers is not resumed
     run["buffers"] = [io.file_sha256(b) for b in (*snakemake.input.train_buffers, *snakemake.input.test_buffers)]
 run_file = run_dir / "checkpoint.run.json"
@@ -89,14 +90,18 @@ def on_eval(state, steps):
     logging.info("evaluated %d test tasks at %d %s", len(test_tasks), steps, x_axis)
 
 
-state = algo.train(lambda task: envs.make(family, task), train_tasks, horizon, cfg, seed=seed, log=log,
-                   checkpoint=str(checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
-                   on_eval=on_eval, eval_every=p.eval_every, device=device, **({"data": data} if offline else {}))
+# AdMRL's baselines are evaluated by their own jobs only, with AdMRL's sample schedule: no curve.
+multitask = getattr(p, "multitask", False)  # AdMRL's multi-task baselines see the task parameter
+state = algo.train(lambda task: envs.make(family, task, multitask=multitask), train_tasks, horizon, cfg, seed=seed,
+                   log=log, checkpoint=str(checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
+                   on_eval=None if exp["paper"] == "AdMRL" else on_eval, eval_every=p.eval_every, device=device,
+                   **({"data": data} if offline else {}))
 
 # Rows logged again after a resume replace the ones logged before the crash (they are equal).
 rows = [json.loads(line) for line in progress.read_text().splitlines()]
 metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
-curve = pd.DataFrame([r for r in rows if r["kind"] == "curve"]).drop_duplicates(
+curve = pd.DataFrame([r for r in rows if r["kind"] == "curve"],
+                     columns=["kind", x_axis, "task_id", "stage", "steps", "return"]).drop_duplicates(
     [x_axis, "task_id", "stage", "steps"], keep="last")
 curve = curve.assign(experiment=exp["name"], family=family, method=method, seed=seed)
 if offline:  # what MACAW Fig. 4's panels tell apart: the protocol's training-task count and the data quality

@@ -1,6 +1,7 @@
-"""The table behind an AdMRL figure (``plots.<what>_table``): every model-based evaluation with its task's
-reference return A* and gap, the worst-case gap per seed and its mean over seeds with an interval; for
-Fig. 4 also the training tasks each run visited.
+"""The table behind an AdMRL figure (``plots.<what>_table``): every evaluation (model-based, and the
+model-free baselines' on their sample schedule) with its task's reference return A* and gap, the
+worst-case gap per seed and its mean over seeds with an interval; for Fig. 4 also the training tasks
+each run visited; for Fig. 2 the mean returns over test tasks instead of gaps.
 
 A*_SAC of a test task is the final (deterministic) return of its reference SAC agent
 (results/<scale>/best/<experiment>/sac/seed0/task<id>.curve.csv, last row).
@@ -17,6 +18,9 @@ snakemake = globals()["snakemake"]
 p = snakemake.params
 
 evals = pd.concat([pd.read_csv(path) for path in snakemake.input.evals], ignore_index=True)
+tests = pd.concat([pd.read_csv(path).assign(experiment=name) for path, name in zip(snakemake.input.tests, p.test_experiments)],
+                  ignore_index=True)
+evals = plots.adaptation_rows(evals, tests)  # the model-free baselines' rows (Figs 1-2) in the model-based form
 best = []
 for path in snakemake.input.best:
     experiment, task = re.search(r"best/([^/]+)/sac/seed\d+/task(\d+)\.curve\.csv$", path).groups()
@@ -24,7 +28,7 @@ for path in snakemake.input.best:
     if curve.empty:
         raise ValueError(f"{path}: the reference agent has no evaluation")
     best.append({"experiment": experiment, "task_id": int(task), "a_star_sac": float(curve["eval_return"].iloc[-1])})
-a_star_sac = pd.DataFrame(best)
+a_star_sac = pd.DataFrame(best, columns=["experiment", "task_id", "a_star_sac"])  # none for Fig. 2 (returns)
 out = snakemake.output[0]
 aggregate = getattr(plots, f"{Path(out).stem.split('_', 1)[1]}_table")
 stats = p.stats

@@ -41,7 +41,8 @@ class Config:
     inner_lr: float = 0.1
     """Step size α of the inner policy-gradient update (App. A.2)."""
     inner_steps: int = 1
-    """Inner policy-gradient updates (App. A.2: one)."""
+    """Inner policy-gradient updates (App. A.2: one). 0 is multi-task TRPO on the pooled tasks with no
+    inner step (AdMRL's MT-joint): each task's trajectories are collected once and the update is TRPO's."""
     trajectories: int = 20
     """Trajectories per task and per update, K (App. A.2: 20)."""
     meta_batch: int = 40
@@ -298,14 +299,18 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
                 env.reset(seed=int(rng.integers(2**31)))
         pre = stack([make_batch(*sample_trajectories(policy, params, e, horizon, gen), cfg, device)
                      for e in task_envs])
-        adapted = adapt_tasks(policy, params, pre, cfg)
-        post = stack([make_batch(*sample_trajectories(policy, {k: v[i] for k, v in adapted.items()}, e, horizon, gen),
-                                 cfg, device) for i, e in enumerate(task_envs)])
+        if cfg.inner_steps:
+            adapted = adapt_tasks(policy, params, pre, cfg)
+            post = stack([make_batch(*sample_trajectories(policy, {k: v[i] for k, v in adapted.items()}, e, horizon, gen),
+                                     cfg, device) for i, e in enumerate(task_envs)])
+        else:  # no inner step: the pre-update trajectories are the post-update ones
+            post = pre
         # update
         params, metrics = update(policy, params, pre, post, cfg)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"MAML-TRPO: non-finite metrics at meta-iteration {iteration}: {metrics}")
-        previous, env_steps = env_steps, env_steps + int(pre.mask.sum() + post.mask.sum())
+        collected = pre.mask.sum() + (post.mask.sum() if cfg.inner_steps else 0)
+        previous, env_steps = env_steps, env_steps + int(collected)
         # the returns seen before and after adaptation
         log({"iteration": iteration, "env_steps": env_steps, **metrics,
              "train/pre_return": float(pre.reward.sum(-1).mean()),
@@ -320,17 +325,29 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
 
 
 def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *, adapt_trajectories: int,
-                       eval_episodes: int, seed: int, device: str | torch.device = "cpu") -> list[dict]:
+                       eval_episodes: int, seed: int, device: str | torch.device = "cpu", stages: int = 0,
+                       stage_trajectories: int = 0, step: str = "vpg") -> list[dict]:
     """Test time: adapt on ``adapt_trajectories`` trajectories of the task, then evaluate the adapted policy.
 
     "prior" is the return of the adaptation trajectories themselves (the meta-policy before its
     update); both stages sample actions from the Gaussian policy, as MAML is evaluated. The policy
     and its inner update run on ``device``.
+
+    With ``stages`` (AdMRL's protocol, AdMRL spec 3: returns after n = 0, 2000, 4000, 6000 samples):
+    the policy is evaluated on ``eval_episodes`` fresh episodes before adaptation (steps 0) and after
+    each of ``stages`` updates, each from ``stage_trajectories`` new trajectories of the current
+    policy (steps n = stages so far × stage_trajectories × horizon; ``samples`` counts the real
+    steps); ``step`` is the update: "vpg", the inner policy-gradient step (MAML), or "trpo", one TRPO
+    step in the trust region ``max_kl`` (AdMRL's MT-joint: a conservative fine-tune). The evaluation
+    episodes are not counted in n.
     """
     cfg = Config(**state["config"])
     policy = GaussianMLP(state["obs_dim"], state["act_dim"], cfg.hidden, cfg.init_log_std).to(device)
     params = {k: v.to(device) for k, v in state["params"].items()}
     gen = torch.Generator().manual_seed(seed)
+    if stages:
+        return adapt_in_stages(policy, params, cfg, make_env, horizon, stages, stage_trajectories, eval_episodes,
+                               step, seed, gen, device)
     envs = [make_env() for _ in range(max(adapt_trajectories, eval_episodes))]
     for i, env in enumerate(envs):
         env.reset(seed=seed * 1000 + i)
@@ -339,3 +356,34 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     post = sample_trajectories(policy, adapted, envs[:eval_episodes], horizon, gen)
     return [{"stage": "prior", "steps": 0, "return": float(pre[2].sum(-1).mean())},
             {"stage": "adapted", "steps": 0, "return": float(post[2].sum(-1).mean())}]
+
+
+def adapt_in_stages(policy: GaussianMLP, params: Params, cfg: Config, make_env: Callable[[], gym.Env], horizon: int,
+                    stages: int, stage_trajectories: int, eval_episodes: int, step: str, seed: int,
+                    gen: torch.Generator, device: str | torch.device) -> list[dict]:
+    """AdMRL's sample schedule for MAML and MT-joint (see ``adapt_and_evaluate``)."""
+    if step not in ("vpg", "trpo"):
+        raise ValueError(f"MAML adaptation step must be 'vpg' or 'trpo', got {step!r}")
+    if stage_trajectories < 1:
+        raise ValueError(f"stage_trajectories must be at least 1 with stages={stages}, got {stage_trajectories}")
+    envs = [make_env() for _ in range(max(stage_trajectories, eval_episodes))]
+    resets = iter(range(seed * 100_000, seed * 100_000 + len(envs) * (2 * stages + 1)))
+
+    def run(p: Params, n: int) -> tuple[np.ndarray, ...]:
+        for env in envs[:n]:
+            env.reset(seed=next(resets))
+        return sample_trajectories(policy, p, envs[:n], horizon, gen)
+
+    rows, samples = [{"stage": "adapted", "steps": 0, "samples": 0,
+                      "return": float(run(params, eval_episodes)[2].sum(-1).mean())}], 0
+    for k in range(1, stages + 1):
+        batch = make_batch(*run(params, stage_trajectories), cfg, device)
+        samples += int(batch.mask.sum())
+        if step == "vpg":
+            params = {n: v.detach() for n, v in adapt(policy, params, batch, cfg).items()}
+        else:  # one TRPO step on this task alone, no inner step
+            one = stack([batch])
+            params, _ = update(policy, params, one, one, dataclasses.replace(cfg, inner_steps=0))
+        rows.append({"stage": "adapted", "steps": k * stage_trajectories * horizon, "samples": samples,
+                     "return": float(run(params, eval_episodes)[2].sum(-1).mean())})
+    return rows

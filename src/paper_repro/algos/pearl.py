@@ -443,7 +443,7 @@ def train(make_env: Callable[[dict], gym.Env], train_tasks: Sequence[dict], hori
 
 def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: int, *,
                        adapt_trajectories: int, eval_episodes: int, seed: int, device: str | torch.device = "cpu",
-                       **options) -> list[dict]:
+                       stages: int = 0, stage_trajectories: int = 0) -> list[dict]:
     """PEARL's test protocol on one task (Algorithm 2; oyster ``collect_paths``).
 
     "prior": ``eval_episodes`` deterministic episodes with z = the prior mean. Adaptation:
@@ -452,27 +452,44 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     from the posterior of all context gathered so far. "adapted" (steps 0): ``eval_episodes``
     deterministic episodes with z = the posterior mean of all adaptation context (oyster instead
     reports its last trajectory, whose z is sampled from that posterior). The networks run on
-    ``device``. No options.
+    ``device``.
+
+    With ``stages`` (AdMRL's protocol, AdMRL spec 3): the context grows by ``stage_trajectories``
+    trajectories per stage, gathered as above, and "adapted" rows are the returns with z = the
+    posterior mean of all context so far after n = 0 (the prior mean), 1, ..., ``stages`` stages
+    (steps n = stages × stage_trajectories × horizon; ``samples`` counts the real steps). The
+    evaluation episodes are not context.
     """
-    if options:
-        raise TypeError(f"PEARL adapt_and_evaluate takes no options; got {sorted(options)}")
     cfg = Config(**state["config"])
     nets = load_nets(state).to(device)
     gen = torch.Generator().manual_seed(seed)
     env = make_env()
-    seeds = iter(range(seed * 10_000, seed * 10_000 + 2 * eval_episodes + adapt_trajectories))
+    if stages and stage_trajectories < 1:
+        raise ValueError(f"stage_trajectories must be at least 1 with stages={stages}, got {stage_trajectories}")
+    collected = stages * stage_trajectories if stages else adapt_trajectories
+    seeds = iter(range(seed * 10_000, seed * 10_000 + (stages + 2) * eval_episodes + collected))
 
     def mean_return(z: torch.Tensor) -> float:
         return float(np.mean([episode(nets, env, z, horizon, next(seeds), None) for _ in range(eval_episodes)]))
 
     mu, var = prior(cfg, device)
-    rows = [{"stage": "prior", "steps": 0, "return": mean_return(mu)}]
     context = ReplayBuffer(0, state["obs_dim"], state["act_dim"], grow=True)
-    for k in range(adapt_trajectories):
-        if k >= cfg.num_exp_traj_eval:
-            mu, var = infer(nets, context, cfg)
-        z = sample_z(mu, var, gen)
+
+    def gather(k: int) -> None:  # the k-th adaptation trajectory, z from the prior or the posterior so far
+        z = sample_z(*(infer(nets, context, cfg) if k >= cfg.num_exp_traj_eval else (mu, var)), gen)
         episode(nets, env, z, horizon, next(seeds), None, context)
+
+    if stages:
+        rows = [{"stage": "adapted", "steps": 0, "samples": 0, "return": mean_return(mu)}]
+        for s in range(1, stages + 1):
+            for k in range((s - 1) * stage_trajectories, s * stage_trajectories):
+                gather(k)
+            rows.append({"stage": "adapted", "steps": s * stage_trajectories * horizon, "samples": context.size,
+                         "return": mean_return(infer(nets, context, cfg)[0])})
+        return rows
+    rows = [{"stage": "prior", "steps": 0, "return": mean_return(mu)}]
+    for k in range(adapt_trajectories):
+        gather(k)
     if context.size:
         mu, var = infer(nets, context, cfg)
     rows.append({"stage": "adapted", "steps": 0, "return": mean_return(mu)})

@@ -117,6 +117,12 @@ def box_boundary(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n:
     return points
 
 
+def box_uniform(rng: np.random.Generator, box: Mapping[str, tuple[float, float]], n: int) -> list[Task]:
+    """``n`` tasks uniform in the box (one column per box key)."""
+    lo, hi = (np.array([b[i] for b in box.values()], dtype=float) for i in (0, 1))
+    return [dict(zip(box, map(float, row))) for row in rng.uniform(lo, hi, size=(n, len(box)))]
+
+
 def to_tables(splits: dict[str, dict[int, Task]]) -> dict[str, pd.DataFrame]:
     tables = {}
     for split, tasks in splits.items():

@@ -115,6 +115,7 @@ def test_family_definition_change_reruns_that_family_only(built):
     with edited(built, "src/paper_repro/envs/ant.py"):
         assert planned(built, TARGETS) == [
             "results/tasks/ant-2d/admrl-coarse/test.csv",
+            "results/tasks/ant-2d/admrl-coarse/train.csv",
             "results/tasks/ant-dir/macaw/test.csv",
             "results/tasks/ant-dir/macaw/train.csv",
         ]

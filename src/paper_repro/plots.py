@@ -482,14 +482,23 @@ def worst_case_gap_table(evals: pd.DataFrame, a_star_sac: pd.DataFrame, referenc
     the test tasks, per seed) and ``aggregate`` rows (the mean of G^max_n over seeds with its bootstrap
     interval over seeds; AdMRL spec 4.2: the max is taken per seed, then averaged)."""
     tasks = gap_rows(evals, a_star_sac, reference).assign(kind="task")
-    by = ["experiment", "family", "method", "n"]
-    worst = tasks.groupby([*by, "seed"], as_index=False).agg(mean=("gap", "max"), n_tasks=("task_id", "nunique"))
-    rows = []
-    for key, group in worst.groupby(by):
+    return pd.concat([tasks, _over_seeds(tasks, "gap", "max", level, resamples)], ignore_index=True)
+
+
+ADMRL_BY = ["experiment", "family", "method", "n"]
+
+
+def _over_seeds(rows: pd.DataFrame, value: str, over_tasks: str, level: float, resamples: int) -> pd.DataFrame:
+    """Per experiment, method and n: each seed's ``over_tasks`` (max, mean) of ``value`` over the test tasks
+    (``seed`` rows), and their mean over seeds with its bootstrap interval (``aggregate`` rows)."""
+    per_seed = rows.groupby([*ADMRL_BY, "seed"], as_index=False).agg(mean=(value, over_tasks),
+                                                                    n_tasks=("task_id", "nunique"))
+    out = []
+    for key, group in per_seed.groupby(ADMRL_BY):
         mean, low, high = stats.bootstrap_ci(group[["mean"]].to_numpy(), level, resamples)
-        rows.append({**dict(zip(by, key)), "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(group),
-                     "n_tasks": int(group["n_tasks"].iloc[0])})
-    return pd.concat([tasks, worst.assign(kind="seed", n_seeds=1), pd.DataFrame(rows).assign(kind="aggregate")],
+        out.append({**dict(zip(ADMRL_BY, key)), "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(group),
+                    "n_tasks": int(group["n_tasks"].iloc[0])})
+    return pd.concat([per_seed.assign(kind="seed", n_seeds=1), pd.DataFrame(out).assign(kind="aggregate")],
                      ignore_index=True)
 
 
@@ -628,15 +637,7 @@ def adaptation_returns_table(evals, a_star_sac, reference, level, resamples) -> 
     """AdMRL Fig. 2: per experiment, method and n, each seed's return averaged over the test tasks
     (``seed`` rows) and their mean over seeds with a bootstrap interval (``aggregate``). No reference
     return: the figure draws returns, not gaps."""
-    by = ["experiment", "family", "method", "n"]
-    per_seed = evals.groupby([*by, "seed"], as_index=False).agg(mean=("return", "mean"), n_tasks=("task_id", "nunique"))
-    rows = []
-    for key, group in per_seed.groupby(by):
-        mean, low, high = stats.bootstrap_ci(group[["mean"]].to_numpy(), level, resamples)
-        rows.append({**dict(zip(by, key)), "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(group),
-                     "n_tasks": int(group["n_tasks"].iloc[0])})
-    return pd.concat([per_seed.assign(kind="seed", n_seeds=1), pd.DataFrame(rows).assign(kind="aggregate")],
-                     ignore_index=True)
+    return _over_seeds(evals, "return", "mean", level, resamples)
 
 
 def adaptation_returns(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:

@@ -596,14 +596,14 @@ VISITED_ONLY = {"fig4_adversarial_tasks": ["admrl-ant-3d"]}
 RETURNS_ONLY = {"fig2_adaptation_returns"}  # draws returns, not gaps: no reference agents
 
 
-def admrl_gap_experiments(figure):
-    if figure in RETURNS_ONLY:
-        return []
-    return [n for n in config["figures"][figure]["experiments"] if n not in VISITED_ONLY.get(figure, [])]
-
-
 def admrl_eval_experiments(figure):
+    """The experiments whose test-task evaluations a figure draws (all but Fig. 4a's visited tasks)."""
     return [n for n in config["figures"][figure]["experiments"] if n not in VISITED_ONLY.get(figure, [])]
+
+
+def admrl_gap_experiments(figure):
+    """... and of those, the ones drawn as gaps (they need reference agents)."""
+    return [] if figure in RETURNS_ONLY else admrl_eval_experiments(figure)
 
 
 def admrl_snapshot_eval(name, seed):

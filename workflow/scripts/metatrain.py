@@ -101,8 +101,8 @@ state = algo.train(lambda task: envs.make(family, task, multitask=multitask), tr
 rows = [json.loads(line) for line in progress.read_text().splitlines()]
 metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
 curve_rows = [r for r in rows if r["kind"] == "curve"]  # none for AdMRL's baselines (evaluated by their own jobs)
-curve = pd.DataFrame(curve_rows or None, columns=None if curve_rows else ["kind", x_axis, "task_id", "stage", "steps",
-                                                                          "return"]).drop_duplicates(
+curve = pd.DataFrame(curve_rows, columns=None if curve_rows else ["kind", x_axis, "task_id", "stage", "steps", "return"]
+                     ).drop_duplicates(
     [x_axis, "task_id", "stage", "steps"], keep="last")
 curve = curve.assign(experiment=exp["name"], family=family, method=method, seed=seed)
 if offline:  # what MACAW Fig. 4's panels tell apart: the protocol's training-task count and the data quality

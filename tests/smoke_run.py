@@ -29,6 +29,7 @@ FIGURES = [
     "fig6_model_error",
     "fig1_pearl_gap_heatmap",
     "fig2_adaptation_returns",
+    "fig6_weight_transform_omniglot",
 ]
 
 _built: dict[str, tuple[Path, list[str]]] = {}

@@ -133,7 +133,7 @@ def test_from_dict_builds_an_algorithm_config_and_names_unknown_keys():
         prconfig.from_dict(maml.Config, {"inner_rl": 0.1}, "maml")
 
 
-@pytest.mark.parametrize("algo", ["maml", "mier", "pearl", "macaw", "mt_awr", "offline_pearl"])
+@pytest.mark.parametrize("algo", ["maml", "mier", "pearl", "macaw", "mt_awr", "offline_pearl", "maml_classifier"])
 def test_algorithm_schema_lists_exactly_the_config_fields(algo):
     """workflow/schemas/<algo>.schema.yaml checks the YAML before any job; its keys are the Config's."""
     import dataclasses

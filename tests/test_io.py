@@ -38,3 +38,19 @@ def test_config_diff_names_nested_keys():
     with pytest.raises(ValueError, match=r"ckpt.pt: written with other values of \['config.lr', 'extra'\]"):
         io.check_resumable("ckpt.pt", old, new, ignore=("config.log_every",))
     io.check_resumable("ckpt.pt", old, {**old, "config": {**old["config"], "log_every": 5}}, ignore=("config.log_every",))
+
+
+def test_start_or_resume_guards_a_checkpoint_with_its_run(tmp_path):
+    run = {"config": {"lr": 0.1}, "seed": 0}
+    checkpoint, progress = io.start_or_resume(tmp_path, run)
+    assert (tmp_path / "checkpoint.run.json").exists() and not checkpoint.exists()
+    progress.write_text("{}\n")
+    io.save_checkpoint(checkpoint, {"step": 3})
+    assert io.start_or_resume(tmp_path, run) == (checkpoint, progress) and progress.read_text() == "{}\n"  # resumes
+    with pytest.raises(ValueError, match=r"checkpoint.pt: written with other values of \['config.lr'\]"):
+        io.start_or_resume(tmp_path, {**run, "config": {"lr": 0.2}})
+    checkpoint.unlink()  # no checkpoint: a fresh start drops the earlier life's rows
+    io.start_or_resume(tmp_path, {**run, "config": {"lr": 0.2}})
+    assert not progress.exists() and io.load_json(tmp_path / "checkpoint.run.json")["config"]["lr"] == 0.2
+    io.finish_run(tmp_path)
+    assert list(tmp_path.iterdir()) == []

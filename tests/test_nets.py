@@ -1,5 +1,6 @@
 """Batched networks equal a loop of per-task networks."""
 
+import pytest
 import torch
 
 from paper_repro import nets
@@ -79,3 +80,19 @@ def test_parameter_trees_map_and_list_in_sorted_key_order():
     doubled = nets.tree_map(lambda t: 2 * t.detach(), tree)
     assert set(doubled) == {"z", "a"} and set(doubled["z"]) == {"y", "x"}
     torch.testing.assert_close(doubled["a"], torch.full((3,), 4.0))
+
+
+@pytest.mark.parametrize("kind", nets.LAYER_KINDS)
+def test_layer_param_count_is_what_init_layer_draws(kind):
+    params = nets.init_layer(kind, "l", 7, 5, torch.Generator().manual_seed(0), latent=3)
+    assert sum(v.numel() for v in params.values()) == nets.layer_param_count(kind, 7, 5, latent=3)
+    w, b = nets.layer_weights(params, kind, "l", 7)
+    assert w.shape == (7, 5) and b.shape == (5,)
+
+
+def test_hyper_layer_weights_start_at_a_plain_layers_scale():
+    """The weight-only transform (MACAW App. C.1's Omniglot MLP): W = A z, Var W ≈ 1/(3 d_in) as nn.Linear's."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.stack([nets.layer_weights(nets.init_layer("hyper", "l", 400, 50, gen, latent=32), "hyper", "l", 400)[0]
+                     for _ in range(20)])
+    assert abs(float(w.var()) * 3 * 400 - 1) < 0.1

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 
 from paper_repro import plots
@@ -66,3 +67,19 @@ def test_offline_policy_curves_draw_the_mean_over_seeds_its_interval_and_every_s
 def test_offline_policy_curves_with_more_than_five_seeds_draw_only_the_mean():
     table = _table(_curves([("cheetah-vel", "td3", 2)], seeds=6))
     assert len(plots.offline_policy_curves(table, STYLE, "Fig 8").axes[0].get_lines()) == 2
+
+
+def test_omniglot_table_bins_training_steps_between_evaluations():
+    """MACAW Fig. 6: the training accuracy is the running mean over the steps since the previous evaluation;
+    validation rows keep each task, so their interval is over tasks too."""
+    rows = [{"split": "train", "method": "macaw", "seed": 0, "train_steps": s, "task_id": 0, "accuracy": s / 10,
+             "parameters": 9, "ways": 5} for s in range(1, 5)]
+    rows += [{"split": "val", "method": "macaw", "seed": 0, "train_steps": s, "task_id": t, "accuracy": 0.1 * t,
+              "parameters": 9, "ways": 5} for s in (0, 2, 4) for t in range(3)]
+    table = plots.weight_transform_omniglot_table(pd.DataFrame(rows), 95, 200)
+    agg = table[table.kind == "aggregate"].set_index(["split", "train_steps"])
+    assert agg.loc[("train", 2), "mean"] == pytest.approx(0.15) and agg.loc[("train", 4), "mean"] == pytest.approx(0.35)
+    assert ("train", 0) not in agg.index and agg.loc[("val", 2), "n_tasks"] == 3
+    assert agg.loc[("val", 2), "ci_low"] < agg.loc[("val", 2), "mean"] < agg.loc[("val", 2), "ci_high"]
+    fig = plots.weight_transform_omniglot(table, {"dpi": 50, "context": "paper", "palette": "colorblind"}, "t")
+    assert [ax.get_title() for ax in fig.axes] == list(plots.OMNIGLOT_SPLITS.values())

@@ -32,7 +32,8 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("table_fig3_worst_case_gap", "table_admrl.py"), ("table_fig4_adversarial_tasks", "table_admrl.py"),
                 ("table_fig5_ood_gap", "table_admrl.py"), ("table_fig1_pearl_gap_heatmap", "table_admrl.py"),
                 ("table_fig2_adaptation_returns", "table_admrl.py"), ("model_error_", "admrl_model_error.py"),
-                ("table_fig6_model_error", "table_model_error.py"), ("metatrain_", "metatrain.py"),
+                ("table_fig6_model_error", "table_model_error.py"), ("omniglot_data", "omniglot_data.py"),
+                ("metatrain_omniglot", "omniglot_train.py"), ("metatrain_", "metatrain.py"),
                 ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
                 ("plot_", "plot_figure.py")]
 
@@ -108,6 +109,8 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
         mods.add("paper_repro.algos.sac")
     elif rule.startswith("model_error_"):  # AdMRL Fig. 6: the family's models on its test tasks
         family = config["experiments"][rule.removeprefix("model_error_").replace("_", "-")]["family"]
+    elif rule == "metatrain_omniglot":  # MACAW Fig. 6: imports its algorithm by name, no family
+        pass
     elif rule.startswith(("metatrain_", "evaluate_")):
         method = rule.split("_", 1)[1]
         algo = OFFLINE_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier

@@ -172,6 +172,48 @@ def test_macaw_figure_tables(tmp_path_factory):
     assert "inner_slice='last'" in log and "slice_episodes=1" in log
 
 
+def test_omniglot_figure_table(tmp_path_factory):
+    """MACAW Fig. 6 at the smoke scale, from the generated stand-in: the three MLPs, each with a training row per
+    meta-step and every validation task at every evaluation; the equal-parameter MLP's width computed."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    smoke = workdir / "results" / "smoke"
+    config = prconfig.resolve({**prconfig.load_yaml(workdir / "config" / "config.yaml"), "scale": "smoke"}, workdir)
+    mc, steps = config["maml_classifier"], config["maml_classifier"]["train_steps"]
+    with np.load(smoke / "omniglot/omniglot28.npz") as data:
+        assert data["images"].shape == (80, 20, 28, 28)  # 2 sets x 2 alphabets x 10 generated characters
+        assert sum(len(data[f"split_{k}"]) for k in ("train", "val", "test")) == 80
+    curves = {m: pd.read_csv(smoke / f"runs/omniglot/{m}/seed0/curve.csv") for m in ("macaw", "macaw-no-wt", "macaw-wide")}
+    for curve in curves.values():
+        train, val = curve[curve.split == "train"], curve[curve.split == "val"]
+        assert sorted(train.train_steps) == list(range(1, steps + 1))
+        assert val.groupby("train_steps").task_id.nunique().to_dict() == {s: mc["eval_tasks"] for s in range(steps + 1)}
+        assert val.accuracy.between(0, 1).all() and set(curve.ways) == {mc["ways"]}
+    params = {m: int(c.parameters.iloc[0]) for m, c in curves.items()}
+    assert params["macaw-no-wt"] < params["macaw"] <= params["macaw-wide"]  # the wide width: the smallest that reaches WT's
+    assert int(curves["macaw-no-wt"].width.iloc[0]) == mc["width"] < int(curves["macaw-wide"].width.iloc[0])
+    table = pd.read_csv(workdir / "results" / "tables" / "fig6_weight_transform_omniglot.csv")
+    assert set(table.split) == {"train", "val"} and set(table.method) == set(curves)
+
+
+def test_omniglot_absent_is_skipped_by_all_and_named_when_asked_for(workflow_dir):
+    """Without the user's Omniglot: `rule all` leaves fig6 out and says so; asking for fig6 stops before any
+    job, naming the path; with the data there (here the generated stand-in, zipped), fig6 plans its jobs."""
+    from paper_repro import omniglot
+
+    out = snakemake(workflow_dir, "-n", "--cores", "1")
+    assert "fig6_weight_transform_omniglot left out: Omniglot is not at resources/omniglot/" in out.stdout + out.stderr
+    assert "metatrain_omniglot" not in out.stdout
+    fig6 = "results/figures/fig6_weight_transform_omniglot.pdf"
+    proc = snakemake(workflow_dir, "-n", "--cores", "1", fig6, check=False)
+    assert proc.returncode != 0
+    error = proc.stdout + proc.stderr
+    assert "WorkflowError" in error and "Omniglot is not at resources/omniglot/: put the Omniglot authors' images_background" in error
+    omniglot.write_fixture(workflow_dir / "resources" / "omniglot", alphabets=1, characters=2, drawings=2)
+    plan = snakemake(workflow_dir, "-n", "--cores", "1", fig6).stdout
+    assert "omniglot_data" in plan and plan.count("rule metatrain_omniglot") == 3
+    assert "left out" not in snakemake(workflow_dir, "-n", "--cores", "1").stdout
+
+
 def test_admrl_figure_tables(tmp_path_factory):
     """AdMRL Figs 3-5: the three model-based methods share each seed's first task and then visit their
     own tasks; every test task is evaluated at every n; A* is at least every return (best_known) and the

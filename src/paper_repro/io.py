@@ -150,6 +150,26 @@ def check_resumable(path: str | os.PathLike, saved: Mapping, current: Mapping, i
                          "delete it to start over, or set them back to resume")
 
 
+def start_or_resume(run_dir: str | os.PathLike, run: Mapping) -> tuple[Path, Path]:
+    """A job's ``checkpoint.pt`` and ``progress.jsonl`` in ``run_dir``, guarded by ``checkpoint.run.json``
+    (what the result depends on): a checkpoint written for another ``run`` is refused, naming the keys
+    (:func:`check_resumable`); without a checkpoint the job starts fresh, dropping an earlier life's rows."""
+    run_dir = Path(run_dir)
+    checkpoint, progress, run_file = run_dir / "checkpoint.pt", run_dir / "progress.jsonl", run_dir / "checkpoint.run.json"
+    if checkpoint.exists() and run_file.exists():
+        check_resumable(checkpoint, load_json(run_file), run)
+    elif not checkpoint.exists():
+        progress.unlink(missing_ok=True)
+        save_json(run_file, run)
+    return checkpoint, progress
+
+
+def finish_run(run_dir: str | os.PathLike) -> None:
+    """Remove what :func:`start_or_resume` kept once the job's outputs are written."""
+    for name in ("checkpoint.pt", "checkpoint.run.json", "progress.jsonl"):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=_json_default))
 

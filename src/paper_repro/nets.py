@@ -156,9 +156,14 @@ def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
 #   linear: y = x W + b (nn.Linear's default init);
 #   bias:   y = x W + b + b0 Wb, a bias transform (BiasLinear: b0 ~ N(0, (1/d_out)²), Wb xavier-normal);
 #   wt:     a weight transform (WLinear): θ = A z + a, W = θ[:d_in·d_out] as (d_in, d_out), b = the rest;
-#           z ~ N(0, (1/d_out)²) of size ``latent``, A and a nn.Linear(latent, d_in·d_out + d_out)'s init.
+#           z ~ N(0, (1/d_out)²) of size ``latent``, A and a nn.Linear(latent, d_in·d_out + d_out)'s init;
+#   hyper:  a weight-only weight transform (MACAW App. C.1's Omniglot MLP, whose parameter count counts
+#           only the A's): W = A z as (d_in, d_out), A (d_in·d_out, latent) as in wt, the bias b a plain
+#           parameter; [ours], as App. C.1 gives no init: z ~ N(0, 1/d_in), so that W starts at
+#           nn.Linear's scale (Var 1/(3 d_in)), b as nn.Linear's. (wt's z ~ N(0, (1/d_out)²) gives a
+#           784-128-128-128-128-20 MLP outputs ~1e-4 of its input, which then learns nothing in 150 steps.)
 
-LAYER_KINDS = ("linear", "bias", "wt")
+LAYER_KINDS = ("linear", "bias", "wt", "hyper")
 
 
 def _uniform(gen: torch.Generator, shape, bound: float) -> torch.Tensor:
@@ -173,6 +178,10 @@ def init_layer(kind: str, name: str, d_in: int, d_out: int, gen: torch.Generator
         return {f"{name}.z": torch.randn(latent, generator=gen) / d_out,
                 f"{name}.A": _uniform(gen, (n, latent), 1 / math.sqrt(latent)),
                 f"{name}.a": _uniform(gen, (n,), 1 / math.sqrt(latent))}
+    if kind == "hyper":
+        return {f"{name}.z": torch.randn(latent, generator=gen) / math.sqrt(d_in),
+                f"{name}.A": _uniform(gen, (d_in * d_out, latent), 1 / math.sqrt(latent)),
+                f"{name}.b": _uniform(gen, (d_out,), 1 / math.sqrt(d_in))}
     if kind not in ("linear", "bias"):
         raise ValueError(f"layer kind {kind!r}; expected one of {LAYER_KINDS}")
     out = {f"{name}.W": _uniform(gen, (d_in, d_out), 1 / math.sqrt(d_in)),
@@ -195,6 +204,8 @@ def layer_weights(params: dict[str, torch.Tensor], kind: str, name: str, d_in: i
         theta = params[f"{name}.theta"] if kind == "theta" else wt_theta(params, name)
         split = theta.shape[-1] // (d_in + 1) * d_in
         return theta[:split].view(d_in, -1), theta[split:]
+    if kind == "hyper":
+        return (params[f"{name}.A"] @ params[f"{name}.z"]).view(d_in, -1), params[f"{name}.b"]
     b = params[f"{name}.b"]
     if kind == "bias":
         b = b + params[f"{name}.b0"] @ params[f"{name}.Wb"]
@@ -208,7 +219,8 @@ def apply_layer(params: dict[str, torch.Tensor], kind: str, name: str, x: torch.
 
 def layer_param_count(kind: str, d_in: int, d_out: int, latent: int = 100) -> int:
     n = d_in * d_out + d_out
-    return {"linear": n, "bias": n + d_out + d_out * d_out, "wt": latent + n * (latent + 1)}[kind]
+    return {"linear": n, "bias": n + d_out + d_out * d_out, "wt": latent + n * (latent + 1),
+            "hyper": latent + d_in * d_out * latent + d_out}[kind]
 
 
 def equal_param_width(sizes, kind: str, like_kind: str, like_width: int, latent: int = 100) -> int:

@@ -341,6 +341,55 @@ def weight_transform_ablation(table: pd.DataFrame, style: Mapping[str, Any], tit
     return _curves_by_family(table, style, title)
 
 
+OMNIGLOT_LABELS = {"macaw": "Weight transform", "macaw-no-wt": "No WT, equal width", "macaw-wide": "No WT, equal parameters"}
+OMNIGLOT_SPLITS = {"train": "Meta-training tasks (running mean)", "val": "Meta-validation tasks"}
+
+
+def weight_transform_omniglot_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MACAW Fig. 6 draws: per ``split``, MLP (``method``) and meta-step, the query accuracy after
+    the inner step, each seed's and the mean over seeds with its bootstrap interval.
+
+    - ``train``: the meta-batches' accuracy, averaged over the meta-steps since the previous evaluation (a
+      running mean; one value per seed, so the interval is over seeds);
+    - ``val``: each fixed validation task's accuracy (the interval is over seeds and tasks).
+
+    ``curves`` columns: split, method, seed, train_steps (updates done), task_id, accuracy, parameters, ways.
+    """
+    val = curves[curves["split"] == "val"]
+    steps = np.sort(val["train_steps"].unique())
+    train = curves[curves["split"] == "train"]
+    bins = np.searchsorted(steps, train["train_steps"].to_numpy())  # the first evaluation at or after the row
+    train = train[bins < len(steps)].assign(train_steps=steps[bins[bins < len(steps)]])
+    train = train.groupby(["split", "method", "seed", "parameters", "ways", "train_steps"],
+                          as_index=False)["accuracy"].mean()
+    both = pd.concat([train.assign(task_id=0), val], ignore_index=True)
+    return stats.seeds_and_aggregate(both, ["split", "method", "train_steps"], "accuracy", level, resamples,
+                                     carry=("parameters", "ways"))
+
+
+def weight_transform_omniglot(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MACAW Fig. 6: 20-way 1-shot Omniglot learning curves of the three MLPs, on the meta-training tasks
+    and on held-out validation tasks, from ``weight_transform_omniglot_table``."""
+    apply_style(style)
+    colors = _macaw_colors(style)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, (split, split_title) in zip(axes, OMNIGLOT_SPLITS.items()):
+        data = table[table["split"] == split]
+        for method in _macaw_methods(data):
+            rows = data[data["method"] == method]
+            n = int(rows["parameters"].iloc[0])
+            _errorbar_line(ax, rows, "train_steps", f"{OMNIGLOT_LABELS.get(method, method)} ({n:,} parameters)",
+                           colors.get(method))
+        ax.axhline(1 / table["ways"].iloc[0], color="grey", ls=":", lw=1, label="chance")
+        ax.set_title(split_title)
+        ax.set_xlabel("Meta-training steps")
+    axes[0].set_ylabel("Query accuracy after adaptation")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def macaw_ablations_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
     """The numbers MACAW Fig. 4 draws, in three ``panel``s, each seed's mean over the test tasks and the
     mean over seeds with its interval:

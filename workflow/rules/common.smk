@@ -7,8 +7,11 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
 from paper_repro import config as prconfig
-from paper_repro import envs
+from paper_repro import envs, omniglot
 
 min_version("9.0")
 
@@ -131,12 +134,18 @@ FIGURES_BUILT = [  # the figures whose stages exist so far
     "fig6_model_error",
     "fig1_pearl_gap_heatmap",
     "fig2_adaptation_returns",
+    "fig6_weight_transform_omniglot",
 ]
 
 
 def all_targets():
-    """What `snakemake` builds with no target: every task table and every figure that can be built."""
-    return all_task_tables() + [f"results/figures/{f}.pdf" for f in FIGURES_BUILT]
+    """What `snakemake` builds with no target: every task table and every figure that can be built (fig6
+    only where the user has supplied Omniglot; the log says when it is left out)."""
+    figures = list(FIGURES_BUILT)
+    if not omniglot_available():
+        figures.remove("fig6_weight_transform_omniglot")
+        logger.warning(f"paper-repro: fig6_weight_transform_omniglot left out: {omniglot.missing_message(omniglot_root())}")
+    return all_task_tables() + [f"results/figures/{f}.pdf" for f in figures]
 
 
 # --- collect: per-task SAC/TD3 offline data ---
@@ -160,9 +169,10 @@ BUILT_EXPERIMENTS = {name for figure in FIGURES_BUILT for name in config["figure
 
 
 def uses_offline_data(name):
-    """Whether an experiment behind a built figure runs sac or td3 or learns from their buffers."""
+    """Whether an experiment behind a built figure runs sac or td3 or learns from their buffers (not a
+    supervised one: MACAW Fig. 6's Omniglot names a dataset, no family)."""
     exp = config["experiments"][name]
-    return name in BUILT_EXPERIMENTS and bool({"sac", "td3", *OFFLINE_METHODS} & set(exp["methods"]))
+    return name in BUILT_EXPERIMENTS and "family" in exp and bool({"sac", "td3", *OFFLINE_METHODS} & set(exp["methods"]))
 
 
 # Families whose offline data some experiment uses.
@@ -467,7 +477,8 @@ def metatrain_runtime(algo):
 
 def metatrain_mem_mb(algo):
     """MIER and PEARL keep every transition of meta-training in memory; 8 GB covers the paper's
-    budgets (a few million transitions of at most 348 floats); MAML keeps one meta-batch."""
+    budgets (a few million transitions of at most 348 floats); MAML keeps one meta-batch. MAML on Omniglot
+    (maml_classifier): 32k images and a second-order step through 4.9M parameters for 16 tasks."""
     return lambda wildcards, attempt: attempt * (2000 if algo == "maml" else 8000)
 
 
@@ -504,6 +515,54 @@ def run_curves(figure):
             for seed in experiment_seeds(name)]
 
 
+# --- MACAW Fig. 6: MAML on Omniglot with App. C.1's three MLPs (algos/maml_classifier.py) ---
+
+OMNIGLOT_METHODS = {  # the experiment's methods -> maml_classifier.Config switches
+    "macaw": {},  # weight transform
+    "macaw-no-wt": {"weight_transform": False},  # plain layers, equal width
+    "macaw-wide": {"weight_transform": False, "equal_params": True},  # plain layers, equal parameters
+}
+
+
+def omniglot_root():
+    """Where the Omniglot data is read: the user's omniglot.root, or the smoke scale's generated stand-in."""
+    return f"{SCALE_DIR}/omniglot/fixture" if config["omniglot"]["fixture"] else config["omniglot"]["root"]
+
+
+def omniglot_available():
+    return bool(config["omniglot"]["fixture"]) or omniglot.source_files(omniglot_root()) is not None
+
+
+def omniglot_sources(wildcards):
+    """The user's two Omniglot sets (folders or zips); asking for them when absent stops before any job,
+    naming the path and what to put there."""
+    if config["omniglot"]["fixture"]:
+        return []
+    files = omniglot.source_files(omniglot_root())
+    if files is None:
+        raise WorkflowError(omniglot.missing_message(omniglot_root()))
+    return [str(f) for f in files]
+
+
+def omniglot_experiment():
+    """The experiment that names the Omniglot dataset (macaw-omniglot)."""
+    return next(n for n, e in config["experiments"].items() if e.get("dataset") == "omniglot")
+
+
+def omniglot_run(wildcards):
+    """A params function: the run's method, seed and maml_classifier.Config values (the scale's section,
+    then the method's switches)."""
+    return {"method": wildcards.method, "seed": int(wildcards.seed),
+            "hyper": {**config["maml_classifier"], **OMNIGLOT_METHODS[wildcards.method]}}
+
+
+def omniglot_curves(figure):
+    return [f"{SCALE_DIR}/runs/omniglot/{method}/seed{seed}/curve.csv"
+            for name in config["figures"][figure]["experiments"]
+            for method in figure_methods(figure, name) if method in OMNIGLOT_METHODS
+            for seed in experiment_seeds(name)]
+
+
 # MIER's figures -> the result files behind each (an input function of the figure),
 # and MACAW's (learning curves of the offline methods, evaluated during meta-training).
 FIGURE_RESULTS = {
@@ -513,13 +572,15 @@ FIGURE_RESULTS = {
     "fig3_offline_meta_rl": run_curves,
     "fig4_macaw_ablations": run_curves,
     "fig5_weight_transform_ablation": run_curves,
+    "fig6_weight_transform_omniglot": omniglot_curves,
 }
 
 
 def figure_test_tables(figure):
-    """Experiment -> its test-task table, for a figure's experiments (to join task parameters onto returns)."""
+    """Experiment -> its test-task table, for a figure's experiments (to join task parameters onto returns;
+    none for a supervised experiment, which names a dataset instead of a family)."""
     experiments = {name: config["experiments"][name] for name in config["figures"][figure]["experiments"]}
-    return {name: task_table_path(e["family"], e["protocol"], "test") for name, e in experiments.items()}
+    return {name: task_table_path(e["family"], e["protocol"], "test") for name, e in experiments.items() if "family" in e}
 
 
 def eval_path(experiment, algo, seed):

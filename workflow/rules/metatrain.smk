@@ -151,3 +151,65 @@ for _method, _sampler in MB_METHODS.items():
             CONDA_ENV
         script:
             "../scripts/admrl_train.py"
+
+
+# MACAW Fig. 6: MAML on 20-way 1-shot Omniglot with App. C.1's three MLPs. The user's data (never
+# downloaded; at the smoke scale a generated stand-in) becomes one array of 28x28 images with the split,
+# then each MLP meta-trains on it: results/<scale>/runs/omniglot/<method>/seed<s>/curve.csv.
+
+
+rule omniglot_data:
+    output:
+        data=f"{SCALE_DIR}/omniglot/omniglot28.npz",
+    input:
+        sources=omniglot_sources,
+        code=lib("omniglot.py", "io.py"),
+    params:
+        root=omniglot_root(),
+        split_seed=config["omniglot"]["split_seed"],
+        fixture=config["omniglot"]["fixture"],
+    log:
+        f"{SCALE_DIR}/logs/omniglot_data.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/omniglot_data.tsv"
+    threads: 1
+    resources:
+        runtime=20,
+        mem_mb=4000,
+        cpus_per_task=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/omniglot_data.py"
+
+
+rule metatrain_omniglot:
+    output:
+        model=f"{SCALE_DIR}/runs/omniglot/{{method}}/seed{{seed}}/model.pt",
+        metrics=f"{SCALE_DIR}/runs/omniglot/{{method}}/seed{{seed}}/metrics.csv",
+        curve=f"{SCALE_DIR}/runs/omniglot/{{method}}/seed{{seed}}/curve.csv",
+    input:
+        data=f"{SCALE_DIR}/omniglot/omniglot28.npz",
+        code=lib("algos/maml_classifier.py", "omniglot.py", "meta.py", "nets.py", "io.py", "config.py") + ENVS_SHARED,
+    params:
+        experiment=omniglot_experiment(),
+        run=omniglot_run,
+        eval_every=config["metatrain"]["eval_every"]["maml_classifier"],
+        log_every=config["metatrain"]["log_every"]["maml_classifier"],
+        device=config["device"],
+    wildcard_constraints:
+        method="|".join(OMNIGLOT_METHODS),
+    log:
+        f"{SCALE_DIR}/logs/metatrain_omniglot/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/metatrain_omniglot/{{method}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        runtime=metatrain_runtime("maml_classifier"),
+        mem_mb=metatrain_mem_mb("maml_classifier"),
+        cpus_per_task=1,
+        gpu=1 if config["device"] == "cuda" else 0,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/omniglot_train.py"

@@ -29,15 +29,10 @@ p = snakemake.params
 family, seed, method = p.family, int(snakemake.wildcards.seed), p.method
 cfg = prconfig.from_dict(admrl.Config, {**p.learner, "task_sampler": p.sampler}, f"admrl.learner ({method})")
 out_dir = Path(snakemake.output.run).parent
-checkpoint, progress, run_file = out_dir / "checkpoint.pt", out_dir / "progress.jsonl", out_dir / "checkpoint.run.json"
 run = {"config": dataclasses.asdict(cfg), "family": family, "seed": seed, "method": method}
 if method != "init":  # a checkpoint of a run started from another first task is not resumed
     run["init"] = io.file_sha256(snakemake.input.init)
-if checkpoint.exists() and run_file.exists():
-    io.check_resumable(checkpoint, io.load_json(run_file), run)
-elif not checkpoint.exists():
-    progress.unlink(missing_ok=True)
-    io.save_json(run_file, run)
+checkpoint, progress = io.start_or_resume(out_dir, run)
 device = prconfig.resolve_device(p.device)
 logging.info("%s: %s (%s sampler), seed %d, %s, on %s", family, method, cfg.task_sampler, seed, cfg, device)
 start = time.time()
@@ -82,5 +77,4 @@ with io.atomic_path(snakemake.output.metrics) as tmp:
 io.save_checkpoint(snakemake.output.run, state)
 io.write_job_provenance(snakemake, {**run, "config": cfg}, seeds={"run": seed}, device=device)
 # finished: the outputs hold everything; a later rerun (changed code or inputs) starts afresh
-for path in (checkpoint, run_file, progress):
-    path.unlink(missing_ok=True)
+io.finish_run(out_dir)

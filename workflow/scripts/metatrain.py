@@ -36,19 +36,13 @@ horizon = envs.get_family(family).horizon
 train_tasks = pd.read_csv(snakemake.input.train).head(exp["task_limit"]["train"]).to_dict("records")
 test_tasks = pd.read_csv(snakemake.input.test).head(exp["task_limit"]["test"]).to_dict("records")
 run_dir = Path(snakemake.output.model).parent
-checkpoint, progress = run_dir / "checkpoint.pt", run_dir / "progress.jsonl"
 # What the result depends on; a checkpoint written for anything else is refused, naming the key
 # (run control, such as metatrain.checkpoint_every, is not part of it).
 run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate,
        "multitask": getattr(p, "multitask", False)}
 if offline:  # and the offline data: a checkpoint trained on other buffers is not resumed
     run["buffers"] = [io.file_sha256(b) for b in (*snakemake.input.train_buffers, *snakemake.input.test_buffers)]
-run_file = run_dir / "checkpoint.run.json"
-if checkpoint.exists() and run_file.exists():
-    io.check_resumable(checkpoint, io.load_json(run_file), run)
-elif not checkpoint.exists():
-    progress.unlink(missing_ok=True)  # a fresh start: rows of an earlier run do not belong to this one
-    io.save_json(run_file, run)
+checkpoint, progress = io.start_or_resume(run_dir, run)
 device = prconfig.resolve_device(p.device)
 logging.info("%s: %s (%s) on %d %s tasks (%d test tasks), seed %d, %s, on %s", exp["name"], method, name,
              len(train_tasks), family, len(test_tasks), seed, cfg, device)
@@ -113,6 +107,4 @@ for table, path in ((metrics, snakemake.output.metrics), (curve, snakemake.outpu
 io.save_checkpoint(snakemake.output.model, state)
 io.write_job_provenance(snakemake, {"experiment": exp, "method": method, name: cfg, "eval_every": p.eval_every,
                                    "evaluate": p.evaluate}, seeds={"train": seed}, device=device)
-checkpoint.unlink(missing_ok=True)
-run_file.unlink(missing_ok=True)
-progress.unlink(missing_ok=True)
+io.finish_run(run_dir)

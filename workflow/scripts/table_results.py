@@ -4,7 +4,8 @@ test task's parameters (e.g. its target velocity) joined on.
 
 The files are evaluations after adaptation (results/<scale>/eval/<experiment>/<method>/seed<s>.csv: Figs 3
 and 4) or evaluations during meta-training (results/<scale>/runs/<experiment>/<algo>/seed<s>/curve.csv:
-Fig. 2); both have one row per method, seed, test task, stage and step count.
+Fig. 2); both have one row per method, seed, test task, stage and step count. MACAW Fig. 6's are the
+Omniglot runs' curves (results/<scale>/runs/omniglot/<method>/seed<s>/curve.csv), with no task table.
 """
 
 from pathlib import Path
@@ -22,9 +23,10 @@ for path in snakemake.input.results:
         raise ValueError(f"{path}: no evaluation rows")
     frames.append(frame.assign(source=path))
 table = pd.concat(frames, ignore_index=True)
-tasks = pd.concat([pd.read_csv(path).assign(experiment=name) for name, path in snakemake.params.test_tables.items()],
-                  ignore_index=True)
-table = table.merge(tasks, on=["experiment", "task_id"], how="left", validate="many_to_one")
+if snakemake.params.test_tables:  # none for a supervised experiment (MACAW Fig. 6's Omniglot)
+    tasks = pd.concat([pd.read_csv(path).assign(experiment=name) for name, path in snakemake.params.test_tables.items()],
+                      ignore_index=True)
+    table = table.merge(tasks, on=["experiment", "task_id"], how="left", validate="many_to_one")
 
 out = snakemake.output[0]
 # results/tables/fig4_dynamics_extrapolation.csv -> plots.dynamics_extrapolation_table

@@ -30,6 +30,7 @@ FIGURES = [
     "fig1_pearl_gap_heatmap",
     "fig2_adaptation_returns",
     "fig6_weight_transform_omniglot",
+    "table1_online_finetuning",
 ]
 
 _built: dict[str, tuple[Path, list[str]]] = {}

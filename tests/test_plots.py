@@ -83,3 +83,20 @@ def test_omniglot_table_bins_training_steps_between_evaluations():
     assert agg.loc[("val", 2), "ci_low"] < agg.loc[("val", 2), "mean"] < agg.loc[("val", 2), "ci_high"]
     fig = plots.weight_transform_omniglot(table, {"dpi": 50, "context": "paper", "palette": "colorblind"}, "t")
     assert [ax.get_title() for ax in fig.axes] == list(plots.OMNIGLOT_SPLITS.values())
+
+
+def test_online_finetuning_table_reports_the_papers_statistics():
+    """MACAW Table 1: mean and standard error over test tasks of the return and of its improvement over the
+    evaluation before any online data; across seeds, each task's mean over seeds first."""
+    rows = pd.DataFrame([{"method": "macaw-ft", "seed": seed, "task_id": task, "trajectories": t, "steps": 200 * t,
+                          "return": -300 + 10 * task + (5 * t + seed) * (t > 0)}
+                         for seed in (0, 1) for task in range(3) for t in (0, 10)])
+    table = plots.online_finetuning_table(rows, 95, 100)
+    agg = table[table.kind == "aggregate"].set_index("trajectories")
+    assert agg.loc[0, "return"] == pytest.approx(-290) and agg.loc[0, "return_se"] == pytest.approx(10 / np.sqrt(3))
+    assert agg.loc[10, "improvement"] == pytest.approx(50.5) and agg.loc[10, "improvement_se"] == pytest.approx(0)
+    assert agg.loc[10, "steps"] == 2000 and (agg.n_tasks == 3).all() and (agg.n_seeds == 2).all()
+    seed1 = table[(table.kind == "seed") & (table.seed == 1)].set_index("trajectories")
+    assert seed1.loc[10, "improvement"] == pytest.approx(51)
+    fig = plots.online_finetuning(table, {"dpi": 50, "context": "paper", "palette": "colorblind"}, "t")
+    assert len(fig.axes) == 2

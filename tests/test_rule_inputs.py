@@ -34,6 +34,7 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("table_fig2_adaptation_returns", "table_admrl.py"), ("model_error_", "admrl_model_error.py"),
                 ("table_fig6_model_error", "table_model_error.py"), ("omniglot_data", "omniglot_data.py"),
                 ("metatrain_omniglot", "omniglot_train.py"), ("metatrain_", "metatrain.py"),
+                ("finetune_", "finetune.py"),
                 ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
                 ("plot_", "plot_figure.py")]
 
@@ -111,7 +112,7 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
         family = config["experiments"][rule.removeprefix("model_error_").replace("_", "-")]["family"]
     elif rule == "metatrain_omniglot":  # MACAW Fig. 6: imports its algorithm by name, no family
         pass
-    elif rule.startswith(("metatrain_", "evaluate_")):
+    elif rule.startswith(("metatrain_", "evaluate_", "finetune_")):
         method = rule.split("_", 1)[1]
         algo = OFFLINE_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier
         mods.add(f"paper_repro.algos.{algo}")

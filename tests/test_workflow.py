@@ -195,6 +195,26 @@ def test_omniglot_figure_table(tmp_path_factory):
     assert set(table.split) == {"train", "val"} and set(table.method) == set(curves)
 
 
+def test_online_finetuning_table(tmp_path_factory):
+    """MACAW Table 1 at the smoke scale: both methods fine-tune every test task of the OOD split, evaluated at
+    every finetune.eval_at point with the online steps so far; the table has the paper's statistics."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    smoke = workdir / "results" / "smoke"
+    config = prconfig.resolve({**prconfig.load_yaml(workdir / "config" / "config.yaml"), "scale": "smoke"}, workdir)
+    ft = config["finetune"]
+    test_ids = list(envs.task_table("cheetah-vel", "macaw-ood", seed=0)["test"].task_id[:2])
+    for method in ("macaw", "offline-pearl"):
+        rows = pd.read_csv(smoke / f"eval/macaw-vel-ood/{method}-ft/seed0.csv")
+        assert sorted(rows.task_id.unique()) == sorted(test_ids) and set(rows.method) == {f"{method}-ft"}
+        assert all(sorted(g.trajectories) == ft["eval_at"] for _, g in rows.groupby("task_id"))
+        assert (rows.steps == rows.trajectories * 200).all()  # cheetah episodes run their 200 steps
+        assert not (smoke / f"eval/macaw-vel-ood/{method}-ft/seed0").exists()  # the resume files are gone
+    table = pd.read_csv(workdir / "results" / "tables" / "table1_online_finetuning.csv")
+    assert set(table.method) == {"macaw-ft", "offline-pearl-ft"} and set(table.trajectories) == set(ft["eval_at"])
+    agg = table[table.kind == "aggregate"]
+    assert (agg[agg.trajectories == 0].improvement == 0).all() and (agg.n_tasks == 2).all()
+
+
 def test_omniglot_absent_is_skipped_by_all_and_named_when_asked_for(workflow_dir):
     """Without the user's Omniglot: `rule all` leaves fig6 out and says so; asking for fig6 stops before any
     job, naming the path; with the data there (here the generated stand-in, zipped), fig6 plans its jobs."""

@@ -390,6 +390,68 @@ def weight_transform_omniglot(table: pd.DataFrame, style: Mapping[str, Any], tit
     return fig
 
 
+FINETUNE_LABELS = {"offline-pearl-ft": "Offline PEARL+FT", "macaw-ft": "MACAW+FT"}
+# MACAW Table 1 as published: extra env steps -> method -> (return, its SE, improvement, its SE)
+PAPER_TABLE1 = {0: {"offline-pearl-ft": (-553.4, 21.2, None, None), "macaw-ft": (-323.1, 42.9, None, None)},
+                20_000: {"offline-pearl-ft": (-565.0, 4.7, -11.5, 3.5), "macaw-ft": (-279.1, 16.8, 44.0, 14.5)},
+                200_000: {"offline-pearl-ft": (-533.6, 19.8, 19.8, 3.7), "macaw-ft": (-272.0, 15.2, 51.1, 12.7)}}
+
+
+def _mean_se(x: pd.Series) -> tuple[float, float]:
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def online_finetuning_table(rows: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """MACAW Table 1's numbers: per fine-tuned method and evaluation point (trajectories, and the mean online
+    environment steps), the return and its improvement over the point before any online data, each the
+    mean and standard error over test tasks, as the paper reports them: per seed (``seed`` rows), and over
+    seeds (``aggregate``: each task's mean over seeds, then mean and standard error over tasks). ``level``
+    and ``resamples`` are unused (the paper's statistic is the standard error)."""
+    base = rows[rows["trajectories"] == 0].set_index(["method", "seed", "task_id"])["return"]
+    rows = rows.assign(improvement=rows["return"] - base.reindex(
+        pd.MultiIndex.from_frame(rows[["method", "seed", "task_id"]])).to_numpy())
+    out = []
+    for (method, t), g in rows.groupby(["method", "trajectories"]):
+        per_seed = [("seed", seed, s) for seed, s in g.groupby("seed")]
+        per_task = g.groupby("task_id")[["return", "improvement", "steps"]].mean()
+        for kind, seed, data in [*per_seed, ("aggregate", None, per_task)]:
+            r, r_se = _mean_se(data["return"])
+            imp, imp_se = _mean_se(data["improvement"])
+            out.append({"method": method, "trajectories": t, "steps": float(data["steps"].mean()), "kind": kind,
+                        "seed": seed, "return": r, "return_se": r_se, "improvement": imp, "improvement_se": imp_se,
+                        "n_tasks": int(data.index.nunique() if kind == "aggregate" else data["task_id"].nunique()),
+                        "n_seeds": int(g["seed"].nunique()) if kind == "aggregate" else 1})
+    return pd.DataFrame(out).astype({"seed": "Int64"})
+
+
+def online_finetuning(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MACAW Table 1 drawn as two tables: ours (from ``online_finetuning_table``) and the paper's."""
+    apply_style(style)
+
+    def cell(mean, se):
+        return "—" if mean is None or pd.isna(mean) else f"{mean:.1f} ({se:.1f})" if not pd.isna(se) else f"{mean:.1f}"
+
+    methods = [m for m in FINETUNE_LABELS if m in set(table["method"])]
+    header = ["extra env steps"] + [f"{FINETUNE_LABELS[m]} {what}" for m in methods for what in ("return", "improvement")]
+    agg = table[table["kind"] == "aggregate"]
+    ours = []
+    for t, g in agg.groupby("trajectories"):
+        by = g.set_index("method")
+        ours.append([f"{int(round(g['steps'].mean())):,}"] + [
+            cell(by.loc[m, k], by.loc[m, f"{k}_se"]) if m in by.index and (k == "return" or t > 0) else "—"
+            for m in methods for k in ("return", "improvement")])
+    paper = [[f"{steps:,}"] + [cell(*v[m][i:i + 2]) for m in methods for i in (0, 2)] for steps, v in PAPER_TABLE1.items()]
+    fig, axes = plt.subplots(2, 1, figsize=(11, 1.2 + 0.45 * (len(ours) + len(paper))))
+    for ax, body, name in ((axes[0], ours, "This run: mean (standard error) over test tasks"),
+                           (axes[1], paper, "The paper (MACAW Tab. 1)")):
+        ax.axis("off")
+        ax.table(cellText=body, colLabels=header, loc="center", cellLoc="center").scale(1, 1.3)
+        ax.set_title(name, fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def macaw_ablations_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
     """The numbers MACAW Fig. 4 draws, in three ``panel``s, each seed's mean over the test tasks and the
     mean over seeds with its interval:

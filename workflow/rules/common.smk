@@ -135,6 +135,7 @@ FIGURES_BUILT = [  # the figures whose stages exist so far
     "fig1_pearl_gap_heatmap",
     "fig2_adaptation_returns",
     "fig6_weight_transform_omniglot",
+    "table1_online_finetuning",
 ]
 
 
@@ -563,6 +564,33 @@ def omniglot_curves(figure):
             for seed in experiment_seeds(name)]
 
 
+# --- MACAW Table 1: online fine-tuning of offline-meta-trained runs on their test tasks ---
+
+FINETUNE_ALGOS = {"macaw": "macaw", "offline-pearl": "offline_pearl"}  # method -> its module's finetune()
+
+
+def finetune_path(experiment, method, seed):
+    return f"{SCALE_DIR}/eval/{experiment}/{method}-ft/seed{seed}.csv"
+
+
+def finetune_files(figure):
+    """Every fine-tuning table behind a figure: its experiments' fine-tuned methods, every seed."""
+    return [finetune_path(name, method, seed)
+            for name in config["figures"][figure]["experiments"]
+            for method in figure_methods(figure, name) if method in FINETUNE_ALGOS
+            for seed in experiment_seeds(name)]
+
+
+def finetune_runtime(wildcards, attempt):
+    """Minutes of one fine-tuning job (finetune.runtime), doubled on a retry."""
+    return attempt * config["finetune"]["runtime"]
+
+
+def finetune_protocol():
+    """The fine-tuning schedule every method shares (finetune.trajectories, eval_at, episodes)."""
+    return {k: config["finetune"][k] for k in ("trajectories", "eval_at", "episodes")}
+
+
 # MIER's figures -> the result files behind each (an input function of the figure),
 # and MACAW's (learning curves of the offline methods, evaluated during meta-training).
 FIGURE_RESULTS = {
@@ -573,6 +601,7 @@ FIGURE_RESULTS = {
     "fig4_macaw_ablations": run_curves,
     "fig5_weight_transform_ablation": run_curves,
     "fig6_weight_transform_omniglot": omniglot_curves,
+    "table1_online_finetuning": finetune_files,
 }
 
 

@@ -163,3 +163,42 @@ rule table_fig6_model_error:
         CONDA_ENV
     script:
         "../scripts/table_model_error.py"
+
+
+# MACAW Table 1: each test task's offline adaptation step, then online fine-tuning (finetune.*): the
+# method's run on the experiment's training tasks, the test tasks' buffers for the offline step.
+# results/<scale>/eval/<experiment>/<method>-ft/seed<s>.csv: one row per test task and evaluation point.
+for _method, _algo in FINETUNE_ALGOS.items():
+
+    rule:
+        name:
+            f"finetune_{_method.replace('-', '_')}"
+        output:
+            finetune_path("{experiment}", _method, "{seed}"),
+        input:
+            unpack(offline_buffers),
+            model=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/model.pt",
+            tasks=experiment_test_table,
+            code=algo_sources(_algo),
+            config_code=lib("config.py"),
+        params:
+            algo=_algo,
+            method=_method,
+            experiment=experiment_params,
+            protocol=finetune_protocol(),
+            hyper=config["finetune"][_algo],
+            device=config["device"],
+        log:
+            f"{SCALE_DIR}/logs/finetune_{_method}/{{experiment}}/seed{{seed}}.log",
+        benchmark:
+            f"{SCALE_DIR}/benchmarks/finetune_{_method}/{{experiment}}/seed{{seed}}.tsv"
+        threads: 1
+        resources:
+            runtime=finetune_runtime,
+            mem_mb=offline_mem_mb,
+            cpus_per_task=1,
+            gpu=1 if config["device"] == "cuda" else 0,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/finetune.py"

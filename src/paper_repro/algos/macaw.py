@@ -482,3 +482,95 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     seeds = [seed * 1000 + i for i in range(eval_episodes)]
     return [{"stage": stage, "steps": 0, "return": float(rollout.episodes(envs, policy(p), seeds, horizon).mean())}
             for stage, p in (("prior", params["P"]), ("adapted", {k: v.detach() for k, v in P1.items()}))]
+
+
+# --- Table 1: online fine-tuning after the offline adaptation step --------------------------
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """MACAW+FT (Table 1; App. C.2 and the authors' ``src/macaw.py``, the ``ft == "online"`` branch):
+    after the offline step, alternate one noisy trajectory with Adam steps on the aggregated data."""
+
+    lr: float = 1e-5
+    """Adam step size of V and π (hard-coded in ``src/macaw.py``: ft_v_opt, ft_p_opt)."""
+    value_steps: int = 100
+    """Value steps per trajectory, by regression onto the return bootstrapped by the current V (``steps_per_rollout``;
+    ``value_function_loss_on_batch(..., target=None)``, whose ``no_bootstrap`` is off by default)."""
+    policy_steps: int = 200
+    """Policy steps per trajectory, AWR with the current V's advantages, no head (``2 * steps_per_rollout``)."""
+    burn_in: int = 25
+    """Updates start after trajectory ``burn_in`` + 1 (``burn_in``; the code updates when eval_step > burn_in)."""
+    keep_offline: bool = True
+    """The aggregate data start with D_0, the offline batch adapted on (App. C.2: "aggregate"); False: the
+    authors' code, which empties the buffer it builds from D_0 (``_stored_steps = 0``)."""
+
+
+def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: FineTune, *,
+             adapt_data: Mapping[str, np.ndarray], trajectories: int, eval_at: Sequence[int], eval_episodes: int,
+             seed: int, device: str = "cpu") -> list[dict]:
+    """Table 1 on one test task: the offline inner step on ``eval_batch`` transitions of its data (D_0, as
+    :func:`adapt_and_evaluate`), then ``trajectories`` times: one trajectory with the noisy policy μ + σε
+    (``sample_mode=False``) appended to the aggregate data, then (after ``burn_in``) ``value_steps`` and
+    ``policy_steps`` Adam steps on uniform batches of ``eval_batch`` from it. Rows "finetuned" with
+    ``steps`` = the online environment steps so far, after each count in ``eval_at`` of trajectories,
+    the mean of ``eval_episodes`` deterministic episodes."""
+    cfg = dataclasses.replace(check(Config(**state["config"])), theta_space=False)  # fine-tune z, A, a themselves
+    params = nets.tree_map(lambda t: t.detach().to(device), state["params"])
+    lrs, lam = step_sizes(params["rho"])
+    rng = np.random.default_rng(seed)
+    d0 = buffers.sample_offline([adapt_data], cfg.eval_batch, [rng], contiguous=False)
+    with torch.enable_grad():
+        P1, V1, _ = adapt({k: v.requires_grad_(True) for k, v in params["P"].items()},
+                          {k: v.requires_grad_(True) for k, v in params["V"].items()},
+                          lrs, lam, {k: v[0].to(device) for k, v in d0.items()}, cfg)
+    P = {k: v.detach().clone().requires_grad_(True) for k, v in P1.items()}
+    V = {k: v.detach().clone().requires_grad_(True) for k, v in V1.items()}
+    opt_v, opt_p = torch.optim.Adam(V.values(), lr=ft.lr), torch.optim.Adam(P.values(), lr=ft.lr)
+    offline = {k: v[0].numpy() for k, v in d0.items()} if ft.keep_offline else None
+    online = buffers.ReplayBuffer(horizon, len(adapt_data["obs"][0]), len(adapt_data["action"][0]), grow=True)
+    env, eval_envs = make_env(), [make_env() for _ in range(eval_episodes)]
+    low, high = env.action_space.low, env.action_space.high
+    gen = torch.Generator().manual_seed(seed)
+
+    def act(noisy: bool):
+        @torch.no_grad()
+        def policy(obs: np.ndarray) -> np.ndarray:
+            mean, _ = policy_mean(P, torch.as_tensor(obs, dtype=torch.float32, device=device), cfg)
+            if noisy:
+                mean = mean + cfg.action_sigma * torch.randn(mean.shape, generator=gen).to(device)
+            return np.clip(mean.cpu().numpy(), low, high)
+        return policy
+
+    rows = []
+    for t in range(trajectories + 1):
+        # evaluate
+        if t in eval_at:
+            seeds = [seed * 1000 + 100_000 * (t + 1) + i for i in range(eval_episodes)]
+            rows.append({"stage": "finetuned", "steps": online.size, "trajectories": t,
+                         "return": float(rollout.episodes(eval_envs, act(False), seeds, horizon).mean())})
+        if t == trajectories:
+            break
+        # collect
+        rollout.episodes([env], act(True), [seed * 1000 + 500 + t], horizon, online)
+        data = buffers.offline_arrays(online.arrays(), cfg.gamma)
+        if offline is not None:
+            data = {k: np.concatenate([offline[k], data[k]]) for k in data}
+        if t <= ft.burn_in or len(data["G"]) < cfg.eval_batch:  # ``eval_step > burn_in``, as the code
+            continue
+        # update: the value function by regression onto the bootstrapped return, then π by AWR
+        for opt, steps, loss in ((opt_v, ft.value_steps, "value"), (opt_p, ft.policy_steps, "policy")):
+            for _ in range(steps):
+                b = {k: v[0] for k, v in buffers.sample_offline([data], cfg.eval_batch, [rng], False, device).items()}
+                if loss == "value":
+                    with torch.no_grad():
+                        target = bootstrapped_returns(V, b, cfg)
+                    out = value_loss(V, b, target, cfg)
+                else:
+                    out = policy_loss(P, b, advantages(V, b, cfg), lam, cfg, inner=False)
+                if not torch.isfinite(out):
+                    raise FloatingPointError(f"MACAW fine-tuning: the {loss} loss is {out.item()} after {t + 1} trajectories")
+                opt.zero_grad(set_to_none=True)
+                out.backward()
+                opt.step()
+    return rows

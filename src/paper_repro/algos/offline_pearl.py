@@ -127,3 +127,74 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     return [{"stage": "prior", "steps": 0, "return": mean_return(mu)},
             {"stage": "adapted", "steps": 0, "return": mean_return(post)}]
 
+
+
+# --- Table 1: Offline PEARL + FT ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Offline PEARL + FT (Table 1; MACAW App. C.2 names it but gives no protocol, so it mirrors MACAW+FT's
+    [ours], MACAW spec §3.6): PEARL's own gradient steps on this task's aggregate data between trajectories."""
+
+    steps: int = 100
+    """PEARL gradient steps (critic, KL and encoder; value; policy) per trajectory, as MACAW's 100 value steps."""
+    burn_in: int = 25
+    """Updates start after trajectory ``burn_in`` + 1, as MACAW+FT's."""
+    keep_offline: bool = True
+    """The aggregate data start with the offline context the posterior was inferred from (D_0)."""
+
+
+def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: FineTune, *,
+             adapt_data: Mapping[str, np.ndarray], trajectories: int, eval_at: Sequence[int], eval_episodes: int,
+             seed: int, device: str = "cpu") -> list[dict]:
+    """Table 1 on one test task: z's posterior from D_0 (the offline context of :func:`adapt_and_evaluate`),
+    then ``trajectories`` times: one trajectory of the stochastic policy with z drawn from the posterior of
+    the aggregate data, appended to them, then (after ``burn_in``) ``steps`` PEARL updates on this task alone,
+    context and RL batch from the aggregate data. Rows "finetuned" with ``steps`` = the online environment
+    steps so far, after each count in ``eval_at`` of trajectories: deterministic episodes with z = the
+    posterior mean of the aggregate data."""
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    nets = pearl.Nets(state["obs_dim"], state["act_dim"], cfg, torch.Generator().manual_seed(0))
+    nets.load_state_dict(state["nets"])
+    nets.to(device)
+    opts = pearl.make_optimizers(nets, cfg)
+    env, eval_env = make_env(), make_env()
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    test = normalised(adapt_data, env.action_space.low, env.action_space.high)
+    n = min(max(cfg.embedding_batch_size, cfg.eval_context), test.size)
+    rows = rng.choice(test.size, n, replace=False)
+    offline = {k: v[rows] for k, v in test.arrays().items()} if ft.keep_offline else None
+    online = ReplayBuffer(horizon, state["obs_dim"], state["act_dim"], grow=True)
+    d0 = ReplayBuffer.from_arrays({k: v[rows] for k, v in test.arrays().items()})
+
+    def aggregate() -> ReplayBuffer:
+        if offline is None:
+            return online if online.size else d0  # before any online data, the posterior of D_0
+        if not online.size:
+            return d0
+        return ReplayBuffer.from_arrays({k: np.concatenate([offline[k], v])
+                                         for k, v in online.arrays().items()})
+
+    out = []
+    for t in range(trajectories + 1):
+        data = aggregate()
+        # evaluate
+        if t in eval_at:
+            mu, _ = pearl.infer(nets, data, cfg)
+            seeds = [seed * 1000 + 100_000 * (t + 1) + i for i in range(eval_episodes)]
+            out.append({"stage": "finetuned", "steps": online.size, "trajectories": t,
+                        "return": float(np.mean([pearl.episode(nets, eval_env, mu, horizon, s, None) for s in seeds]))})
+        if t == trajectories:
+            break
+        # collect
+        z = pearl.sample_z(*pearl.infer(nets, data, cfg), gen)
+        pearl.episode(nets, env, z, horizon, seed * 1000 + 500 + t, gen, online)
+        if t <= ft.burn_in:
+            continue
+        # update: PEARL's step on this task alone
+        data = aggregate()
+        for i in range(ft.steps):
+            context = pearl.context_of(sample([data], cfg.embedding_batch_size, rng).tensors(device), cfg)
+            pearl.update(nets, opts, context, sample([data], cfg.batch_size, rng).tensors(device), gen, cfg, i)
+    return out

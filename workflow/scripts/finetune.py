@@ -1,0 +1,65 @@
+"""MACAW Table 1: online fine-tuning of one offline-meta-trained method on each test task (its algorithm's
+``finetune``: the offline adaptation step on the task's buffer, then finetune.trajectories trajectories, each
+followed by the method's gradient steps; evaluated after each count in finetune.eval_at).
+
+Task i gets the seed of the evaluation protocol (paper_repro.evaluate.task_seed). Each finished task's rows go
+to progress.jsonl, so a killed job resumes after its last finished task. One row per test task and
+evaluation point: stage "finetuned", steps (online environment steps so far), trajectories, return.
+"""
+
+import dataclasses
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from paper_repro import buffers, envs, evaluate, io
+from paper_repro import config as prconfig
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+torch.set_num_threads(snakemake.threads)
+
+p = snakemake.params
+exp, protocol = p.experiment, p.protocol
+algo = importlib.import_module(f"paper_repro.algos.{p.algo}")
+ft = prconfig.from_dict(algo.FineTune, p.hyper, f"finetune.{p.algo}")
+state = io.load_checkpoint(snakemake.input.model)
+cfg = algo.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+family, seed = exp["family"], exp["seed"]
+horizon = envs.get_family(family).horizon
+tasks = pd.read_csv(snakemake.input.tasks).head(exp["task_limit"]["test"]).to_dict("records")
+device = prconfig.resolve_device(p.device)
+run_dir = Path(snakemake.output[0]).with_suffix("")
+run_dir.mkdir(parents=True, exist_ok=True)
+run = {"model": io.file_sha256(snakemake.input.model), "finetune": dataclasses.asdict(ft), "protocol": protocol,
+       "tasks": [t["task_id"] for t in tasks], "seed": seed}
+_, progress = io.start_or_resume(run_dir, run)
+done = {r["task_id"] for r in map(json.loads, progress.read_text().splitlines())} if progress.exists() else set()
+logging.info("%s: %s+FT on %d test tasks (%d done), seed %d, %s, %s, on %s", exp["name"], p.method, len(tasks),
+             len(done), seed, ft, protocol, device)
+
+for i, (task, path) in enumerate(zip(tasks, snakemake.input.test_buffers, strict=True)):
+    if task["task_id"] in done:
+        continue
+    data = algo.test_data(buffers.load_task_buffer(path, family, task), cfg)
+    rows = algo.finetune(state, lambda: envs.make(family, task), horizon, ft, adapt_data=data,
+                         trajectories=protocol["trajectories"], eval_at=protocol["eval_at"],
+                         eval_episodes=protocol["episodes"], seed=evaluate.task_seed(seed, i), device=device)
+    with open(progress, "a") as f:
+        f.writelines(json.dumps({"task_id": task["task_id"], **row}) + "\n" for row in rows)
+    logging.info("task %s: %s", task["task_id"], rows)
+
+rows = [json.loads(line) for line in progress.read_text().splitlines()]
+table = pd.DataFrame(rows).assign(experiment=exp["name"], family=family, method=f"{p.method}-ft", seed=seed,
+                                  episodes=protocol["episodes"])
+with io.atomic_path(snakemake.output[0]) as tmp:
+    table.to_csv(tmp, index=False)
+io.write_job_provenance(snakemake, {"experiment": exp, "method": p.method, "finetune": ft, "protocol": protocol,
+                                   "model_config": state.get("config")},
+                        seeds={"train": seed, "evaluate": evaluate.task_seed(seed, 0)}, device=device)
+io.finish_run(run_dir)
+run_dir.rmdir()

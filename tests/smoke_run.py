@@ -31,6 +31,7 @@ FIGURES = [
     "fig2_adaptation_returns",
     "fig6_weight_transform_omniglot",
     "table1_online_finetuning",
+    "fig7_metaworld_ml45",
 ]
 
 _built: dict[str, tuple[Path, list[str]]] = {}

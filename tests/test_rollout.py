@@ -116,3 +116,21 @@ def test_padded_lays_episodes_out_to_the_horizon():
     assert mask.tolist() == [[1] * 5, [1, 1, 0, 0, 0]]
     np.testing.assert_array_equal(reward[1, :2], bufs[1].arrays()["reward"])
     assert (obs[1, 2:] == 0).all() and (reward[1, 2:] == 0).all()
+
+
+class Succeed(Walk):
+    """Walk that reports Meta-World's ``info["success"]``: true at some step where the position passes 2."""
+
+    def step(self, action):
+        obs, r, term, trunc, _ = super().step(action)
+        return obs, r, term, trunc, {"success": self.x > 2}
+
+
+def test_success_is_any_step_of_an_episode_and_absent_where_the_env_reports_none():
+    up, down = (lambda obs: np.ones((len(obs), 1), np.float32)), (lambda obs: -np.ones((len(obs), 1), np.float32))
+    found = []
+    rollout.episodes([gym.wrappers.TimeLimit(Succeed(), 4) for _ in range(2)], up, [0, 1], successes=found)
+    assert found == [1.0, 1.0]
+    row = rollout.evaluate([gym.wrappers.TimeLimit(Succeed(), 4) for _ in range(2)], down, [0, 1], 4)
+    assert row["success"] == 0.0 and row["return"] < 0
+    assert set(rollout.evaluate([walk(4)], up, [0], 4)) == {"return"}  # no success reported: no column

@@ -215,6 +215,22 @@ def test_online_finetuning_table(tmp_path_factory):
     assert (agg[agg.trajectories == 0].improvement == 0).all() and (agg.n_tasks == 2).all()
 
 
+def test_metaworld_figure_table(tmp_path_factory):
+    """MACAW Fig. 7 at the smoke scale: the three methods learn from one buffer per ML45 environment, every
+    test environment is evaluated with its success rate at every evaluation, with the Meta-World columns."""
+    workdir, _ = smoke_results(tmp_path_factory)
+    smoke = workdir / "results" / "smoke"
+    test = envs.task_table("metaworld-ml45-env", "macaw", seed=0)["test"].head(2)
+    for method in ("macaw", "offline-pearl", "offline-mt-ft"):
+        curve = pd.read_csv(smoke / f"runs/macaw-metaworld/{method}/seed0/curve.csv")
+        assert set(curve.family) == {"metaworld-ml45-env"} and sorted(curve.task_id.unique()) == sorted(test.task_id)
+        assert curve.success.between(0, 1).all()
+    log = (smoke / "logs/metatrain_offline-mt-ft/macaw-metaworld/seed0.log").read_text()
+    assert "value_lr=1e-06" in log and "finetune_value_lr=1e-06" in log  # the paper's Meta-World column
+    table = pd.read_csv(workdir / "results" / "tables" / "fig7_metaworld_ml45.csv")
+    assert set(table.method) == {"macaw", "offline-pearl", "offline-mt-ft"} and table["mean"].between(0, 1).all()
+
+
 def test_omniglot_absent_is_skipped_by_all_and_named_when_asked_for(workflow_dir):
     """Without the user's Omniglot: `rule all` leaves fig6 out and says so; asking for fig6 stops before any
     job, naming the path; with the data there (here the generated stand-in, zipped), fig6 plans its jobs."""

@@ -452,6 +452,35 @@ def online_finetuning(table: pd.DataFrame, style: Mapping[str, Any], title: str)
     return fig
 
 
+def metaworld_ml45_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
+    """The numbers MACAW Fig. 7 draws: per method and number of training steps, each seed's success rate
+    after offline adaptation averaged over the ML45 test tasks, and the mean over seeds with its bootstrap
+    interval. ``curves`` columns: method, seed, train_steps, task_id, stage, success."""
+    adapted = curves[curves["stage"] == "adapted"]
+    return stats.seeds_and_aggregate(adapted, ["method", "train_steps"], "success", level, resamples)
+
+
+def metaworld_ml45(table: pd.DataFrame, style: Mapping[str, Any], title: str) -> plt.Figure:
+    """MACAW Fig. 7: success rate on the ML45 test tasks vs training steps, with Offline PEARL's final
+    value as a dashed line (the paper's "final PEARL average success rate"), from ``metaworld_ml45_table``."""
+    apply_style(style)
+    colors = _macaw_colors(style)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in _macaw_methods(table):
+        _learning_curve(ax, table[table["method"] == method], MACAW_LABELS.get(method, method), colors.get(method))
+    pearl = table[(table["method"] == "offline-pearl") & (table["kind"] == "aggregate")]
+    if len(pearl):
+        final = pearl.sort_values("train_steps")["mean"].iloc[-1]
+        ax.axhline(final, color=colors.get("offline-pearl"), ls="--", lw=1, label="Offline PEARL, final")
+    ax.set_xlabel("Training steps")
+    ax.set_ylabel("Success rate (5 test tasks)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def macaw_ablations_table(curves: pd.DataFrame, level: float, resamples: int) -> pd.DataFrame:
     """The numbers MACAW Fig. 4 draws, in three ``panel``s, each seed's mean over the test tasks and the
     mean over seeds with its interval:

@@ -57,7 +57,8 @@ def transitions(envs: Sequence[Any], policy: Policy, steps: int, seeds: Sequence
 
 def episodes(envs: Sequence[Any], policy: Policy, seeds: Sequence[int | None] | None = None,
              horizon: int | None = None, into: ReplayBuffer | Sequence[ReplayBuffer] | None = None,
-             env_action: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+             env_action: Callable[[np.ndarray], np.ndarray] | None = None,
+             successes: list[float] | None = None) -> np.ndarray:
     """One episode in each env (reset with ``seeds``), all stepped together: the policy sees every
     env's observation at every step, finished ones included, so its random draws do not depend on
     when episodes end. Stops when every episode has ended, or after ``horizon`` steps.
@@ -65,23 +66,40 @@ def episodes(envs: Sequence[Any], policy: Policy, seeds: Sequence[int | None] | 
     Env k's transitions go to ``into[k]``; one buffer for all: in the order they happen. The env
     is stepped with ``env_action(a)`` where given (e.g. a rescaling or a clip), the buffer keeps
     the policy's ``a``. Returns each episode's return ``[n]`` (float64 sums of the rewards).
+    ``successes`` gets one value per episode: 1 where some step's ``info["success"]`` was true
+    (Meta-World's criterion, as MACAW counts it), 0 where it never was, nan where the env reports none.
     """
     n = len(envs)
     buffers = [into] * n if isinstance(into, ReplayBuffer) else into
     obs = reset(envs, seeds)
     returns, alive = np.zeros(n), np.ones(n, bool)
+    success = np.full(n, np.nan)
     t = 0
     while alive.any() and (horizon is None or t < horizon):
         actions = policy(obs)
         for k in np.flatnonzero(alive):
             a = actions[k] if env_action is None else env_action(actions[k])
-            next_obs, r, term, trunc, _ = envs[k].step(a)
+            next_obs, r, term, trunc, info = envs[k].step(a)
+            if "success" in info:
+                success[k] = max(0.0 if np.isnan(success[k]) else success[k], float(bool(info["success"])))
             if buffers is not None:
                 buffers[k].add(obs[k], actions[k], r, next_obs, term, trunc)
             returns[k] += r
             obs[k], alive[k] = next_obs, not (term or trunc)
         t += 1
+    if successes is not None:
+        successes.extend(success.tolist())
     return returns
+
+
+def evaluate(envs: Sequence[Any], policy: Policy, seeds: Sequence[int], horizon: int) -> dict[str, float]:
+    """One episode per env (:func:`episodes`): ``{"return": mean return}``, and ``"success"``, the share
+    of episodes that succeeded, where the env reports success (Meta-World)."""
+    successes: list[float] = []
+    row = {"return": float(episodes(envs, policy, seeds, horizon, successes=successes).mean())}
+    if not np.isnan(successes).all():
+        row["success"] = float(np.nanmean(successes))
+    return row
 
 
 def padded(buffers: Sequence[ReplayBuffer], horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

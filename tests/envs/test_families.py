@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 from paper_repro import envs
 from paper_repro.envs import cheetah
 
-MUJOCO_FAMILIES = [f for f in envs.FAMILIES if f != "metaworld-ml45"]
+MUJOCO_FAMILIES = [f for f in envs.FAMILIES if not f.startswith("metaworld-ml45")]
 STATS = {k: np.array(v) for k, v in json.loads(cheetah.STATS_FILE.read_text()).items() if k != "source"}
 ADMRL_FAMILIES = [f for f in MUJOCO_FAMILIES if envs.get_family(f).model_reward is not None]
 
@@ -357,19 +357,14 @@ def test_mujoco_model_views_are_why_we_copy():
 
 
 # Families that need a package beyond MuJoCo, and the package.
-OPTIONAL = {"metaworld-ml45": "metaworld"}
+OPTIONAL = {"metaworld-ml45-env": "metaworld"}
 # The checker's warnings that hold for gymnasium's own MuJoCo envs too, and why they are harmless.
 EXPECTED_WARNINGS = (
     "observation space minimum value is -infinity",  # a simulator state has no bounds (HalfCheetah-v5 warns alike)
     "observation space maximum value is infinity",
-    "observation space maximum and minimum values are equal",  # Meta-World's hidden goal: 3 dims fixed at 0
+    "observation space maximum and minimum values are equal",  # Meta-World: a few fixed dims (e.g. a goal box that is a point)
 )
-CHECKER_MARKS = {"metaworld-ml45": [
-    pytest.mark.slow,  # its task table builds metaworld.ML45, ~50 s
-    pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "MetaWorldML45.reset passes the seed to the inner Meta-World env only, not to super().reset(seed=seed), "
-        "so the env's own np_random stays unseeded (and collect.env_state saves that one)")),
-]}
+CHECKER_MARKS = {"metaworld-ml45-env": [pytest.mark.slow]}
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=CHECKER_MARKS.get(f, ())) for f in envs.FAMILIES])
@@ -392,3 +387,27 @@ def test_the_family_registry_does_not_import_torch():
 
     code = "import sys; from paper_repro import envs, config; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+@pytest.mark.slow  # the task table builds metaworld.ML45, ~50 s
+def test_macaw_ml45_task_is_an_environment_with_fresh_visible_goals():
+    """MACAW's ML45 (Fig 7, App. D.1): 45 training and 5 test environments; every reset draws new object
+    and goal positions from the env's generator (the same seed, the same ones), and the goal is the
+    observation's last 3 entries, inside the observation space."""
+    pytest.importorskip("metaworld")
+    tables = envs.task_table("metaworld-ml45-env", "macaw", seed=0)
+    assert len(tables["train"]) == 45 and len(tables["test"]) == 5
+    assert set(tables["train"].env_name).isdisjoint(tables["test"].env_name)
+    test = tables["test"]
+    task = test[test.env_name == "door-lock-v3"].iloc[0].to_dict()
+    env = envs.make("metaworld-ml45-env", task)
+    first, _ = env.reset(seed=1)
+    second, _ = env.reset(seed=2)
+    again, _ = env.reset(seed=1)
+    inner = env.unwrapped.env
+    np.testing.assert_allclose(first, again)
+    assert not np.allclose(first[-3:], second[-3:]) and not np.allclose(first[4:7], second[4:7])
+    np.testing.assert_allclose(again[-3:], inner._target_pos)  # the goal of the last reset
+    assert env.observation_space.contains(second.astype(env.observation_space.dtype))
+    unseeded = env.reset()[0]
+    assert not np.allclose(unseeded[-3:], second[-3:])  # an unseeded reset continues the generator: a new goal

@@ -136,6 +136,7 @@ FIGURES_BUILT = [  # the figures whose stages exist so far
     "fig2_adaptation_returns",
     "fig6_weight_transform_omniglot",
     "table1_online_finetuning",
+    "fig7_metaworld_ml45",
 ]
 
 
@@ -602,6 +603,7 @@ FIGURE_RESULTS = {
     "fig5_weight_transform_ablation": run_curves,
     "fig6_weight_transform_omniglot": omniglot_curves,
     "table1_online_finetuning": finetune_files,
+    "fig7_metaworld_ml45": run_curves,
 }
 
 

@@ -480,7 +480,7 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
         return act
 
     seeds = [seed * 1000 + i for i in range(eval_episodes)]
-    return [{"stage": stage, "steps": 0, "return": float(rollout.episodes(envs, policy(p), seeds, horizon).mean())}
+    return [{"stage": stage, "steps": 0, **rollout.evaluate(envs, policy(p), seeds, horizon)}
             for stage, p in (("prior", params["P"]), ("adapted", {k: v.detach() for k, v in P1.items()}))]
 
 
@@ -548,7 +548,7 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
         if t in eval_at:
             seeds = [seed * 1000 + 100_000 * (t + 1) + i for i in range(eval_episodes)]
             rows.append({"stage": "finetuned", "steps": online.size, "trajectories": t,
-                         "return": float(rollout.episodes(eval_envs, act(False), seeds, horizon).mean())})
+                         **rollout.evaluate(eval_envs, act(False), seeds, horizon)})
         if t == trajectories:
             break
         # collect

@@ -193,5 +193,5 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
         return act
 
     seeds = [seed * 1000 + i for i in range(eval_episodes)]
-    return [{"stage": stage, "steps": 0, "return": float(rollout.episodes(envs, policy(p), seeds, horizon).mean())}
+    return [{"stage": stage, "steps": 0, **rollout.evaluate(envs, policy(p), seeds, horizon)}
             for stage, p in (("prior", prior), ("adapted", {k: v.detach() for k, v in P.items()}))]

@@ -119,13 +119,20 @@ def adapt_and_evaluate(state: dict, make_env: Callable[[], gym.Env], horizon: in
     context = ReplayBuffer.from_arrays({k: v[rows] for k, v in buf.arrays().items()})
     seeds = [seed * 1000 + i for i in range(eval_episodes)]
 
-    def mean_return(z: torch.Tensor) -> float:
-        return float(np.mean([pearl.episode(nets, env, z, horizon, s, None) for s in seeds]))
-
     mu, _ = pearl.prior(cfg, device)
     post, _ = pearl.infer(nets, context, cfg)
-    return [{"stage": "prior", "steps": 0, "return": mean_return(mu)},
-            {"stage": "adapted", "steps": 0, "return": mean_return(post)}]
+    return [{"stage": "prior", "steps": 0, **evaluate(nets, env, mu, horizon, seeds)},
+            {"stage": "adapted", "steps": 0, **evaluate(nets, env, post, horizon, seeds)}]
+
+
+def evaluate(nets: pearl.Nets, env: gym.Env, z: torch.Tensor, horizon: int, seeds: Sequence[int]) -> dict[str, float]:
+    """Deterministic episodes with a fixed z: the mean return, and the share of successes where the env
+    reports success (Meta-World), as :func:`paper_repro.rollout.evaluate`."""
+    successes: list[float] = []
+    row = {"return": float(np.mean([pearl.episode(nets, env, z, horizon, s, None, successes=successes) for s in seeds]))}
+    if not np.isnan(successes).all():
+        row["success"] = float(np.nanmean(successes))
+    return row
 
 
 
@@ -184,7 +191,7 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
             mu, _ = pearl.infer(nets, data, cfg)
             seeds = [seed * 1000 + 100_000 * (t + 1) + i for i in range(eval_episodes)]
             out.append({"stage": "finetuned", "steps": online.size, "trajectories": t,
-                        "return": float(np.mean([pearl.episode(nets, eval_env, mu, horizon, s, None) for s in seeds]))})
+                        **evaluate(nets, eval_env, mu, horizon, seeds)})
         if t == trajectories:
             break
         # collect

@@ -286,11 +286,12 @@ def context_of(b: Batch, cfg: Config) -> torch.Tensor:
 
 @torch.no_grad()
 def episode(nets: Nets, env: gym.Env, z: torch.Tensor, horizon: int, env_seed: int, gen: torch.Generator | None,
-            into: ReplayBuffer | None = None) -> float:
+            into: ReplayBuffer | None = None, successes: list[float] | None = None) -> float:
     """One episode with a fixed z ``[D]``, its transitions into ``into``; returns its return.
     Stochastic actions from ``gen``, or tanh(mean) when ``gen`` is None. Actions are stored in
     [-1, 1] and rescaled to the env's box (rlkit's NormalizedBoxEnv). A time limit is not a
-    termination: the Bellman target stops at ``terminated`` only. The policy runs on z's device."""
+    termination: the Bellman target stops at ``terminated`` only. The policy runs on z's device.
+    ``successes``: as :func:`rollout.episodes`."""
     low, high = env.action_space.low, env.action_space.high
     zt = z.reshape(1, -1).float()
 
@@ -299,7 +300,7 @@ def episode(nets: Nets, env: gym.Env, z: torch.Tensor, horizon: int, env_seed: i
         return policy_forward(nets, torch.as_tensor(obs, device=zt.device), zt, eps)[0].cpu().numpy()
 
     rescale = lambda a: low + (a + 1.0) * 0.5 * (high - low)  # noqa: E731
-    return float(rollout.episodes([env], act, [env_seed], horizon, into, rescale)[0])
+    return float(rollout.episodes([env], act, [env_seed], horizon, into, rescale, successes)[0])
 
 
 def prior(cfg: Config, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -180,8 +180,8 @@ def test_omniglot_figure_table(tmp_path_factory):
     config = prconfig.resolve({**prconfig.load_yaml(workdir / "config" / "config.yaml"), "scale": "smoke"}, workdir)
     mc, steps = config["maml_classifier"], config["maml_classifier"]["train_steps"]
     with np.load(smoke / "omniglot/omniglot28.npz") as data:
-        assert data["images"].shape == (80, 20, 28, 28)  # 2 sets x 2 alphabets x 10 generated characters
-        assert sum(len(data[f"split_{k}"]) for k in ("train", "val", "test")) == 80
+        assert data["images"].shape == (40, 20, 28, 28)  # 2 sets x 2 alphabets x 10 generated characters
+        assert sum(len(data[f"split_{k}"]) for k in ("train", "val", "test")) == 40
     curves = {m: pd.read_csv(smoke / f"runs/omniglot/{m}/seed0/curve.csv") for m in ("macaw", "macaw-no-wt", "macaw-wide")}
     for curve in curves.values():
         train, val = curve[curve.split == "train"], curve[curve.split == "val"]

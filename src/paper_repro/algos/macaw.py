@@ -527,8 +527,8 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
     P = {k: v.detach().clone().requires_grad_(True) for k, v in P1.items()}
     V = {k: v.detach().clone().requires_grad_(True) for k, v in V1.items()}
     opt_v, opt_p = torch.optim.Adam(V.values(), lr=ft.lr), torch.optim.Adam(P.values(), lr=ft.lr)
-    offline = {k: v[0].numpy() for k, v in d0.items()} if ft.keep_offline else None
-    online = buffers.ReplayBuffer(horizon, len(adapt_data["obs"][0]), len(adapt_data["action"][0]), grow=True)
+    parts = [{k: v[0].numpy() for k, v in d0.items()}] if ft.keep_offline else []  # the aggregate data
+    obs_dim, act_dim, steps = len(adapt_data["obs"][0]), len(adapt_data["action"][0]), 0
     env, eval_envs = make_env(), [make_env() for _ in range(eval_episodes)]
     low, high = env.action_space.low, env.action_space.high
     gen = torch.Generator().manual_seed(seed)
@@ -547,20 +547,21 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
         # evaluate
         if t in eval_at:
             seeds = [seed * 1000 + 100_000 * (t + 1) + i for i in range(eval_episodes)]
-            rows.append({"stage": "finetuned", "steps": online.size, "trajectories": t,
+            rows.append({"stage": "finetuned", "steps": steps, "trajectories": t,
                          **rollout.evaluate(eval_envs, act(False), seeds, horizon)})
         if t == trajectories:
             break
         # collect
-        rollout.episodes([env], act(True), [seed * 1000 + 500 + t], horizon, online)
-        data = buffers.offline_arrays(online.arrays(), cfg.gamma)
-        if offline is not None:
-            data = {k: np.concatenate([offline[k], data[k]]) for k in data}
+        trajectory = buffers.ReplayBuffer(horizon, obs_dim, act_dim)
+        rollout.episodes([env], act(True), [seed * 1000 + 500 + t], horizon, trajectory)
+        steps += trajectory.size
+        parts.append(buffers.offline_arrays(trajectory.arrays(), cfg.gamma))  # a whole episode: its own returns
+        data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if t <= ft.burn_in or len(data["G"]) < cfg.eval_batch:  # ``eval_step > burn_in``, as the code
             continue
         # update: the value function by regression onto the bootstrapped return, then π by AWR
-        for opt, steps, loss in ((opt_v, ft.value_steps, "value"), (opt_p, ft.policy_steps, "policy")):
-            for _ in range(steps):
+        for opt, n_updates, loss in ((opt_v, ft.value_steps, "value"), (opt_p, ft.policy_steps, "policy")):
+            for _ in range(n_updates):
                 b = {k: v[0] for k, v in buffers.sample_offline([data], cfg.eval_batch, [rng], False, device).items()}
                 if loss == "value":
                     with torch.no_grad():

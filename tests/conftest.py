@@ -27,9 +27,27 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run snakemake in ``workdir``; on failure the assertion shows its output."""
+def snakemake_env(slurm: bool = False) -> dict[str, str]:
+    """The environment of a snakemake process that a test starts.
+
+    The Slurm executor plugin (2.8.0) runs ``scontrol show config`` when snakemake imports it, for an
+    option's help text, whatever the executor; where Slurm's client is installed but no controller
+    answers (here, outside the Slurm tests), that call waits 9 s. Unless the test uses Slurm, its
+    snakemake finds a ``scontrol`` that fails at once, which the plugin reads as "no Slurm"."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if not slurm:
+        env["PATH"] = f"{NO_SLURM}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+NO_SLURM = ROOT / "tests" / "no_slurm"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900,
+              slurm: bool = False) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` (``slurm``: with the real Slurm client, see :func:`snakemake_env`); on
+    failure the assertion shows its output."""
+    env = snakemake_env(slurm)
     proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

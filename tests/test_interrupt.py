@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SNAKEMAKE, snakemake
+from conftest import SNAKEMAKE, snakemake, snakemake_env
 
 TARGETS = [f"results/tasks/{f}/{p}/test.csv" for f, p in [
     ("cheetah-vel", "macaw"), ("cheetah-vel", "macaw-ood"), ("cheetah-dir", "macaw"), ("ant-dir", "macaw"),
@@ -29,7 +29,7 @@ def temporaries(wf: Path) -> list[Path]:
 
 def start_and_kill(wf: Path, sig: int, after_tables: int) -> dict[Path, float]:
     proc = subprocess.Popen([SNAKEMAKE, *ARGS], cwd=wf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=snakemake_env())
     deadline = time.time() + 300
     while len(finished_tables(wf)) < after_tables:
         assert proc.poll() is None, "snakemake ended before it could be interrupted"

@@ -68,7 +68,7 @@ def slurm() -> str:
 
 def run_through_slurm(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run snakemake in ``workdir`` through the Slurm workflow profile."""
-    return snakemake(workdir, "--workflow-profile", str(PROFILE), *FAST, *args, timeout=600)
+    return snakemake(workdir, "--workflow-profile", str(PROFILE), *FAST, *args, timeout=600, slurm=True)
 
 
 def slurm_jobs(proc: subprocess.CompletedProcess) -> dict[str, tuple[str, str]]:

@@ -364,10 +364,8 @@ EXPECTED_WARNINGS = (
     "observation space maximum value is infinity",
     "observation space maximum and minimum values are equal",  # Meta-World: a few fixed dims (e.g. a goal box that is a point)
 )
-CHECKER_MARKS = {"metaworld-ml45-env": [pytest.mark.slow]}
 
-
-@pytest.mark.parametrize("family", [pytest.param(f, marks=CHECKER_MARKS.get(f, ())) for f in envs.FAMILIES])
+@pytest.mark.parametrize("family", envs.FAMILIES)
 def test_gymnasium_env_checker_passes(family):
     if family in OPTIONAL:
         pytest.importorskip(OPTIONAL[family], reason=f"{family} needs the optional package {OPTIONAL[family]}")
@@ -389,7 +387,6 @@ def test_the_family_registry_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
-@pytest.mark.slow  # the task table builds metaworld.ML45, ~50 s
 def test_macaw_ml45_task_is_an_environment_with_fresh_visible_goals():
     """MACAW's ML45 (Fig 7, App. D.1): 45 training and 5 test environments; every reset draws new object
     and goal positions from the env's generator (the same seed, the same ones), and the goal is the

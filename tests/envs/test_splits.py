@@ -167,7 +167,6 @@ def test_unknown_names_are_named():
         envs.make("cheetah-vel", {"direction": 1.0})
 
 
-@pytest.mark.slow
 def test_metaworld_ml45():
     tables = envs.task_table("metaworld-ml45-env", "macaw", seed=0)
     assert tables["train"].env_name.nunique() == 45 and tables["test"].env_name.nunique() == 5

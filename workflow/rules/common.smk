@@ -527,8 +527,8 @@ OMNIGLOT_METHODS = {  # the experiment's methods -> maml_classifier.Config switc
 
 
 def omniglot_root():
-    """Where the Omniglot data is read: the user's omniglot.root, or the smoke scale's generated stand-in."""
-    return f"{SCALE_DIR}/omniglot/fixture" if config["omniglot"]["fixture"] else config["omniglot"]["root"]
+    """Where the user's Omniglot data is read (unused where omniglot.fixture asks for the stand-in)."""
+    return config["omniglot"]["root"]
 
 
 def omniglot_available():

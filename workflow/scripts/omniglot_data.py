@@ -3,6 +3,7 @@
 from a generated stand-in in the same layout (params.fixture: never the real data)."""
 
 import logging
+import tempfile
 
 import numpy as np
 
@@ -11,12 +12,16 @@ from paper_repro import io, omniglot
 snakemake = globals()["snakemake"]
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 p = snakemake.params
-if p.fixture:
-    omniglot.write_fixture(p.root, **p.fixture)
-    logging.info("wrote a generated stand-in for Omniglot to %s: %s", p.root, p.fixture)
-images, names = omniglot.load(p.root)
+if p.fixture:  # generated, read and deleted: no result but the .npz
+    with tempfile.TemporaryDirectory() as stand_in:
+        omniglot.write_fixture(stand_in, **p.fixture)
+        images, names = omniglot.load(stand_in)
+    source = f"a generated stand-in {p.fixture}"
+else:
+    images, names = omniglot.load(p.root)
+    source = p.root
 split = omniglot.split_characters(len(names), p.split_seed)
-logging.info("%d characters x %d drawings from %s; split %s", len(names), images.shape[1], p.root,
+logging.info("%d characters x %d drawings from %s; split %s", len(names), images.shape[1], source,
              {k: len(v) for k, v in split.items()})
 with io.atomic_path(snakemake.output.data) as tmp:
     with open(tmp, "wb") as f:

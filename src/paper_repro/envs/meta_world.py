@@ -8,14 +8,13 @@ and the goal is in the observation (the authors' ``ML45Env``, ``obs_type='with_g
 45 training and 5 test tasks. (Meta-World's own meta-RL task, one environment and one of its 50 goals
 with the goal hidden, was the project's first definition; nothing used it once Fig 7 took MACAW's.)
 
-Building ``metaworld.ML45`` takes ~30 s, so the task table stores a goal's data (Meta-World's pickled
-``Task.data``, base64) and ``make`` rebuilds the task from the row alone.
+A task is its environment's name alone. ``metaworld.ML45`` is not built: it draws 50 fixed goals per
+environment (2,500 resets, ~25 s, and the DAG reads the task table on every snakemake call), and a fixed
+goal is what this task does not have. ``apply_task`` sets the environment up as Meta-World's own
+``set_task`` would, minus the frozen goal.
 """
 
 from __future__ import annotations
-
-import base64
-import functools
 
 import gymnasium as gym
 
@@ -24,30 +23,24 @@ from .tasks import Family, TaskEnv
 HORIZON = 150
 
 
-@functools.lru_cache(maxsize=4)
-def benchmark(seed: int):
-    import metaworld
-
-    return metaworld.ML45(seed=seed)
-
-
 class MetaWorldML45Env(TaskEnv, gym.Env):
     """MACAW's ML45 task: a thin gymnasium env around one Meta-World environment whose object and goal
     positions are drawn afresh at every reset (from this env's generator: ``reset(seed=...)`` seeds it),
     with the goal in the last 3 entries of the observation."""
 
-    task_keys = ("env_name", "task_data")
+    task_keys = ("env_name",)
 
     def __init__(self):
         self.env = None
 
     def apply_task(self, task):
-        import metaworld
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
         self.env = ALL_V3_ENVIRONMENTS[task["env_name"]]()
-        # Meta-World needs a task before its first reset; then a new random vector every reset, goal visible
-        self.env.set_task(metaworld.Task(env_name=task["env_name"], data=base64.b64decode(task["task_data"])))
+        # Meta-World's set_task (sawyer_xyz_env.py) without its frozen random vector: a new one every
+        # reset, from this env's generator, goal visible. ML45's task kwargs are only the task_id.
+        self.env._set_task_called = True
+        self.env._set_task_inner()
         self.env._freeze_rand_vec, self.env.seeded_rand_vec = False, True
         self.env._partially_observable = False
         self.env.__dict__.pop("sawyer_observation_space", None)  # a cached property: recomputed with the goal's
@@ -72,18 +65,12 @@ class MetaWorldML45Env(TaskEnv, gym.Env):
 
 def ml45_envs(rng):
     """ML45 as MACAW defines its tasks: the 45 training environments (ids 0-44) and the 5 test ones
-    (45-49), each with its first goal's data (the positions are redrawn at every reset anyway)."""
-    bench = benchmark(int(rng.integers(2**31)))
-    splits, i = {}, 0
-    for split, tasks in (("train", bench.train_tasks), ("test", bench.test_tasks)):
-        first = {}
-        for task in tasks:
-            first.setdefault(task.env_name, task)
-        splits[split] = {}
-        for name in sorted(first):
-            splits[split][i] = {"env_name": name, "task_data": base64.b64encode(first[name].data).decode()}
-            i += 1
-    return splits
+    (45-49), in name order. Nothing is drawn (``rng`` is unused): every reset draws new positions."""
+    from metaworld.env_dict import ML45_V3
+
+    names = {split: sorted(ML45_V3[split]) for split in ("train", "test")}
+    ids = iter(range(sum(map(len, names.values()))))
+    return {split: {next(ids): {"env_name": name} for name in names[split]} for split in ("train", "test")}
 
 
 FAMILIES = [Family("metaworld-ml45-env", MetaWorldML45Env, HORIZON, {"macaw": ml45_envs}, dynamics_vary=True)]

@@ -49,3 +49,15 @@ def test_pearl_finetuning_rows_and_aggregate_without_offline_data():
                                       eval_at=[0, 4], eval_episodes=2, seed=0)
         assert [(r["trajectories"], r["steps"]) for r in rows] == [(0, 0), (4, 40)]
         assert all(np.isfinite(r["return"]) for r in rows)
+
+
+def test_pearl_finetuning_infers_z_from_contexts_of_d0s_size(monkeypatch):
+    """z's posterior comes from D_0 first, then from contexts of D_0's size (32 here) drawn from the
+    growing aggregate data, never from all of it (PEARL's policy saw z of contexts that size)."""
+    state, data = pearl_state(), offline_pearl.test_data(toy_buffer(1.0, 200, 1), offline_pearl.Config())
+    sizes, infer = [], pearl.infer
+    monkeypatch.setattr(pearl, "infer", lambda nets, context, cfg: (sizes.append(context.size), infer(nets, context, cfg))[1])
+    ft = offline_pearl.FineTune(steps=1, burn_in=0, keep_offline=True)
+    offline_pearl.finetune(state, lambda: make_env(TASK), 10, ft, adapt_data=data, trajectories=8,
+                           eval_at=[0, 8], eval_episodes=1, seed=0)
+    assert sizes == [32] * 10  # two evaluations and eight trajectories; the aggregate grows to 112 rows

@@ -157,10 +157,14 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
              seed: int, device: str = "cpu") -> list[dict]:
     """Table 1 on one test task: z's posterior from D_0 (the offline context of :func:`adapt_and_evaluate`),
     then ``trajectories`` times: one trajectory of the stochastic policy with z drawn from the posterior of
-    the aggregate data, appended to them, then (after ``burn_in``) ``steps`` PEARL updates on this task alone,
-    context and RL batch from the aggregate data. Rows "finetuned" with ``steps`` = the online environment
-    steps so far, after each count in ``eval_at`` of trajectories: deterministic episodes with z = the
-    posterior mean of the aggregate data."""
+    a context from the aggregate data, appended to them, then (after ``burn_in``) ``steps`` PEARL updates on
+    this task alone, context and RL batch from the aggregate data. Rows "finetuned" with ``steps`` = the
+    online environment steps so far, after each count in ``eval_at`` of trajectories: deterministic
+    episodes with z = the posterior mean of a context from the aggregate data.
+
+    A context is D_0's size of uniform draws from the aggregate data without replacement (all of it while
+    it is that small): PEARL's policy learnt z from contexts of this size, and the posterior of all of it
+    (up to the paper's 200k online steps) would be far sharper than any z it saw, and quadratic in cost."""
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
     nets = pearl.Nets(state["obs_dim"], state["act_dim"], cfg, torch.Generator().manual_seed(0))
     nets.load_state_dict(state["nets"])
@@ -171,37 +175,40 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
     test = normalised(adapt_data, env.action_space.low, env.action_space.high)
     n = min(max(cfg.embedding_batch_size, cfg.eval_context), test.size)
     rows = rng.choice(test.size, n, replace=False)
-    offline = {k: v[rows] for k, v in test.arrays().items()} if ft.keep_offline else None
-    online = ReplayBuffer(horizon, state["obs_dim"], state["act_dim"], grow=True)
     d0 = ReplayBuffer.from_arrays({k: v[rows] for k, v in test.arrays().items()})
+    # the aggregate data: D_0 then every online trajectory (or the online ones alone), appended in place
+    data = ReplayBuffer(horizon, state["obs_dim"], state["act_dim"], grow=True)
+    if ft.keep_offline:
+        data.extend(d0.arrays())
+    online_steps = 0
 
-    def aggregate() -> ReplayBuffer:
-        if offline is None:
-            return online if online.size else d0  # before any online data, the posterior of D_0
-        if not online.size:
-            return d0
-        return ReplayBuffer.from_arrays({k: np.concatenate([offline[k], v])
-                                         for k, v in online.arrays().items()})
+    def context() -> ReplayBuffer:
+        if not online_steps:
+            return d0  # before any online data, the posterior of D_0
+        if data.size <= n:
+            return data
+        picked = rng.choice(data.size, n, replace=False)
+        return ReplayBuffer.from_arrays({k: v[picked] for k, v in data.arrays().items()})
 
     out = []
     for t in range(trajectories + 1):
-        data = aggregate()
         # evaluate
         if t in eval_at:
-            mu, _ = pearl.infer(nets, data, cfg)
+            mu, _ = pearl.infer(nets, context(), cfg)
             seeds = [seed * 1000 + 100_000 * (t + 1) + i for i in range(eval_episodes)]
-            out.append({"stage": "finetuned", "steps": online.size, "trajectories": t,
+            out.append({"stage": "finetuned", "steps": online_steps, "trajectories": t,
                         **evaluate(nets, eval_env, mu, horizon, seeds)})
         if t == trajectories:
             break
         # collect
-        z = pearl.sample_z(*pearl.infer(nets, data, cfg), gen)
-        pearl.episode(nets, env, z, horizon, seed * 1000 + 500 + t, gen, online)
+        z = pearl.sample_z(*pearl.infer(nets, context(), cfg), gen)
+        before = data.size
+        pearl.episode(nets, env, z, horizon, seed * 1000 + 500 + t, gen, data)
+        online_steps += data.size - before
         if t <= ft.burn_in:
             continue
         # update: PEARL's step on this task alone
-        data = aggregate()
         for i in range(ft.steps):
-            context = pearl.context_of(sample([data], cfg.embedding_batch_size, rng).tensors(device), cfg)
-            pearl.update(nets, opts, context, sample([data], cfg.batch_size, rng).tensors(device), gen, cfg, i)
+            batch = pearl.context_of(sample([data], cfg.embedding_batch_size, rng).tensors(device), cfg)
+            pearl.update(nets, opts, batch, sample([data], cfg.batch_size, rng).tensors(device), gen, cfg, i)
     return out

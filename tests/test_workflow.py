@@ -232,13 +232,15 @@ def test_metaworld_figure_table(tmp_path_factory):
 
 
 def test_omniglot_absent_is_skipped_by_all_and_named_when_asked_for(workflow_dir):
-    """Without the user's Omniglot: `rule all` leaves fig6 out and says so; asking for fig6 stops before any
+    """Without the user's Omniglot: `rule all` leaves fig6 out and says so (only then); asking for fig6 stops before any
     job, naming the path; with the data there (here the generated stand-in, zipped), fig6 plans its jobs."""
     from paper_repro import omniglot
 
     out = snakemake(workflow_dir, "-n", "--cores", "1")
     assert "fig6_weight_transform_omniglot left out: Omniglot is not at resources/omniglot/" in out.stdout + out.stderr
     assert "metatrain_omniglot" not in out.stdout
+    other = snakemake(workflow_dir, "-n", "--cores", "1", "results/tasks/cheetah-vel/macaw/test.csv")
+    assert "left out" not in other.stdout + other.stderr  # said only when `all` is built
     fig6 = "results/figures/fig6_weight_transform_omniglot.pdf"
     proc = snakemake(workflow_dir, "-n", "--cores", "1", fig6, check=False)
     assert proc.returncode != 0

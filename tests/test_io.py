@@ -54,3 +54,28 @@ def test_start_or_resume_guards_a_checkpoint_with_its_run(tmp_path):
     assert not progress.exists() and io.load_json(tmp_path / "checkpoint.run.json")["config"]["lr"] == 0.2
     io.finish_run(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_of_pieces_resumes_from_its_rows(tmp_path):
+    """checkpointed=False (MACAW Table 1's fine-tuning, one test task a piece): the finished pieces' rows are
+    the state, kept for the same run and refused, naming the key, for another."""
+    run = {"finetune": {"steps": 10}, "seed": 0}
+    _, progress = io.start_or_resume(tmp_path, run, checkpointed=False)
+    io.append_rows(progress, [{"task_id": 3, "rows": [{"return": 1.0}, {"return": 2.0}]}])
+    _, again = io.start_or_resume(tmp_path, run, checkpointed=False)
+    assert io.read_rows(again) == [{"task_id": 3, "rows": [{"return": 1.0}, {"return": 2.0}]}]
+    with pytest.raises(ValueError, match=r"progress.jsonl: written with other values of \['finetune.steps'\]"):
+        io.start_or_resume(tmp_path, {**run, "finetune": {"steps": 20}}, checkpointed=False)
+
+
+def test_a_torn_last_row_is_dropped(tmp_path):
+    """A kill in the middle of a write leaves part of a line: read_rows drops it, and the next append cuts it
+    off before writing."""
+    progress = tmp_path / "progress.jsonl"
+    assert io.read_rows(progress) == []
+    io.append_rows(progress, [{"a": 1}, {"a": 2}])
+    with open(progress, "a") as f:
+        f.write('{"a": 3, "b"')  # killed here
+    assert io.read_rows(progress) == [{"a": 1}, {"a": 2}]
+    io.append_rows(progress, [{"a": 4}])
+    assert io.read_rows(progress) == [{"a": 1}, {"a": 2}, {"a": 4}]

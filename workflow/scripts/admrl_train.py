@@ -9,7 +9,6 @@ logged row), each with provenance. A killed job resumes from checkpoint.pt after
 """
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -45,8 +44,7 @@ def scalar(v):
 def log(m):
     row = {k: scalar(v) for k, v in m.items()}
     row["time/elapsed_s"] = time.time() - start
-    with open(progress, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    io.append_rows(progress, [row])
     logging.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 
@@ -54,7 +52,7 @@ start_from = io.load_checkpoint(snakemake.input.init) if method != "init" else N
 state = admrl.train(family, cfg, seed=seed, device=device, log=log, checkpoint=str(checkpoint), start_from=start_from,
                     stop_after=1 if method == "init" else None)
 
-rows = [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
+rows = io.read_rows(progress)
 metrics = pd.DataFrame(rows)
 per_task = []
 for snap in state["snapshots"]:  # every training task, the shared first one included (its stats travel in run.pt)

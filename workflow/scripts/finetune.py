@@ -3,13 +3,12 @@
 followed by the method's gradient steps; evaluated after each count in finetune.eval_at).
 
 Task i gets the seed of the evaluation protocol (paper_repro.evaluate.task_seed). Each finished task's rows go
-to progress.jsonl, so a killed job resumes after its last finished task. One row per test task and
+to progress.jsonl as one line, so a killed job resumes after its last finished task. One row per test task and
 evaluation point: stage "finetuned", steps (online environment steps so far), trajectories, return.
 """
 
 import dataclasses
 import importlib
-import json
 import logging
 from pathlib import Path
 
@@ -37,8 +36,8 @@ run_dir = Path(snakemake.output[0]).with_suffix("")
 run_dir.mkdir(parents=True, exist_ok=True)
 run = {"model": io.file_sha256(snakemake.input.model), "finetune": dataclasses.asdict(ft), "protocol": protocol,
        "tasks": [t["task_id"] for t in tasks], "seed": seed}
-_, progress = io.start_or_resume(run_dir, run)
-done = {r["task_id"] for r in map(json.loads, progress.read_text().splitlines())} if progress.exists() else set()
+_, progress = io.start_or_resume(run_dir, run, checkpointed=False)  # the rows of the finished tasks are the state
+done = {r["task_id"] for r in io.read_rows(progress)}
 logging.info("%s: %s+FT on %d test tasks (%d done), seed %d, %s, %s, on %s", exp["name"], p.method, len(tasks),
              len(done), seed, ft, protocol, device)
 
@@ -49,11 +48,10 @@ for i, (task, path) in enumerate(zip(tasks, snakemake.input.test_buffers, strict
     rows = algo.finetune(state, lambda: envs.make(family, task), horizon, ft, adapt_data=data,
                          trajectories=protocol["trajectories"], eval_at=protocol["eval_at"],
                          eval_episodes=protocol["episodes"], seed=evaluate.task_seed(seed, i), device=device)
-    with open(progress, "a") as f:
-        f.writelines(json.dumps({"task_id": task["task_id"], **row}) + "\n" for row in rows)
+    io.append_rows(progress, [{"task_id": task["task_id"], "rows": rows}])  # one line: a task is in whole or not
     logging.info("task %s: %s", task["task_id"], rows)
 
-rows = [json.loads(line) for line in progress.read_text().splitlines()]
+rows = [{"task_id": done["task_id"], **row} for done in io.read_rows(progress) for row in done["rows"]]
 table = pd.DataFrame(rows).assign(experiment=exp["name"], family=family, method=f"{p.method}-ft", seed=seed,
                                   episodes=protocol["episodes"])
 with io.atomic_path(snakemake.output[0]) as tmp:

@@ -10,7 +10,6 @@ progress.jsonl as they come, so a job resumed from its checkpoint keeps the rows
 
 import dataclasses
 import importlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -58,8 +57,7 @@ if offline:  # each task's buffer, checked to hold that task (a buffer of anothe
 
 
 def record(kind, row):
-    with open(progress, "a") as f:
-        f.write(json.dumps({"kind": kind, **row}) + "\n")
+    io.append_rows(progress, [{"kind": kind, **row}])
 
 
 def log(metrics):
@@ -92,7 +90,7 @@ state = algo.train(lambda task: envs.make(family, task, multitask=multitask), tr
                    **({"data": data} if offline else {}))
 
 # Rows logged again after a resume replace the ones logged before the crash (they are equal).
-rows = [json.loads(line) for line in progress.read_text().splitlines()]
+rows = io.read_rows(progress)
 metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
 curve_rows = [r for r in rows if r["kind"] == "curve"]  # none for AdMRL's baselines (evaluated by their own jobs)
 curve = pd.DataFrame(curve_rows, columns=None if curve_rows else ["kind", x_axis, "task_id", "stage", "steps", "return"]

@@ -7,7 +7,6 @@ so a job resumed from its checkpoint keeps those of its earlier life.
 """
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -41,8 +40,7 @@ start = time.time()
 
 
 def record(kind, rows):
-    with open(progress, "a") as f:
-        f.writelines(json.dumps({"kind": kind, **row}) + "\n" for row in rows)
+    io.append_rows(progress, [{"kind": kind, **row} for row in rows])
 
 
 def log(metrics):
@@ -63,7 +61,7 @@ state = maml_classifier.train(images, split, cfg, seed=seed, log=log, checkpoint
                               eval_every=p.eval_every, device=device)
 
 # Rows logged again after a resume replace the ones logged before the crash (they are equal).
-rows = [json.loads(line) for line in progress.read_text().splitlines()]
+rows = io.read_rows(progress)
 metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
 val = pd.DataFrame([r for r in rows if r["kind"] == "val"]).drop_duplicates(["train_steps", "task_id"], keep="last")
 train = metrics.rename(columns={"train/accuracy": "accuracy", "train/loss": "loss",

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "src")
+NO_SLURM = ROOT / "tests" / "no_slurm"  # a scontrol that fails at once (snakemake_env)
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -38,9 +39,6 @@ def snakemake_env(slurm: bool = False) -> dict[str, str]:
     if not slurm:
         env["PATH"] = f"{NO_SLURM}{os.pathsep}{env.get('PATH', '')}"
     return env
-
-
-NO_SLURM = ROOT / "tests" / "no_slurm"
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900,

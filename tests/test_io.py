@@ -68,14 +68,19 @@ def test_a_job_of_pieces_resumes_from_its_rows(tmp_path):
         io.start_or_resume(tmp_path, {**run, "finetune": {"steps": 20}}, checkpointed=False)
 
 
-def test_a_torn_last_row_is_dropped(tmp_path):
-    """A kill in the middle of a write leaves part of a line: read_rows drops it, and the next append cuts it
-    off before writing."""
-    progress = tmp_path / "progress.jsonl"
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_a_resumed_job_loses_its_torn_last_row(tmp_path, checkpointed):
+    """A kill in the middle of a write leaves part of a line: the resume cuts it off, and the rows before
+    it and after it read back."""
+    run = {"seed": 0}
+    checkpoint, progress = io.start_or_resume(tmp_path, run, checkpointed)
     assert io.read_rows(progress) == []
     io.append_rows(progress, [{"a": 1}, {"a": 2}])
+    if checkpointed:
+        io.save_checkpoint(checkpoint, {"step": 2})
     with open(progress, "a") as f:
         f.write('{"a": 3, "b"')  # killed here
+    _, progress = io.start_or_resume(tmp_path, run, checkpointed)
     assert io.read_rows(progress) == [{"a": 1}, {"a": 2}]
     io.append_rows(progress, [{"a": 4}])
     assert io.read_rows(progress) == [{"a": 1}, {"a": 2}, {"a": 4}]

@@ -155,42 +155,41 @@ def start_or_resume(run_dir: str | os.PathLike, run: Mapping, checkpointed: bool
     (what the result depends on): a checkpoint written for another ``run`` is refused, naming the keys
     (:func:`check_resumable`); without a checkpoint the job starts fresh, dropping an earlier life's rows.
     ``checkpointed=False``: the job's whole state is its progress rows (a job of independent pieces, each
-    appended when done), which are then what is guarded and resumed."""
+    appended when done), which are then what is guarded and resumed. A resumed job's progress loses the
+    torn last line a kill in the middle of :func:`append_rows` may have left (the piece it was writing)."""
     run_dir = Path(run_dir)
     checkpoint, progress, run_file = run_dir / "checkpoint.pt", run_dir / "progress.jsonl", run_dir / "checkpoint.run.json"
     state = checkpoint if checkpointed else progress
     if state.exists() and run_file.exists():
         check_resumable(state, load_json(run_file), run)
+        _drop_torn_line(progress)
     elif not state.exists():
         progress.unlink(missing_ok=True)
         save_json(run_file, run)
     return checkpoint, progress
 
 
-def append_rows(progress: str | os.PathLike, rows: Sequence[Mapping]) -> None:
-    """Append ``rows`` to a ``progress.jsonl`` as one write: a kill leaves at most a torn last line, which
-    :func:`read_rows` drops and the next append cuts off first."""
-    progress = Path(progress)
+def _drop_torn_line(progress: Path) -> None:
+    """Cut a ``progress.jsonl`` back to its last newline: what follows it is a write a kill cut short."""
     if progress.exists() and progress.stat().st_size:
         with open(progress, "r+b") as f:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":  # torn: rare, so reading the whole file is fine
                 f.seek(0)
                 f.truncate(f.read().rfind(b"\n") + 1)
+
+
+def append_rows(progress: str | os.PathLike, rows: Sequence[Mapping]) -> None:
+    """Append ``rows`` to a ``progress.jsonl`` as one write: a kill leaves at most a torn last line, which
+    :func:`start_or_resume` cuts off when the job resumes."""
     with open(progress, "a") as f:
         f.write("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_rows(progress: str | os.PathLike) -> list[dict]:
-    """The rows of a ``progress.jsonl`` (none where it does not exist), without a torn last line: the
-    part of a write that a kill cut short, so of a piece that did not finish."""
+    """The rows of a ``progress.jsonl`` (none where it does not exist)."""
     progress = Path(progress)
-    if not progress.exists():
-        return []
-    text = progress.read_text()
-    lines = text.split("\n")
-    complete = lines[:-1]  # the text after the last newline is torn (or empty)
-    return [json.loads(line) for line in complete if line]
+    return [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
 
 
 def finish_run(run_dir: str | os.PathLike) -> None:

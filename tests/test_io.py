@@ -84,3 +84,13 @@ def test_a_resumed_job_loses_its_torn_last_row(tmp_path, checkpointed):
     assert io.read_rows(progress) == [{"a": 1}, {"a": 2}]
     io.append_rows(progress, [{"a": 4}])
     assert io.read_rows(progress) == [{"a": 1}, {"a": 2}, {"a": 4}]
+
+
+def test_keep_rows_drops_what_a_resumed_job_logs_again(tmp_path):
+    """AdMRL's training resumes after its last finished task: the rows of the task the kill interrupted go."""
+    checkpoint, progress = io.start_or_resume(tmp_path, {"seed": 0})
+    io.append_rows(progress, [{"task": 0, "loss": 1.0}, {"task": 1, "loss": 2.0}, {"task": 2, "loss": 3.0}])
+    io.keep_rows(progress, lambda row: row["task"] < 2)
+    assert io.read_rows(progress) == [{"task": 0, "loss": 1.0}, {"task": 1, "loss": 2.0}]
+    io.keep_rows(tmp_path / "absent.jsonl", lambda row: True)
+    assert not (tmp_path / "absent.jsonl").exists()

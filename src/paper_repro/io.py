@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -190,6 +190,14 @@ def read_rows(progress: str | os.PathLike) -> list[dict]:
     """The rows of a ``progress.jsonl`` (none where it does not exist)."""
     progress = Path(progress)
     return [json.loads(line) for line in progress.read_text().splitlines()] if progress.exists() else []
+
+
+def keep_rows(progress: str | os.PathLike, keep: Callable[[dict], bool]) -> None:
+    """Rewrite a ``progress.jsonl`` with only the rows ``keep`` accepts, atomically: a job that resumes
+    from a checkpoint drops the rows it logged after it, which it is about to log again."""
+    progress = Path(progress)
+    if progress.exists():
+        write_text(progress, "".join(json.dumps(row) + "\n" for row in read_rows(progress) if keep(row)))
 
 
 def finish_run(run_dir: str | os.PathLike) -> None:

@@ -5,7 +5,8 @@ from it (``input.init``).
 Writes run.pt (the run's state: a snapshot after every training task, and the real data D),
 tasks.csv (one row per training task: x, ψ, the real returns of θ̂ and θ*, the training-time gap
 estimate and the task gradient's parts; empty for the first task's job) and metrics.csv (every
-logged row), each with provenance. A killed job resumes from checkpoint.pt after its last finished task.
+logged row), each with provenance. A killed job resumes from checkpoint.pt after its last finished task,
+dropping the rows logged since.
 """
 
 import dataclasses
@@ -32,6 +33,9 @@ run = {"config": dataclasses.asdict(cfg), "family": family, "seed": seed, "metho
 if method != "init":  # a checkpoint of a run started from another first task is not resumed
     run["init"] = io.file_sha256(snakemake.input.init)
 checkpoint, progress = io.start_or_resume(out_dir, run)
+if checkpoint.exists():  # the task the kill interrupted is trained, and its rows logged, again from its start
+    finished = io.load_checkpoint(checkpoint)["j"]
+    io.keep_rows(progress, lambda row: row["task"] < finished)
 device = prconfig.resolve_device(p.device)
 logging.info("%s: %s (%s sampler), seed %d, %s, on %s", family, method, cfg.task_sampler, seed, cfg, device)
 start = time.time()

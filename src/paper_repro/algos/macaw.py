@@ -527,8 +527,21 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
     P = {k: v.detach().clone().requires_grad_(True) for k, v in P1.items()}
     V = {k: v.detach().clone().requires_grad_(True) for k, v in V1.items()}
     opt_v, opt_p = torch.optim.Adam(V.values(), lr=ft.lr), torch.optim.Adam(P.values(), lr=ft.lr)
-    parts = [{k: v[0].numpy() for k, v in d0.items()}] if ft.keep_offline else []  # the aggregate data
     obs_dim, act_dim, steps = len(adapt_data["obs"][0]), len(adapt_data["action"][0]), 0
+    # the aggregate data, filled in place: D_0 (unless not ``keep_offline``), then every trajectory
+    agg = {k: np.zeros((cfg.eval_batch + trajectories * horizon, *v.shape[2:]), np.float32) for k, v in d0.items()}
+    size = 0
+
+    def append(part: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        nonlocal size
+        n = len(part["G"])
+        for k, v in agg.items():
+            v[size: size + n] = part[k]
+        size += n
+        return {k: v[:size] for k, v in agg.items()}  # views: nothing copied
+
+    if ft.keep_offline:
+        append({k: v[0].numpy() for k, v in d0.items()})
     env, eval_envs = make_env(), [make_env() for _ in range(eval_episodes)]
     low, high = env.action_space.low, env.action_space.high
     gen = torch.Generator().manual_seed(seed)
@@ -555,8 +568,7 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
         trajectory = buffers.ReplayBuffer(horizon, obs_dim, act_dim)
         rollout.episodes([env], act(True), [seed * 1000 + 500 + t], horizon, trajectory)
         steps += trajectory.size
-        parts.append(buffers.offline_arrays(trajectory.arrays(), cfg.gamma))  # a whole episode: its own returns
-        data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        data = append(buffers.offline_arrays(trajectory.arrays(), cfg.gamma))  # a whole episode: its own returns
         if t <= ft.burn_in or len(data["G"]) < cfg.eval_batch:  # ``eval_step > burn_in``, as the code
             continue
         # update: the value function by regression onto the bootstrapped return, then π by AWR

@@ -114,6 +114,25 @@ def test_outputs(tmp_path):
     assert {"env_steps", "task", "train/critic_loss", "train/alpha", "time/steps_per_s"} <= set(header)
 
 
+class Succeeds(gym.Wrapper):
+    """Pendulum that reports Meta-World's ``info["success"]``: true at steps where the pole is upright."""
+
+    def step(self, action):
+        obs, reward, term, trunc, info = self.env.step(action)
+        return obs, reward, term, trunc, {**info, "success": obs[0] > 0.9}
+
+
+def test_curves_record_success_where_the_env_reports_it(tmp_path):
+    """MACAW Fig 7's agents: the evaluations' success rate (an episode succeeds if some step does) beside
+    the return; an env without success keeps the two-column curve (test_outputs)."""
+    cfg = small(sac, total_steps=100, eval_every=50, eval_episodes=2)
+    collect.train([lambda: Succeeds(pendulum())] * 2, sac, cfg, tmp_path, seeds=[0, 1], **RUN)
+    lines = (tmp_path / "task1.curve.csv").read_text().splitlines()
+    assert lines[0] == "env_steps,eval_return,eval_success"
+    wins = [float(line.split(",")[2]) for line in lines[1:]]
+    assert len(wins) == 2 and all(w in (0.0, 0.5, 1.0) for w in wins)
+
+
 def test_no_auto_reset_transition_in_buffer(tmp_path):
     cfg = small(sac, total_steps=420, learning_starts=420)  # two full episodes of 200, random actions
     out = collect.train([pendulum], sac, cfg, tmp_path, seeds=[0], write_outputs=False)

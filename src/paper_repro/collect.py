@@ -13,7 +13,7 @@ of task k is reset with ``seeds[k] + 10_000 + i`` for its i-th episode.
 
 Outputs per task (written atomically, only once training has finished):
 ``<name>.npz`` (buffer, see :mod:`paper_repro.buffers`), ``<name>.curve.csv``
-(env_steps, eval_return) and ``<name>.policy.pt`` (that task's actor slice); plus
+(env_steps, eval_return, and eval_success where the env reports success) and ``<name>.policy.pt`` (that task's actor slice); plus
 ``metrics.csv`` (one row per task per ``log_every`` steps: losses, return, steps/s).
 
 Run control (``checkpoint_every``, ``log_every``) is an argument of :func:`train`, not a field of
@@ -265,11 +265,15 @@ def train(
     def policy(o: np.ndarray, deterministic: bool) -> np.ndarray:
         return algo.act(agent, torch.from_numpy(o).to(device), gens, deterministic, cfg).cpu().numpy()
 
-    def evaluate() -> np.ndarray:
-        rets = np.zeros(K)
+    def evaluate() -> tuple[np.ndarray, np.ndarray]:
+        """Each task's mean deterministic return, and its share of successful episodes where the env
+        reports success (Meta-World; NaN elsewhere)."""
+        rets, wins = np.zeros(K), []
         for i in range(cfg.eval_episodes):
-            rets += rollout.episodes(eval_envs, lambda o: policy(o, True), [int(s) + 10_000 + i for s in seeds])
-        return rets / cfg.eval_episodes
+            wins.append([])
+            rets += rollout.episodes(eval_envs, lambda o: policy(o, True), [int(s) + 10_000 + i for s in seeds],
+                                     successes=wins[-1])
+        return rets / cfg.eval_episodes, np.mean(wins, axis=0)
 
     t0, t_last, step_last = time.perf_counter(), time.perf_counter(), start
     for step in range(start, cfg.total_steps):
@@ -290,8 +294,8 @@ def train(
         # evaluate
         done_steps = step + 1
         if cfg.eval_episodes and (done_steps % cfg.eval_every == 0 or done_steps == cfg.total_steps):
-            for k, ret in enumerate(evaluate()):
-                curves[k].append((done_steps, float(ret)))
+            for k, (ret, win) in enumerate(zip(*evaluate())):
+                curves[k].append((done_steps, float(ret), float(win)))
         if done_steps % log_every == 0:
             now = time.perf_counter()
             speed = (done_steps - step_last) / (now - t_last)
@@ -331,8 +335,9 @@ def train(
             save_buffer(stem.with_suffix(".npz"), buffers[k].arrays(), tasks[k], cfg_dict)
             with io.atomic_path(stem.with_suffix(".curve.csv")) as tmp, open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["env_steps", "eval_return"])
-                w.writerows(curves[k])
+                success = any(len(row) > 2 and not np.isnan(row[2]) for row in curves[k])
+                w.writerow(["env_steps", "eval_return", *(["eval_success"] if success else [])])
+                w.writerows(row[: 3 if success else 2] for row in curves[k])
             with io.atomic_path(stem.with_suffix(".policy.pt")) as tmp:
                 torch.save(algo.policy_state(agent, k), tmp)
             io.write_provenance(stem.with_suffix(".npz"), cfg_dict, seeds={"task": int(seeds[k])},

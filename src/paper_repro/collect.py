@@ -13,8 +13,9 @@ of task k is reset with ``seeds[k] + 10_000 + i`` for its i-th episode.
 
 Outputs per task (written atomically, only once training has finished):
 ``<name>.npz`` (buffer, see :mod:`paper_repro.buffers`), ``<name>.curve.csv``
-(env_steps, eval_return, and eval_success where the env reports success) and ``<name>.policy.pt`` (that task's actor slice); plus
-``metrics.csv`` (one row per task per ``log_every`` steps: losses, return, steps/s).
+(env_steps, eval_return, and eval_success where the env reports success) and ``<name>.policy.pt``
+(that task's actor slice); plus ``metrics.csv`` (one row per task per ``log_every`` steps: losses,
+return, steps/s).
 
 Run control (``checkpoint_every``, ``log_every``) is an argument of :func:`train`, not a field of
 the algorithm's Config: it does not change the result, so a job resumes from a checkpoint written

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -39,6 +40,43 @@ def test_macaw_finetuning_rows_updates_and_determinism():
     assert collect_only[0] == rows[0] and collect_only[-1]["return"] != rows[-1]["return"]
     no_offline = macaw.finetune(state, lambda: make_env(TASK), 10, dataclasses.replace(ft, keep_offline=False), **kwargs)
     assert no_offline[0] == rows[0] and np.isfinite(no_offline[-1]["return"])
+
+
+class Clock(gym.Env):
+    """Observation [t / 10, -1] at step t, reward t + 1: every transition's return-to-go is known by hand."""
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0, -1.0], np.float32), {}
+
+    def step(self, action):
+        reward, self.t = float(self.t + 1), self.t + 1
+        return np.array([self.t / 10, -1.0], np.float32), reward, False, False, {}
+
+
+def test_macaw_finetuning_value_steps_regress_on_monte_carlo_returns(monkeypatch):
+    """The value steps' target is each row's discounted return-to-go to the end of its 10-step episode,
+    Σ_{k≥t} γ^{k−t} (k + 1), with no bootstrap from V(s_T) (Eq. 2; the authors' code under no_bootstrap)."""
+    state, data = macaw_state(), macaw.test_data(toy_buffer(1.0, 200, 1), TINY)
+    gamma = TINY.gamma
+    by_hand = [sum(gamma ** (k - t) * (k + 1) for k in range(t, 10)) for t in range(10)]
+    seen, value_loss = [], macaw.value_loss
+
+    def spy(V, b, target, cfg):
+        if (b["obs"][:, 1] == -1).all():  # the fine-tuning steps on Clock's data (not D_0's offline step)
+            seen.append((b["obs"][:, 0].numpy().copy(), target.detach().numpy().copy()))
+        return value_loss(V, b, target, cfg)
+
+    monkeypatch.setattr(macaw, "value_loss", spy)
+    ft = macaw.FineTune(value_steps=3, policy_steps=1, burn_in=0, keep_offline=False)
+    macaw.finetune(state, lambda: gym.wrappers.TimeLimit(Clock(), 10), 10, ft, adapt_data=data, trajectories=5,
+                   eval_at=[5], eval_episodes=1, seed=0)
+    assert len(seen) == 6  # 3 value steps after trajectories 4 and 5 (a batch of 32 needs 40 rows)
+    for obs, target in seen:
+        np.testing.assert_allclose(target, np.take(by_hand, np.rint(obs * 10).astype(int)), rtol=1e-6)
 
 
 def test_pearl_finetuning_rows_and_aggregate_without_offline_data():

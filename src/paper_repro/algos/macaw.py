@@ -495,15 +495,23 @@ class FineTune:
     lr: float = 1e-5
     """Adam step size of V and π (hard-coded in ``src/macaw.py``: ft_v_opt, ft_p_opt)."""
     value_steps: int = 100
-    """Value steps per trajectory, by regression onto the return bootstrapped by the current V (``steps_per_rollout``;
-    ``value_function_loss_on_batch(..., target=None)``, whose ``no_bootstrap`` is off by default)."""
+    """Value steps per trajectory, Monte-Carlo regression onto the discounted return-to-go G (App. C.2: "the
+    MACAW losses", Eq. 2; ``steps_per_rollout``; ``value_function_loss_on_batch(..., inner=True)``, pure MC
+    under every config's ``no_bootstrap: true``, ``src/macaw.py``: ``no_bootstrap and (inner or multitask)``)."""
     policy_steps: int = 200
-    """Policy steps per trajectory, AWR with the current V's advantages, no head (``2 * steps_per_rollout``)."""
+    """Policy steps per trajectory, AWR with advantages bootstrapped from the current V, no head
+    (``2 * steps_per_rollout``)."""
     burn_in: int = 25
     """Updates start after trajectory ``burn_in`` + 1 (``burn_in``; the code updates when eval_step > burn_in)."""
     keep_offline: bool = True
     """The aggregate data start with D_0, the offline batch adapted on (App. C.2: "aggregate"); False: the
     authors' code, which empties the buffer it builds from D_0 (``_stored_steps = 0``)."""
+
+
+def finetune_value_target(b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The fine-tuning value steps' regression target: the discounted return-to-go G of each row, to the end of
+    its episode, with no bootstrap (Eq. 2, as the inner loop's value step)."""
+    return b["G"]
 
 
 def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: FineTune, *,
@@ -512,7 +520,9 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
     """Table 1 on one test task: the offline inner step on ``eval_batch`` transitions of its data (D_0, as
     :func:`adapt_and_evaluate`), then ``trajectories`` times: one trajectory with the noisy policy μ + σε
     (``sample_mode=False``) appended to the aggregate data, then (after ``burn_in``) ``value_steps`` and
-    ``policy_steps`` Adam steps on uniform batches of ``eval_batch`` from it. Rows "finetuned" with
+    ``policy_steps`` Adam steps on uniform batches of ``eval_batch`` from it: V on the Monte-Carlo
+    targets of :func:`finetune_value_target`, π on AWR with the current V's bootstrapped advantages
+    (:func:`advantages`), no head. Rows "finetuned" with
     ``steps`` = the online environment steps so far, after each count in ``eval_at`` of trajectories,
     the mean of ``eval_episodes`` deterministic episodes."""
     cfg = dataclasses.replace(check(Config(**state["config"])), theta_space=False)  # fine-tune z, A, a themselves
@@ -571,14 +581,12 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
         data = append(buffers.offline_arrays(trajectory.arrays(), cfg.gamma))  # a whole episode: its own returns
         if t <= ft.burn_in or len(data["G"]) < cfg.eval_batch:  # ``eval_step > burn_in``, as the code
             continue
-        # update: the value function by regression onto the bootstrapped return, then π by AWR
+        # update: the value function by Monte-Carlo regression (Eq. 2), then π by AWR (Eq. 3)
         for opt, n_updates, loss in ((opt_v, ft.value_steps, "value"), (opt_p, ft.policy_steps, "policy")):
             for _ in range(n_updates):
                 b = {k: v[0] for k, v in buffers.sample_offline([data], cfg.eval_batch, [rng], False, device).items()}
                 if loss == "value":
-                    with torch.no_grad():
-                        target = bootstrapped_returns(V, b, cfg)
-                    out = value_loss(V, b, target, cfg)
+                    out = value_loss(V, b, finetune_value_target(b), cfg)
                 else:
                     out = policy_loss(P, b, advantages(V, b, cfg), lam, cfg, inner=False)
                 if not torch.isfinite(out):

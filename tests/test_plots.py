@@ -85,18 +85,23 @@ def test_omniglot_table_bins_training_steps_between_evaluations():
     assert [ax.get_title() for ax in fig.axes] == list(plots.OMNIGLOT_SPLITS.values())
 
 
-def test_online_finetuning_table_reports_the_papers_statistics():
-    """MACAW Table 1: mean and standard error over test tasks of the return and of its improvement over the
-    evaluation before any online data; across seeds, each task's mean over seeds first."""
+def test_online_finetuning_table_reports_the_papers_statistics_per_run():
+    """MACAW Table 1: mean and standard error over the test tasks of one run of the return and of its improvement
+    over the evaluation before any online data (the paper's statistic, one run); a second seed is further rows,
+    in the table and in its drawing, never pooled with the first."""
     rows = pd.DataFrame([{"method": "macaw-ft", "seed": seed, "task_id": task, "trajectories": t, "steps": 200 * t,
-                          "return": -300 + 10 * task + (5 * t + seed) * (t > 0)}
+                          "return": -300 + 10 * task + (5 * t + seed + task * (seed == 1)) * (t > 0)}
                          for seed in (0, 1) for task in range(3) for t in (0, 10)])
     table = plots.online_finetuning_table(rows, 95, 100)
-    agg = table[table.kind == "aggregate"].set_index("trajectories")
-    assert agg.loc[0, "return"] == pytest.approx(-290) and agg.loc[0, "return_se"] == pytest.approx(10 / np.sqrt(3))
-    assert agg.loc[10, "improvement"] == pytest.approx(50.5) and agg.loc[10, "improvement_se"] == pytest.approx(0)
-    assert agg.loc[10, "steps"] == 2000 and (agg.n_tasks == 3).all() and (agg.n_seeds == 2).all()
-    seed1 = table[(table.kind == "seed") & (table.seed == 1)].set_index("trajectories")
-    assert seed1.loc[10, "improvement"] == pytest.approx(51)
+    assert set(table.kind) == {"seed"} and len(table) == 4 and (table.n_tasks == 3).all()
+    by = table.set_index(["seed", "trajectories"])
+    assert by.loc[(0, 0), "return"] == pytest.approx(-290) and by.loc[(0, 0), "return_se"] == pytest.approx(10 / np.sqrt(3))
+    assert by.loc[(0, 10), "improvement"] == pytest.approx(50) and by.loc[(0, 10), "improvement_se"] == pytest.approx(0)
+    assert by.loc[(1, 10), "improvement"] == pytest.approx(52) and by.loc[(1, 10), "improvement_se"] == pytest.approx(1 / np.sqrt(3))
+    assert by.loc[(1, 10), "return"] == pytest.approx(-290 + 52) and by.loc[(0, 10), "steps"] == 2000
     fig = plots.online_finetuning(table, {"dpi": 50, "context": "paper", "palette": "colorblind"}, "t")
     assert len(fig.axes) == 2
+    cells = fig.axes[0].tables[0].get_celld()
+    body = [[cells[r, c].get_text().get_text() for c in range(4)] for r in range(1, 5)]
+    assert [row[:2] for row in body] == [["0", "0"], ["0", "2,000"], ["1", "0"], ["1", "2,000"]]
+    assert body[1][3] == "50.0 (0.0)" and body[3][3] == f"52.0 ({1 / np.sqrt(3):.1f})" and body[0][3] == "—"

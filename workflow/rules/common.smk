@@ -574,12 +574,18 @@ def finetune_path(experiment, method, seed):
     return f"{SCALE_DIR}/eval/{experiment}/{method}-ft/seed{seed}.csv"
 
 
+def finetune_seeds(name):
+    """The meta-training seeds of experiment ``name`` that are fine-tuned: the first finetune.seeds of them (the
+    paper fine-tunes one run; each further seed is its own rows of Table 1, at the cost of a whole job)."""
+    return experiment_seeds(name)[: config["finetune"]["seeds"]]
+
+
 def finetune_files(figure):
-    """Every fine-tuning table behind a figure: its experiments' fine-tuned methods, every seed."""
+    """Every fine-tuning table behind a figure: its experiments' fine-tuned methods, each fine-tuned seed."""
     return [finetune_path(name, method, seed)
             for name in config["figures"][figure]["experiments"]
             for method in figure_methods(figure, name) if method in FINETUNE_ALGOS
-            for seed in experiment_seeds(name)]
+            for seed in finetune_seeds(name)]
 
 
 def finetune_runtime(wildcards, attempt):

@@ -89,6 +89,21 @@ def test_pearl_finetuning_rows_and_aggregate_without_offline_data():
         assert all(np.isfinite(r["return"]) for r in rows)
 
 
+def test_pearl_finetuning_updates_after_every_trajectory_by_default(monkeypatch):
+    """App. C.2's schedule: each trajectory, the first included, is followed by ``steps`` PEARL updates; ``burn_in``
+    trajectories are collected without any first."""
+    state, data = pearl_state(), offline_pearl.test_data(toy_buffer(1.0, 200, 1), offline_pearl.Config())
+    calls, update = [], pearl.update
+    monkeypatch.setattr(pearl, "update", lambda *a: (calls.append(a[-1]), update(*a))[1])
+    assert offline_pearl.FineTune().burn_in == 0
+    for burn_in, trajectories, want in ((0, 1, [0, 1]), (0, 2, [0, 1, 0, 1]), (1, 1, []), (1, 2, [0, 1])):
+        calls.clear()
+        ft = dataclasses.replace(offline_pearl.FineTune(steps=2), burn_in=burn_in)
+        offline_pearl.finetune(state, lambda: make_env(TASK), 10, ft, adapt_data=data, trajectories=trajectories,
+                               eval_at=[], eval_episodes=1, seed=0)
+        assert calls == want, (burn_in, trajectories)
+
+
 def test_pearl_finetuning_infers_z_from_contexts_of_d0s_size(monkeypatch):
     """z's posterior comes from D_0 first, then from contexts of D_0's size (32 here) drawn from the
     growing aggregate data, never from all of it (PEARL's policy saw z of contexts that size)."""

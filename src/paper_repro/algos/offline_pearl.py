@@ -146,8 +146,9 @@ class FineTune:
 
     steps: int = 100
     """PEARL gradient steps (critic, KL and encoder; value; policy) per trajectory, as MACAW's 100 value steps."""
-    burn_in: int = 25
-    """Updates start after trajectory ``burn_in`` + 1, as MACAW+FT's."""
+    burn_in: int = 0
+    """Trajectories collected before the first update: 0, updates after every trajectory (App. C.2 alternates
+    every trajectory with 100 gradient steps). 26 is MACAW+FT's schedule (the authors' ``burn_in`` 25)."""
     keep_offline: bool = True
     """The aggregate data start with the offline context the posterior was inferred from (D_0)."""
 
@@ -157,7 +158,8 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
              seed: int, device: str = "cpu") -> list[dict]:
     """Table 1 on one test task: z's posterior from D_0 (the offline context of :func:`adapt_and_evaluate`),
     then ``trajectories`` times: one trajectory of the stochastic policy with z drawn from the posterior of
-    a context from the aggregate data, appended to them, then (after ``burn_in``) ``steps`` PEARL updates on
+    a context from the aggregate data, appended to them, then (once ``burn_in`` trajectories have been collected
+    without updates; none by default) ``steps`` PEARL updates on
     this task alone, context and RL batch from the aggregate data. Rows "finetuned" with ``steps`` = the
     online environment steps so far, after each count in ``eval_at`` of trajectories: deterministic
     episodes with z = the posterior mean of a context from the aggregate data.
@@ -205,7 +207,7 @@ def finetune(state: dict, make_env: Callable[[], gym.Env], horizon: int, ft: Fin
         before = data.size
         pearl.episode(nets, env, z, horizon, seed * 1000 + 500 + t, gen, data)
         online_steps += data.size - before
-        if t <= ft.burn_in:
+        if t < ft.burn_in:  # the first burn_in trajectories: no update
             continue
         # update: PEARL's step on this task alone
         for i in range(ft.steps):

@@ -3,11 +3,13 @@ seeds, the options and the rows; and a real algorithm through it on a real famil
 
 from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
-from paper_repro import envs, evaluate
-from paper_repro.algos import maml
+from paper_repro import buffers, envs, evaluate
+from paper_repro.algos import macaw, maml
 
 
 def test_each_task_gets_its_seed_options_and_rows():
@@ -53,12 +55,62 @@ def test_offline_protocol_adapts_each_task_on_its_own_data():
 
     algo = SimpleNamespace(adapt_and_evaluate=adapt_and_evaluate)
     tasks = [{"task_id": 7}, {"task_id": 3}]
-    rows = evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10, 20], 200, 3, seed=1)
-    assert calls == [(10, 3, 10_000, "cpu"), (20, 3, 10_001, "cpu")]
+    rows = evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10, 20], 200, 3, seed=1, step=250)
+    assert calls == [(10, 3, evaluate.offline_seed(1, 0, 250), "cpu"), (20, 3, evaluate.offline_seed(1, 1, 250), "cpu")]
     assert rows == [{"task_id": 7, "stage": "adapted", "steps": 0, "return": 10.0},
                     {"task_id": 3, "stage": "adapted", "steps": 0, "return": 20.0}]
     with pytest.raises(ValueError, match="1 offline data sets for 2 test tasks"):
-        evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10], 200, 3, seed=1)
+        evaluate.on_test_tasks_offline(algo, "STATE", "cheetah-vel", tasks, [10], 200, 3, seed=1, step=250)
+
+
+def test_offline_seeds_are_fresh_at_every_evaluation_and_fixed_by_seed_task_and_step():
+    """Each offline evaluation of a learning curve (and the final one) adapts on its own draws: the seed of
+    (run seed, task, step) differs across steps, tasks and runs, and is the same for the same three."""
+    seeds = {(s, i, step): evaluate.offline_seed(s, i, step) for s in (0, 1) for i in range(3) for step in (0, 250, 500)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert all(evaluate.offline_seed(*key) == value for key, value in seeds.items())
+    assert all(isinstance(v, int) and 0 <= v < 2**32 for v in seeds.values())
+
+
+class Reach(gym.Env):
+    """Toy task: reward = the action."""
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), {}
+
+    def step(self, action):
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), float(action[0]), False, False, {}
+
+
+def test_macaw_adapts_on_a_fresh_batch_at_every_checkpoint(monkeypatch):
+    """MACAW through the offline protocol: each test task's adaptation batch differs between two checkpoints'
+    evaluations (steps 0 and 250) and is the same when the same step is evaluated again."""
+    rng = np.random.default_rng(0)
+    n = 200
+    buffer = {"obs": rng.uniform(-1, 1, (n, 2)).astype(np.float32), "action": rng.uniform(-1, 1, (n, 1)).astype(np.float32),
+              "reward": rng.uniform(-1, 1, n).astype(np.float32), "next_obs": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+              "terminated": np.zeros(n, bool), "truncated": np.arange(n) % 10 == 9}
+    cfg = macaw.Config(width=8, depth=1, latent=4, adv_head=4, eval_batch=16, data_stride=1, train_steps=0)
+    make = lambda *_: gym.wrappers.TimeLimit(Reach(), 10)  # noqa: E731
+    state = macaw.train(make, [{"task_id": 0}], 10, cfg, seed=0, data=[macaw.task_data(buffer, cfg)])
+    monkeypatch.setattr(envs, "make", make)
+    drawn, sample_offline = [], buffers.sample_offline
+    monkeypatch.setattr(buffers, "sample_offline", lambda *a, **k: (lambda b: (drawn.append(b["obs"]), b)[1])(
+        sample_offline(*a, **k)))
+    tasks, data = [{"task_id": 0}, {"task_id": 1}], [macaw.test_data(buffer, cfg)] * 2
+
+    def batches(step):
+        drawn.clear()
+        evaluate.on_test_tasks_offline(macaw, state, "toy", tasks, data, 10, 1, seed=3, step=step)
+        return list(drawn)
+
+    first, later, again = batches(0), batches(250), batches(0)
+    assert len(first) == len(later) == 2 and not torch.equal(first[0], first[1])
+    assert all(not torch.equal(a, b) for a, b in zip(first, later))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
 def test_offline_protocol_evaluates_each_task_on_its_own_env():
@@ -72,5 +124,5 @@ def test_offline_protocol_evaluates_each_task_on_its_own_env():
 
     tasks = envs.task_table("cheetah-dir", "macaw", seed=0)["test"].to_dict("records")
     evaluate.on_test_tasks_offline(SimpleNamespace(adapt_and_evaluate=adapt_and_evaluate), "STATE", "cheetah-dir",
-                                   tasks, [None] * len(tasks), 200, 1, seed=0)
+                                   tasks, [None] * len(tasks), 200, 1, seed=0, step=0)
     assert seen == [t["direction"] for t in tasks] == [-1.0, 1.0]

@@ -5,8 +5,10 @@ Online (MIER, PEARL, MAML): on each test task, ``adapt_trajectories`` trajectori
 ``episodes`` evaluation episodes, as the algorithm's ``adapt_and_evaluate`` runs them (with its own
 test-time ``options``, e.g. MIER's relabelling schedule). Offline (MACAW and its baselines, MACAW
 Alg. 2): each test task adapts on its own offline data, then ``episodes`` deterministic episodes.
-Meta-training (learning curves) and the evaluation jobs run these same protocols. Task i of a job
-gets the seed ``seed * 10_000 + i``.
+Meta-training (learning curves) and the evaluation jobs run these same protocols. Online, task i of a
+job gets the seed ``seed * 10_000 + i`` at every evaluation. Offline, task i's evaluation after ``step``
+meta-training steps gets a seed derived from (seed, i, step) (:func:`offline_seed`): a fresh adaptation
+batch and fresh episodes at every point of a learning curve, as the MACAW authors' code draws them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from paper_repro import envs
 
 log = logging.getLogger("paper_repro.evaluate")
@@ -24,6 +28,14 @@ log = logging.getLogger("paper_repro.evaluate")
 def task_seed(seed: int, i: int) -> int:
     """The seed of the i-th test task of a job run with ``seed``."""
     return seed * 10_000 + i
+
+
+def offline_seed(seed: int, i: int, step: int) -> int:
+    """The seed of the i-th test task's offline evaluation after ``step`` meta-training steps of a run with
+    ``seed`` (a 32-bit hash of the three): it draws that evaluation's adaptation batch and episodes, so each
+    evaluation of a learning curve, and the final one, adapts on its own batch (``src/macaw.py`` samples the
+    test buffer afresh at every evaluation), and the same (seed, task, step) gives the same evaluation."""
+    return int(np.random.SeedSequence([seed, i, step]).generate_state(1)[0])
 
 
 def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks: Sequence[Mapping[str, Any]],
@@ -50,16 +62,17 @@ def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks
 
 
 def on_test_tasks_offline(algo: ModuleType, state: Mapping[str, Any], family: str, tasks: Sequence[Mapping[str, Any]],
-                          adapt_data: Sequence[Any], horizon: int, episodes: int, seed: int, *,
+                          adapt_data: Sequence[Any], horizon: int, episodes: int, seed: int, *, step: int,
                           device: str = "cpu") -> list[dict]:
-    """Adapt ``state`` on each of ``tasks`` from that task's offline data (``adapt_data[i]``: what
-    ``algo.test_data`` made of its buffer) and evaluate it: rows as :func:`on_test_tasks`."""
+    """Adapt ``state`` (the run's after ``step`` meta-training steps) on each of ``tasks`` from that task's
+    offline data (``adapt_data[i]``: what ``algo.test_data`` made of its buffer) and evaluate it, task i with
+    :func:`offline_seed` of (seed, i, step): rows as :func:`on_test_tasks`."""
     if len(adapt_data) != len(tasks):
         raise ValueError(f"on_test_tasks_offline: {len(adapt_data)} offline data sets for {len(tasks)} test tasks")
     rows = []
     for i, (task, data) in enumerate(zip(tasks, adapt_data)):
         result = algo.adapt_and_evaluate(state, lambda: envs.make(family, task), horizon, adapt_data=data,
-                                         eval_episodes=episodes, seed=task_seed(seed, i), device=device)
+                                         eval_episodes=episodes, seed=offline_seed(seed, i, step), device=device)
         rows += [{"task_id": task["task_id"], **row} for row in result]
         log.info("task %s: %s", task["task_id"], result)
     return rows

@@ -69,10 +69,11 @@ def log(metrics):
 
 
 def on_eval(state, steps):
-    if offline:  # MACAW Alg. 2: each test task adapts on its own offline data; the last evaluation has more episodes
+    if offline:  # MACAW Alg. 2: each test task adapts on its own offline data (a fresh batch at every evaluation,
+        # its seed from the run's seed, the task and the step); the last evaluation has more episodes
         episodes = p.evaluate["final_episodes"] if steps == cfg.train_steps else p.evaluate["episodes"]
         rows = evaluate.on_test_tasks_offline(algo, state, family, test_tasks, test_data, horizon, episodes, seed,
-                                              device=device)
+                                              step=steps, device=device)
         rows = [{**row, "episodes": episodes} for row in rows]
     else:
         rows = evaluate.on_test_tasks(algo, state, family, test_tasks, horizon, p.evaluate["adapt_trajectories"],

@@ -334,18 +334,26 @@ def test_walker_params_scaled_task_multiplies_the_authors_base_values():
     assert sim.model.opt.timestep == 0.004 and sim.dt == pytest.approx(0.016)  # tasks leave the period alone
 
 
-def test_walker_2d_keeps_gymnasium_v5_model():
-    from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+def test_walker_2d_simulates_the_authors_gym_walker2d_xml():
+    """AdMRL's walker is gym 0.17.1's walker2d.xml (right foot 0.9, left 1.9), which gymnasium still ships
+    beside v5's (1.9 on both feet; otherwise the same model)."""
+    import os
+
+    from gymnasium.envs.mujoco import walker2d_v5
 
     sim = envs.make("walker-2d", first_task("walker-2d"), seed=0).unwrapped
-    reference = Walker2dEnv()
-    assert sim.model.opt.timestep == reference.model.opt.timestep == 0.002
+    gym_xml = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(walker2d_v5.__file__), "assets", "walker2d.xml"))
+    v5 = walker2d_v5.Walker2dEnv().model
+    assert sim.model.opt.timestep == gym_xml.opt.timestep == 0.002
     assert sim.frame_skip == 1  # AdMRL's frame skip (v5: 4)
     assert sim.metadata["render_fps"] == int(np.round(1 / sim.dt)) == 500
     right, left = feet_friction(sim.model)
-    np.testing.assert_array_equal(right, [1.9, 0.1, 0.1])
+    np.testing.assert_array_equal(right, [0.9, 0.1, 0.1])
     np.testing.assert_array_equal(left, [1.9, 0.1, 0.1])
-    np.testing.assert_array_equal(sim.model.geom_friction, reference.model.geom_friction)
+    np.testing.assert_array_equal(sim.model.geom_friction, gym_xml.geom_friction)
+    assert feet_friction(v5)[0][0] == 1.9  # what walker-2d ran on before
+    for name in ("body_mass", "body_inertia", "dof_damping", "geom_size", "actuator_gear"):
+        np.testing.assert_allclose(getattr(sim.model, name), getattr(gym_xml, name), rtol=1e-12, err_msg=name)
 
 
 def test_mujoco_model_views_are_why_we_copy():

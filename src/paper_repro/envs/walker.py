@@ -12,10 +12,12 @@ the right foot (``foot_geom``), 1.9 on the left (``foot_left_geom``). The frame 
 coordinates: the same capsules, joints, actuators, RK4 and other frictions) and set the timestep and
 the right foot's friction after load.
 
-walker-2d runs as AdMRL's authors ran it (``rllab/rllab/envs/mujoco/walker_env.py``, v5's assets):
-frame skip 1 (dt 0.002 s), rllab's reset noise, the action clipped to [-1, 1], and ``v_x`` read as
-they read it, the clipped ``qvel[0]`` (``obs[8]``), so that reward and termination are functions of
-the observation alone.
+walker-2d runs as AdMRL's authors ran it (``rllab/rllab/envs/mujoco/walker_env.py``): gym 0.17.1's
+``walker2d.xml`` (``requirements.txt``), frame skip 1 (dt 0.002 s), rllab's reset noise, the action
+clipped to [-1, 1], and ``v_x`` read as they read it, the clipped ``qvel[0]`` (``obs[8]``), so that
+reward and termination are functions of the observation alone. gym's ``walker2d.xml`` differs from
+v5's assets in one number only, the right foot's friction (0.9; v5 gives both feet 1.9), which we set
+after load as for walker-params.
 
 walker-params' ``v_x`` is the x displacement over ``dt`` (TASKS.md); ``h = qpos[1]``, torso angle ``qpos[2]``.
 """
@@ -37,9 +39,15 @@ PARAM_BASE = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3, "geom_f
 # walker-params' simulation, from rand_param_envs (module docstring): dt = 0.004 × 4 = 0.016 s.
 PARAMS_TIMESTEP = 0.004
 PARAMS_FRAME_SKIP = 4
-PARAMS_FOOT_FRICTION = {"foot_geom": 0.9, "foot_left_geom": 1.9}
-"""Sliding friction of the right and left foot; the torsional and rolling terms stay at the 0.1 that
-both XMLs' ``<default>`` gives."""
+AUTHORS_FOOT_FRICTION = {"foot_geom": 0.9, "foot_left_geom": 1.9}
+"""Sliding friction of the right and left foot in both authors' ``walker2d.xml`` (rand_param_envs' for
+walker-params, gym 0.17.1's for walker-2d; v5 has 1.9 on both); the torsional and rolling terms stay at
+the 0.1 that every XML's ``<default>`` gives."""
+
+
+def set_authors_foot_friction(model: mujoco.MjModel) -> None:
+    for geom, friction in AUTHORS_FOOT_FRICTION.items():
+        model.geom_friction[model.geom(geom).id, 0] = friction
 
 
 class WalkerTaskEnv(TaskEnv, Walker2dEnv):
@@ -82,8 +90,7 @@ class WalkerParams(WalkerTaskEnv):
     def __init__(self, **kwargs):
         super().__init__(frame_skip=PARAMS_FRAME_SKIP, **kwargs)
         self.model.opt.timestep = PARAMS_TIMESTEP
-        for geom, friction in PARAMS_FOOT_FRICTION.items():
-            self.model.geom_friction[self.model.geom(geom).id, 0] = friction
+        set_authors_foot_friction(self.model)
         # Walker2dEnv.__init__ set render_fps from v5's 0.008 s (125); MujocoEnv wants round(1 / dt).
         self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
         self.nominal = {name: getattr(self.model, name).copy() for name in PARAM_BASE}
@@ -100,10 +107,15 @@ class WalkerParams(WalkerTaskEnv):
 
 
 class Walker2D(AuthorsResetNoise, WalkerTaskEnv):
-    """``-|v_x - g_v| - 5|z - g_h| - 1e-3‖clip(a)‖² + 10`` (AdMRL ``walker_2d_env.py``: coef [1, 5], alive 10)."""
+    """``-|v_x - g_v| - 5|z - g_h| - 1e-3‖clip(a)‖² + 10`` (AdMRL ``walker_2d_env.py``: coef [1, 5], alive 10),
+    on gym 0.17.1's model: v5's with the right foot's friction at 0.9."""
 
     task_keys = ("goal_v", "goal_h")
     admrl = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        set_authors_foot_friction(self.model)
 
     def task_reward(self, x_velocity, height):
         return -abs(x_velocity - self.task["goal_v"]) - 5.0 * abs(height - self.task["goal_h"]), 10.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -413,3 +414,72 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
         torch.testing.assert_close(a["phi"][k], b["phi"][k], rtol=0, atol=0)
     for x, y in zip(a["D"], b["D"]):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_gauss_space_psi_draws_variance_one_in_psi_and_x_half_the_box():
+    """MB-Gauss: the code's N(0, 1) on x has std half the box width in ψ (ant-2d: 3; 32% on each face pair),
+    the paper's "variance 1" (``gauss_space: psi``) std 1 in ψ; the same normal draws, scaled by 2/(hi - lo)."""
+    def draws(cfg, family, n=20000):
+        rng = np.random.default_rng(7)
+        return np.array([admrl.next_x("gauss", 2, np.zeros(2), rng, cfg, family) for _ in range(n)])
+
+    code, paper = admrl.Config(), admrl.Config(gauss_space="psi")
+    lo, hi = admrl.box("ant-2d")  # [-3, 3]²
+    x_code, x_paper = draws(code, "ant-2d"), draws(paper, "ant-2d")
+    inside = np.abs(x_code) < 1
+    np.testing.assert_allclose(x_paper[inside], x_code[inside] / 3, rtol=1e-12)  # z/3: the same z
+    psi_paper = admrl.to_psi(torch.as_tensor(x_paper), lo, hi).numpy()
+    assert psi_paper.std(0) == pytest.approx([1.0, 1.0], abs=0.02) and abs(psi_paper.mean()) < 0.02
+    assert np.mean(np.abs(x_paper) == 1) == pytest.approx(0.0027, abs=0.002)  # P(|N(0, 1)| > 3)
+    assert np.mean(np.abs(x_code) == 1) == pytest.approx(0.317, abs=0.015)  # P(|N(0, 1)| > 1)
+    # walker-2d: g_v ∈ [-2, 2] (x std 0.5), g_h ∈ [1.0, 1.8] (x std 2.5: the height mostly on a face)
+    faces = np.mean(np.abs(draws(paper, "walker-2d")) == 1, axis=0)
+    np.testing.assert_allclose(faces, [0.0455, 0.689], atol=0.015)
+    with pytest.raises(ValueError, match=r"gauss_space = 'phi'.*'x', 'psi'"):
+        admrl.Config(gauss_space="phi")
+
+
+class FallsAfter:
+    """A stand-in env: 3-d zero observations, reward 1 per step, terminates after ``length`` steps."""
+
+    observation_space = gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def __init__(self, length: int):
+        self.length, self.t = length, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(3, np.float32), 1.0, self.t >= self.length, False, {}
+
+
+@pytest.mark.parametrize("estimator,expected", [("episodes", [7.0, 4.0, 10.0]), ("authors_window", [6.0, 3.8, 10.0])])
+def test_return_estimators_on_episodes_that_fall_at_known_steps(estimator, expected):
+    """Horizon 10, reward 1 per step. Task 0: one env never falls, one falls after 4 steps; task 1: after 3
+    and 5; task 2: never. ``episodes``: (10 + 4)/2 = 7, (3 + 5)/2 = 4, 10. ``authors_window`` (the code's
+    testeval, 10 steps of each env): task 0 counts 10, 4, 4 (the third episode, 2 steps old, is dropped) = 6;
+    task 1 counts 3, 3, 3 and 5, 5 = 19/5 = 3.8; task 2 the same 10."""
+    lengths = [[100, 4], [3, 5], [100, 100]]
+    task_envs = [[FallsAfter(n) for n in row] for row in lengths]
+    gens = [torch.Generator().manual_seed(k) for k in range(3)]
+    pi = admrl.init_policy(gens, 3, 2, TINY)
+    nz = admrl.expand(admrl.init_normalizers(3), 3)
+    returns = admrl.evaluate(pi, nz, gens, task_envs, [0, 1, 2], 10, estimator)
+    np.testing.assert_allclose(returns, expected, rtol=1e-12)
+    assert admrl.window_episodes([FallsAfter(3)], lambda obs: np.zeros((1, 2)), [0], 10, 10) == [[3.0, 3.0, 3.0]]
+
+
+def test_only_the_evaluation_reads_the_eval_only_fields():
+    """The training rules leave admrl.EVAL_ONLY out of their params (workflow/rules/common.smk, admrl_learner):
+    so no function but the test protocol's may read them."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(admrl))
+    readers = {fn.name for fn in tree.body if isinstance(fn, (ast.FunctionDef, ast.ClassDef))
+               for node in ast.walk(fn) if isinstance(node, ast.Attribute) and node.attr in admrl.EVAL_ONLY}
+    assert readers == {"adapt_and_evaluate"}
+    assert set(admrl.EVAL_ONLY) <= {f.name for f in dataclasses.fields(admrl.Config)}

@@ -644,9 +644,13 @@ def admrl_experiment_sources(wildcards):
     return family_sources(config["experiments"][wildcards.experiment]["family"]) + lib(*ADMRL_SOURCES)
 
 
-def admrl_learner():
-    """The learner's Config values that differ from its defaults (the scale's admrl.learner)."""
-    return config["admrl"]["learner"]
+def admrl_learner(training=False):
+    """The learner's Config values that differ from its defaults (the scale's admrl.learner). Training jobs
+    leave out the keys only the evaluation reads (admrl.EVAL_ONLY): switching one reruns evaluations only."""
+    from paper_repro.algos import admrl
+
+    learner = config["admrl"]["learner"]
+    return {k: v for k, v in learner.items() if k not in admrl.EVAL_ONLY} if training else learner
 
 
 def admrl_eval_run(method):

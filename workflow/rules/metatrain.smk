@@ -101,7 +101,7 @@ rule metatrain_admrl_init:
         family=lambda wildcards: wildcards.family,
         method="init",
         sampler="adversarial",  # task 0 is the same for every sampler (x = 0.3)
-        learner=admrl_learner(),
+        learner=admrl_learner(training=True),
         device=config["device"],
     log:
         f"{SCALE_DIR}/logs/metatrain_admrl_init/{{family}}/seed{{seed}}.log",
@@ -135,7 +135,7 @@ for _method, _sampler in MB_METHODS.items():
             family=lambda wildcards: wildcards.family,
             method=_method,
             sampler=_sampler,
-            learner=admrl_learner(),
+            learner=admrl_learner(training=True),
             device=config["device"],
         log:
             f"{SCALE_DIR}/logs/metatrain_{_method}/{{family}}/seed{{seed}}.log",

@@ -48,6 +48,9 @@ FIRST_STAGES = {"hopper-2d": 10, "walker-2d": 10, "ant-2d": 20, "ant-3d": 20, "c
 class Config:
     task_sampler: str = "adversarial"
     """adversarial (AdMRL) | uniform (MB-Unif) | gauss (MB-Gauss) (``main.py:517-526``)."""
+    gauss_space: str = "x"
+    """MB-Gauss's N(0, 1) on the normalised x, std half the box width in ψ (``x``: the code, ``task_param.py:74-77``, P19),
+    or on ψ about the box's centre (``psi``: the paper's "variance 1", §5.2); clipped to the box either way."""
     n_tasks: int = 20
     """Training tasks (§5.2: "all methods are trained on 20 tasks"; a snapshot is kept after each)."""
     horizon: int = 200
@@ -129,7 +132,10 @@ class Config:
     test_zeroshot: int = 40
     test_inner: int = 20
     eval_episodes: int = 50
-    """Evaluation: 10,000 samples ≈ 50 stochastic episodes, mean undiscounted return (``main.py:67-72``)."""
+    """Evaluation: 50 envs × 200 steps = the code's 10,000 samples, stochastic actions (``main.py:67-72``)."""
+    return_estimator: str = "episodes"
+    """A_n: the mean return of one whole episode per env (``episodes``), or the code's ``testeval`` (``authors_window``:
+    each env runs ``horizon`` steps, restarting as episodes end; the mean over the episodes that end inside them)."""
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -139,7 +145,10 @@ class Config:
 
 CHOICES = {"task_sampler": ("adversarial", "uniform", "gauss"), "second_task": ("centre", "random"),
            "hessian_estimator": ("per_step", "trajectory"), "task_gae": ("fixed", "authors"),
-           "grad_normalizer": ("frozen", "shared")}
+           "grad_normalizer": ("frozen", "shared"), "gauss_space": ("x", "psi"),
+           "return_estimator": ("episodes", "authors_window")}
+EVAL_ONLY = ("return_estimator",)
+"""Config fields that only the test protocol's evaluation reads: training jobs leave them out of their params."""
 
 
 def alpha(cfg: Config, family: str) -> float:
@@ -181,8 +190,12 @@ def next_x(sampler: str, j: int, x: np.ndarray, rng: np.random.Generator, cfg: C
         return x
     if sampler == "uniform":
         return rng.uniform(-1, 1, k)
-    if sampler == "gauss":
-        return np.clip(rng.standard_normal(k), -1, 1)
+    if sampler == "gauss":  # N(0, 1) on x (the code), or on ψ: x = 2(ψ - centre)/(hi - lo)
+        z = rng.standard_normal(k)
+        if cfg.gauss_space == "psi":
+            lo, hi = box(family)
+            z = z * 2 / (hi - lo).numpy()
+        return np.clip(z, -1, 1)
     raise ValueError(f"admrl: unknown task_sampler {sampler!r}; expected adversarial, uniform or gauss")
 
 
@@ -563,9 +576,36 @@ def as_batch(rows: dict, n_envs: int) -> Batch:
     return Batch(et(rows["obs"]), et(rows["action"]), et(rows["reward"]), et(rows["next_obs"]), et(rows["terminated"]).bool())
 
 
+def window_episodes(flat_envs: Sequence, policy: Callable[[np.ndarray], np.ndarray], seeds: Sequence[int], steps: int,
+                    max_steps: int) -> list[list[float]]:
+    """``steps`` steps of every env (reset first with ``seeds``), episodes restarting as they end, when they
+    terminate or truncate or after ``max_steps`` steps, as the authors' runner (``slbo/utils/runner.py:40-87``).
+    Returns, per env, the returns of the episodes that ended inside the window (the one still running at
+    its end is left out)."""
+    obs = rollout.reset(flat_envs, seeds)
+    returns, lengths = np.zeros(len(flat_envs)), np.zeros(len(flat_envs), int)
+    ended: list[list[float]] = [[] for _ in flat_envs]
+    for _ in range(steps):
+        actions = policy(obs)
+        for k, env in enumerate(flat_envs):
+            next_obs, r, term, trunc, _ = env.step(actions[k])
+            returns[k] += r
+            lengths[k] += 1
+            if term or trunc or lengths[k] == max_steps:
+                ended[k].append(float(returns[k]))
+                returns[k], lengths[k] = 0.0, 0
+                next_obs, _ = env.reset()
+            obs[k] = next_obs
+    return ended
+
+
 def evaluate(pi: Params, nz: Normalizers, gens: Sequence[torch.Generator], task_envs: list[list], seeds: Sequence[int],
-             horizon: int) -> np.ndarray:
-    """Mean undiscounted return of one stochastic episode per env, per task (``main.py:67-72``)."""
+             horizon: int, estimator: str = "episodes") -> np.ndarray:
+    """Mean undiscounted return of stochastic episodes, per task. ``episodes``: one whole episode per env.
+    ``authors_window``: the code's ``testeval`` (``main.py:67-72``; ``runner.py:40-87``): every env runs
+    ``horizon`` steps, an episode restarting when it terminates or reaches ``horizon`` steps, and the mean is
+    over the episodes that end inside that window: an env that falls early adds each short episode, and
+    its last one, still alive at the window's end, is dropped. With no early fall the two are equal."""
     K, E = len(task_envs), len(task_envs[0])
     flat_envs = [e for row in task_envs for e in row]
     device = nz.s_mean.device
@@ -573,8 +613,13 @@ def evaluate(pi: Params, nz: Normalizers, gens: Sequence[torch.Generator], task_
     def policy(obs):
         return act(pi, nz, torch.as_tensor(obs, device=device).view(K, E, -1), gens).cpu().numpy().reshape(K * E, -1)
 
-    returns = rollout.episodes(flat_envs, policy, [s * 1000 + e for s in seeds for e in range(E)], horizon)
-    return returns.reshape(K, E).mean(1)
+    env_seeds = [s * 1000 + e for s in seeds for e in range(E)]
+    if estimator == "authors_window":
+        ended = window_episodes(flat_envs, policy, env_seeds, horizon, horizon)
+        return np.array([np.mean([r for e in range(E) for r in ended[k * E + e]]) for k in range(K)])
+    if estimator != "episodes":
+        raise ValueError(f"admrl: unknown return estimator {estimator!r}; allowed: {list(CHOICES['return_estimator'])}")
+    return rollout.episodes(flat_envs, policy, env_seeds, horizon).reshape(K, E).mean(1)
 
 
 # --- the task gradient (§4.2, App. A-B; ``slbo/algos/ADVTASK.py``) -----------------------------------
@@ -919,7 +964,7 @@ def adapt_and_evaluate(family: str, run: dict, snapshot: int, psis: torch.Tensor
         # shift any task's later draws
         eval_gens = [torch.Generator().manual_seed(task_seed(seed, 13, t, n)) for t in task_ids]
         returns = evaluate(agent.pi, nz, eval_gens, eval_envs, [task_seed(seed, 13, t, n) % 2**31 for t in task_ids],
-                           cfg.horizon)
+                           cfg.horizon, cfg.return_estimator)
         for t, psi, ret in zip(task_ids, psis, returns):
             rows.append({"task_id": int(t), **task_row(family, psi), "n": n, "return": float(ret)})
         log_eval({"n": n, "returns": returns.tolist()})

@@ -110,6 +110,51 @@ def test_typo_in_a_key_is_rejected(base, where):
     assert "allowed keys" in str(err.value)
 
 
+# Every section of the config, each with its own allowed keys: a typo anywhere stops the workflow at start-up
+# (config.validate, from workflow/rules/common.smk) with the section, the key and the allowed keys, before a
+# job sees it. collect.agent and admrl.best.agent go to SAC's or TD3's Config (config.agent_sections).
+SECTIONS = ["", "seeds", "task_limit", "plot", "collect", "collect.agent", "collect.run", "maml", "mier", "pearl",
+            "macaw", "mt_awr", "offline_pearl", "maml_classifier", "omniglot", "omniglot.fixture", "finetune",
+            "finetune.macaw", "finetune.offline_pearl", "metatrain", "evaluate", "admrl", "admrl.learner",
+            "admrl.baselines", "admrl.baselines.step", "admrl.baselines.maml", "admrl.baselines.pearl", "admrl.best",
+            "admrl.best.agent", "admrl.runtime", "experiments.mier-cheetah-vel", "experiments.mier-cheetah-vel.hyper",
+            "experiments.mier-cheetah-vel.hyper.mier", "experiments.mier-negated-joints.adapt.mier",
+            "figures.fig2_sample_efficiency"]
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=[s or "<top level>" for s in SECTIONS])
+def test_an_unknown_key_in_any_section_is_refused_naming_the_section(base, section):
+    cfg = mutate(base, f"{section}.batch_sise" if section else "batch_sise", 48)
+    if section == "omniglot.fixture":
+        cfg["omniglot"]["fixture"] = {"alphabets": 2, "characters": 2, "drawings": 2, "batch_sise": 48}
+    with pytest.raises(prconfig.ConfigError) as err:
+        resolve(cfg)
+    where = f"in '{section}'" if section else "at the top level"
+    assert f"unknown key(s) ['batch_sise'] {where}" in str(err.value)
+    assert "allowed keys: [" in str(err.value)
+
+
+def test_agent_keys_must_be_fields_of_every_algorithm_they_are_given_to(base):
+    """collect.agent goes to each family's collecting algorithm (collect.algo: TD3 on cheetah-vel, SAC elsewhere)."""
+    from paper_repro.algos import sac, td3
+
+    assert prconfig.agent_sections(resolve({**base, "scale": "paper"}))["collect.agent"] == {
+        "td3": ["cheetah-vel"], "sac": ["cheetah-dir", "walker-params", "ant-dir", "metaworld-ml45-env"]}
+    ok = resolve(mutate(base, "collect.agent", {"batch_size": 48, "tau": 0.01, "amp_bf16": False}))
+    assert ok["collect"]["agent"]["batch_size"] == 48
+    with pytest.raises(prconfig.ConfigError) as err:  # TD3's, not SAC's: the SAC families' jobs would fail
+        resolve(mutate(base, "collect.agent.exploration_noise", 0.2))
+    assert "unknown key(s) ['exploration_noise'] in 'collect.agent' (keys of paper_repro.algos.sac.Config" in str(err.value)
+    assert "for cheetah-dir, walker-params, ant-dir, metaworld-ml45-env" in str(err.value)
+    assert f"allowed keys: {sorted(f for f in sac.Config.__dataclass_fields__ if f != 'total_steps')}" in str(err.value)
+    every_td3 = {f: "td3" for f in prconfig.agent_sections(ok)["collect.agent"]["sac"] + ["cheetah-vel"]}
+    td3_only = resolve(mutate(mutate(base, "collect.algo", every_td3), "collect.agent.exploration_noise", 0.2))
+    assert td3_only["collect"]["agent"]["exploration_noise"] == td3.Config(exploration_noise=0.2).exploration_noise
+    with pytest.raises(prconfig.ConfigError, match=r"\['total_steps'\] in 'admrl.best.agent'.*total_steps comes from "
+                                                   r"admrl.best.steps_per_task"):
+        resolve(mutate(base, "admrl.best.agent.total_steps", 10))
+
+
 def test_missing_key_is_named(base):
     cfg = copy.deepcopy(base)
     del cfg["plot"]["dpi"]

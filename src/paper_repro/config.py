@@ -3,8 +3,9 @@
 ``config/config.yaml`` names the experiments; ``config/scales/<scale>.yaml``
 holds the budgets. :func:`resolve` merges the two (keys given by the user win),
 checks the result against ``workflow/schemas/config.schema.yaml`` (which may
-``$ref`` sibling ``*.schema.yaml`` files by name) and checks that every
-experiment names a known family and protocol. Every error names the key, the bad
+``$ref`` sibling ``*.schema.yaml`` files by name), checks that every
+experiment names a known family and protocol, and that the per-task agents'
+keys are fields of the algorithm each is given to. Every error names the key, the bad
 value and what is allowed, and is raised before any job starts.
 """
 
@@ -101,6 +102,7 @@ def validate(config: Mapping, schema_dir: str | Path) -> None:
     if errors:
         raise ConfigError("invalid config:\n" + "\n".join(f"  - {_describe(e)}" for e in errors))
     _check_experiments(config)
+    _check_agents(config)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -148,6 +150,44 @@ def _check_experiments(config: Mapping) -> None:
         for exp in spec["experiments"]:
             if exp not in experiments:
                 problems.append(f"config key 'figures.{fig}.experiments': {exp!r} is not an experiment; allowed: {sorted(experiments)}")
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def agent_sections(config: Mapping) -> dict[str, dict[str, list[str]]]:
+    """The sections whose keys go to a per-task SAC or TD3 agent's ``Config``: section -> {algorithm -> the
+    families it collects}. ``collect.agent`` goes to every family's collecting algorithm (``collect.algo``),
+    ``admrl.best.agent`` to SAC (AdMRL's reference agents)."""
+    algos: dict[str, list[str]] = {}
+    for family, algo in config.get("collect", {}).get("algo", {}).items():
+        algos.setdefault(algo, []).append(family)
+    return {"collect.agent": algos, "admrl.best.agent": {"sac": ["AdMRL's reference agents"]}}
+
+
+AGENT_SET_ELSEWHERE = {"total_steps": "steps_per_task"}
+"""Agent Config fields the workflow sets from another key of the section."""
+
+
+def _check_agents(config: Mapping) -> None:
+    """Every key of an agent section is a field of each algorithm's ``Config`` it is given to; the schema
+    checks their types only, and a typo would otherwise start every collection job again (params changed)."""
+    import importlib
+
+    problems = []
+    for section, algos in agent_sections(config).items():
+        node: Any = config
+        for part in section.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        for algo, families in sorted(algos.items()):
+            cls = importlib.import_module(f"paper_repro.algos.{algo}").Config
+            allowed = sorted(f.name for f in dataclasses.fields(cls) if f.name not in AGENT_SET_ELSEWHERE)
+            unknown = sorted(set(node) - set(allowed))
+            if unknown:
+                elsewhere = [f"{k} comes from {section.rsplit('.', 1)[0]}.{AGENT_SET_ELSEWHERE[k]}"
+                             for k in unknown if k in AGENT_SET_ELSEWHERE]
+                problems.append(f"unknown key(s) {unknown} in '{section}' (keys of paper_repro.algos.{algo}.Config, "
+                                f"which it is given to for {', '.join(families)}"
+                                f"{'; ' + '; '.join(elsewhere) if elsewhere else ''}); allowed keys: {allowed}")
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
 

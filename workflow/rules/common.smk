@@ -41,7 +41,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os
 
 # --- library files behind each result (so editing one reruns what it feeds) ---
 
-ENVS_SHARED = [str(LIB / "envs" / "__init__.py"), str(LIB / "envs" / "tasks.py")]
+ENVS_SHARED = [str(LIB / "envs" / n) for n in ("__init__.py", "registration.py", "tasks.py")]
 ROBOT_MODULE = {"metaworld": "meta_world.py"}  # robot -> module where it is not <robot>.py
 FAMILY_DATA = {"cheetah-highdim": ["admrl_cheetah_highdim_stats.json"]}  # family -> files in envs/data/ it reads
 

@@ -3,6 +3,14 @@
     env = make("cheetah-vel", {"velocity": 1.5}, seed=0)     # a ready env, horizon applied
     tables = task_table("cheetah-vel", "macaw", seed=0)       # {"train": DataFrame, "test": DataFrame}
 
+Importing this package registers every family with Gymnasium as ``paper_repro/<Family>-v0``
+(``env_id(family)``; registration.py), the task as a keyword:
+
+    env = gymnasium.make("paper_repro/CheetahVel-v0", task={"velocity": 2.5})
+
+``make`` is that call plus a seed; a bad task (a missing or unknown key, a value outside the family's
+``task_range``) is refused with a ``ValueError`` naming the family and the key.
+
 A task is a flat mapping of scalars (a row of a task table); ``protocols(family)`` names the splits
 each paper uses. The families' own modules (cheetah.py, ant.py, ...) hold the rewards and document
 every departure from the authors' code.
@@ -17,16 +25,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from gymnasium.wrappers import TimeLimit
 
 from . import ant, cheetah, hopper, humanoid, meta_world, walker
+from .registration import env_id, register_all
 from .tasks import Family, box_uniform, to_tables
 
 _REGISTRY: dict[str, Family] = {f.name: f for m in (cheetah, ant, humanoid, walker, hopper, meta_world) for f in m.FAMILIES}
 FAMILIES: tuple[str, ...] = tuple(_REGISTRY)
+register_all(_REGISTRY.values())
 
-__all__ = ["FAMILIES", "BOX_TRAIN_TASKS", "Family", "TaskParameterObservation", "get_family", "make", "protocols", "splits",
-           "task_parameter", "task_table", "varies_dynamics"]
+__all__ = ["FAMILIES", "BOX_TRAIN_TASKS", "Family", "TaskParameterObservation", "env_id", "get_family", "make", "protocols",
+           "splits", "task_parameter", "task_table", "varies_dynamics"]
 
 BOX_TRAIN_TASKS = 150
 """The training pool of the model-free baselines on a task-box family: "we allow MAML and PEARL to visit
@@ -106,16 +115,18 @@ class TaskParameterObservation(gym.ObservationWrapper):
 
 
 def make(family: str, task: Mapping[str, Any], seed: int | None = None, multitask: bool = False) -> gym.Env:
-    """A ready env of ``family`` with ``task`` applied and the family's horizon.
+    """A ready env of ``family`` with ``task`` applied and the family's horizon:
+    ``gymnasium.make(env_id(family), task=task)``, without Gymnasium's passive env checker (a test runs
+    ``check_env`` on every family; the checker would warn in every job).
 
     With ``seed``, the env and its action space are seeded (``reset(seed=seed)``), so the same seed
     and actions give the same trajectory. ``multitask`` appends the task parameter x(ψ) to every
     observation (``TaskParameterObservation``; task-box families only).
     """
-    fam = get_family(family)
-    env = fam.env_cls(**fam.env_kwargs)
-    env.set_task(task)
-    env = TimeLimit(env, max_episode_steps=fam.horizon)
+    fam = get_family(family)  # an unknown family is named, with the known ones
+    if env_id(family) not in gym.registry:  # a family added after import (a test's stand-in)
+        register_all([fam])
+    env = gym.make(env_id(family), task=task, disable_env_checker=True)
     if multitask:
         env = TaskParameterObservation(env, task_parameter(family, task))
     if seed is not None:

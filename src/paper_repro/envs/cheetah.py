@@ -204,6 +204,9 @@ def admrl_highdim(rng):
     return by_index([flatten("psi", p) for p in psi], test=range(20))
 
 
+SIGNS = frozenset({-1.0, 1.0})
+"""A direction, or a mask entry: the only values a sign can take."""
+
 FAMILIES = [
     Family("cheetah-vel", CheetahVel, HORIZON, {
         "mier-benchmark": mier_benchmark,
@@ -212,11 +215,13 @@ FAMILIES = [
         "macaw-ood": macaw_ood,
         **{f"macaw-sparsity-{n}": macaw_sparsity(n) for n in (20, 10, 5, 3)},
     }),
-    Family("cheetah-dir", CheetahDir, HORIZON, {"macaw": macaw_dir}),
-    Family("cheetah-negated-joints", CheetahNegatedJoints, HORIZON, {"mier": mier_negated}, dynamics_vary=True),
+    Family("cheetah-dir", CheetahDir, HORIZON, {"macaw": macaw_dir}, task_range={"direction": SIGNS}.get),
+    Family("cheetah-negated-joints", CheetahNegatedJoints, HORIZON, {"mier": mier_negated}, dynamics_vary=True,
+           task_range={f"mask_{i}": SIGNS for i in range(6)}.get),
     # AdMRL observes (qpos, qvel), 18 numbers: the x position the reward reads is kept.
     Family("cheetah-highdim", CheetahHighDim, HORIZON, {"admrl": admrl_highdim},
            task_box={f"psi_{i}": (-1.0, 1.0) for i in range(18)},
            env_kwargs={"exclude_current_positions_from_observation": False, "frame_skip": 1},
-           model_reward=highdim_model_reward, model_done=never_done),
+           model_reward=highdim_model_reward, model_done=never_done,
+           task_range={f"psi_{i}": (-1.0, 1.0) for i in range(18)}.get),  # AdMRL's ψ space
 ]

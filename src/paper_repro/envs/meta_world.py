@@ -73,4 +73,12 @@ def ml45_envs(rng):
     return {split: {next(ids): {"env_name": name} for name in names[split]} for split in ("train", "test")}
 
 
-FAMILIES = [Family("metaworld-ml45-env", MetaWorldML45Env, HORIZON, {"macaw": ml45_envs}, dynamics_vary=True)]
+def ml45_range(key: str) -> frozenset | None:
+    """``env_name``: one of ML45's 50 environments (its 45 training and 5 test ones)."""
+    from metaworld.env_dict import ML45_V3
+
+    return frozenset(name for split in ("train", "test") for name in ML45_V3[split]) if key == "env_name" else None
+
+
+FAMILIES = [Family("metaworld-ml45-env", MetaWorldML45Env, HORIZON, {"macaw": ml45_envs}, dynamics_vary=True,
+                   task_range=ml45_range)]

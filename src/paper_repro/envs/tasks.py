@@ -38,6 +38,10 @@ class Family:
     leading dimensions, ``psi`` ordered as ``task_box``; equal to the env's reward (tested)."""
     model_done: Callable | None = None
     """``terminated(next_obs)`` in torch, equal to the env's termination (tested)."""
+    task_range: Callable[[str], tuple[float, float] | frozenset | None] | None = None
+    """The values a task key may take where the family defines them: key -> ``(lo, hi)`` (closed) or the
+    set of allowed values, or None where any value is a task (a velocity, an angle). ``make`` refuses a
+    task outside it. A task box is not a range: AdMRL tests ant-2d outside its box (Fig 5)."""
 
 
 class TaskEnv:

@@ -139,6 +139,12 @@ def sample_params(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) 
     return task
 
 
+def params_range(key: str) -> tuple[float, float] | None:
+    """rand_param_envs' range of a multiplier: base ** [-3, 3] (its log_scale_limit), the range tasks are drawn from."""
+    base = PARAM_BASE.get(key.rsplit("_", 1)[0])
+    return None if base is None else (base ** -3.0, base ** 3.0)
+
+
 WALKER_PARAMS_TEST = [43, 15, 12, 39, 2]  # the authors' config/walker_params/50tasks_offline.json
 
 
@@ -159,7 +165,7 @@ def admrl_2d(points=6):
 
 
 FAMILIES = [
-    Family("walker-params", WalkerParams, HORIZON, {"macaw": macaw_params}, dynamics_vary=True),
+    Family("walker-params", WalkerParams, HORIZON, {"macaw": macaw_params}, dynamics_vary=True, task_range=params_range),
     Family("walker-2d", Walker2D, HORIZON, {"admrl": admrl_2d(), "admrl-coarse": admrl_2d(3)}, task_box={"goal_v": (-2.0, 2.0), "goal_h": (1.0, 1.8)},
            env_kwargs={"frame_skip": 1}, model_reward=model_reward, model_done=model_done),
 ]

@@ -89,13 +89,33 @@ def test_authors_td_zeroes_the_bootstrap_before_a_termination():
     torch.testing.assert_close(authors, torch.tensor([[0.0, 0.0, 1.5, 2.0]], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("switch", [{"hessian_estimator": "trajectory"}, {"task_gae": "authors"},
-                                    {"grad_normalizer": "shared"}])
-def test_each_departure_switch_runs_the_task_step(switch):
-    """The spec's departures from the code, switched back one at a time, still move the task."""
+@pytest.fixture(scope="module")
+def tiny_run():
+    """TINY on hopper-2d at seed 3, with the spec's defaults: shared by the tests that compare against it."""
+    return admrl.train("hopper-2d", TINY, seed=3)
+
+
+@pytest.mark.parametrize("switch,changes", [({"hessian_estimator": "trajectory"}, "implicit"),
+                                            ({"task_gae": "authors"}, "implicit"),
+                                            ({"grad_normalizer": "shared"}, "g_hat")])
+def test_each_departure_switch_changes_the_task_step_where_it_should(tiny_run, switch, changes):
+    """The spec's departures from the code, switched back one at a time (same seed). θ*'s rollout never
+    depends on them: g* is equal. ``hessian_estimator`` and ``task_gae`` change only the implicit term
+    (H, B, p), not ĝ; ``task_gae`` only through V(s_{t+1}) before a termination, which TINY's virtual
+    hopper rollouts contain. ``grad_normalizer: shared`` has θ̂ read another normaliser, so its real
+    rollout, and ĝ with it, change. The step taken is x + α·grad, clipped."""
+    base = tiny_run["snapshots"][1]["stats"]
     run = admrl.train("hopper-2d", dataclasses.replace(TINY, **switch), seed=3)
     stats = run["snapshots"][1]["stats"]
-    assert np.isfinite(stats["grad"]).all() and run["snapshots"][2]["x"] == stats["x_next"]
+    assert stats["g_star"] == base["g_star"]
+    if changes == "implicit":
+        assert stats["g_hat"] == base["g_hat"]
+    assert not np.allclose(stats[changes], base[changes], rtol=1e-4, atol=0), (stats[changes], base[changes])
+    assert not np.allclose(stats["grad"], base["grad"], rtol=1e-4, atol=0)
+    x1 = np.asarray(run["snapshots"][1]["x"])
+    np.testing.assert_allclose(stats["x_next"], np.clip(x1 + admrl.ALPHA["hopper-2d"] * np.asarray(stats["grad"]), -1, 1),
+                               rtol=1e-6)
+    assert run["snapshots"][2]["x"] == stats["x_next"]
 
 
 def test_a_bad_choice_names_the_key_and_the_allowed_values():
@@ -180,6 +200,104 @@ def test_implicit_gradient_on_a_bandit_with_a_known_answer():
     assert float(B[0, 0]) == pytest.approx(2.0, abs=0.05)
 
 
+# --- the task gradient end to end, on a family whose gap is known in closed form -----------------------
+
+BANDIT_C, BANDIT_SIGMA = 2.0, 0.1
+
+
+class BanditEnv(gymnasium.Env):
+    """One-step episodes: observation 0, next observation a, reward -(a - ψ)², terminated at once."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    def set_task(self, task):
+        self.psi = float(task["psi"])
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        a = float(np.asarray(action).reshape(-1)[0])
+        return np.array([a], np.float32), -(a - self.psi) ** 2, True, False, {}
+
+
+def bandit_family(monkeypatch):
+    """The toy as family "bandit", for this test only: ψ ∈ [-2, 2] (ψ = 2x); the model reward is the env's
+    reward read from s' (so the model's error is all in its dynamics); real envs are ``BanditEnv``."""
+    from types import SimpleNamespace
+
+    from paper_repro import envs
+
+    fam = SimpleNamespace(task_box={"psi": (-2.0, 2.0)},
+                          model_reward=lambda s, a, s2, psi: -(s2[..., 0] - psi[..., 0]).square(),
+                          model_done=lambda s2: torch.ones(s2.shape[:-1], dtype=torch.bool))
+    real = envs.get_family
+    monkeypatch.setattr(envs, "get_family", lambda name: fam if name == "bandit" else real(name))
+
+    def real_envs(family, psis, n):
+        assert family == "bandit"
+        out = [[BanditEnv() for _ in range(n)] for _ in psis]
+        for row, psi in zip(out, psis):
+            for env in row:
+                env.set_task({"psi": float(psi[0])})
+        return out
+    monkeypatch.setattr(admrl, "real_envs", real_envs)
+
+
+def bandit_gradient_step(x: float, cfg: admrl.Config) -> dict:
+    """``gradient_step`` at x with θ* and θ̂ solved in closed form: the real env has s' = a, the model
+    s' = c·a (a two-unit ReLU net that the model's MLP represents exactly), the reward is -(s' - ψ)².
+    So θ* = ψ and θ̂ = ψ/c, the mean of π = N(θ, σ²) (σ fixed)."""
+    psi = 2.0 * x
+    c, log_std = BANDIT_C, float(np.log(BANDIT_SIGMA))
+
+    def policy(mean):  # policy_hidden=(): mean = w·norm(s) + b, norm(s) = 0
+        return {"0.w": torch.zeros(1, 1, 1), "0.b": torch.tensor([[mean]]), "log_std": torch.tensor([[log_std]])}
+
+    phi = {"0.w": torch.tensor([[[0.0, 0.0], [1.0, -1.0]]]), "0.b": torch.zeros(1, 2),  # [norm(s), a] → relu(±a)
+           "1.w": torch.tensor([[[c], [-c]]]), "1.b": torch.zeros(1, 1)}                  # c·relu(a) - c·relu(-a)
+    trainer = admrl.ModelTrainer(phi, cfg)
+    vf = {"0.w": torch.zeros(1, 1, 1), "0.b": torch.full((1, 1), -0.05)}  # a constant baseline V = -0.05
+    nz = admrl.expand(admrl.init_normalizers(1), 1)
+    agent = type("Agent", (), {"pi": policy(psi)})()  # θ*
+    starts = torch.zeros(1, 10, 1)
+    return admrl.gradient_step("bandit", np.array([x]), agent, policy(psi / c), vf, nz, nz, trainer, starts, cfg,
+                               seed=0, j=1)
+
+
+BANDIT_CFG = admrl.Config(horizon=1000, grad_envs=30, policy_hidden=(), value_hidden=(), model_hidden=(2,),
+                          task_cg_iters=20, task_cg_damping=1e-8, task_cg_tol=1e-20, alpha=0.5)
+
+
+@pytest.mark.parametrize("x", [0.3, -0.2])
+def test_task_gradient_end_to_end_on_a_bandit_whose_gap_is_known(monkeypatch, x):
+    """The whole task step (model rollout, real rollouts, g*, ĝ, B, H, the CG solve, the ascent) on a family
+    with a closed-form answer. Real env s' = a, model s' = c·a (c = 2), reward -(s' - ψ)², ψ = 2x, π = N(θ, σ²):
+    θ* = ψ, θ̂ = ψ/c, so the gap η(θ*) - η(θ̂) = ψ²(1 - 1/c)² = ψ²/4 and d gap/dx = ψ. Its parts (each d/dx):
+    g* = 2·2(θ* - ψ) = 0 (envelope), ĝ = 2·2(θ̂ - ψ) = -ψ, p = ∂η/∂θ at θ̂ = ψ, ∂θ̂/∂x = 2/c = 1, so the
+    implicit term -Jp = -ψ and g* - ĝ - Jp = ψ. A flipped implicit term gives 2ψ·1.5 = 3ψ, none 2ψ.
+    Tolerance 10% of |ψ|, about 3 standard errors: 3·10⁴ samples per rollout put the implicit term's noise
+    near 3% (the Hessian estimate's: its per-sample std is 4.3× its mean)."""
+    bandit_family(monkeypatch)
+    psi = 2 * x
+    tg = bandit_gradient_step(x, BANDIT_CFG)
+    tol = 0.1 * abs(psi)
+    assert float(tg["g_star"][0]) == pytest.approx(0.0, abs=tol)
+    assert float(tg["g_hat"][0]) == pytest.approx(-2 * psi, abs=tol)
+    assert float(tg["implicit"][0]) == pytest.approx(-psi, abs=tol)
+    assert float(tg["grad"][0]) == pytest.approx(psi, abs=tol)
+    # the ascent: x moves by α·grad, away from the gap's minimum at 0, and the measured gap grows
+    x_next = float(tg["x_next"][0])
+    assert x_next == pytest.approx(x + BANDIT_CFG.alpha * psi, abs=BANDIT_CFG.alpha * tol)
+    after = bandit_gradient_step(x_next, BANDIT_CFG)
+    per_step = BANDIT_CFG.horizon  # gap_estimate sums a row of `horizon` one-step episodes
+    assert float(tg["gap_estimate"]) / per_step == pytest.approx(psi ** 2 / 4, rel=0.05)
+    assert float(after["gap_estimate"]) / per_step == pytest.approx((2 * x_next) ** 2 / 4, rel=0.05)
+    assert float(after["gap_estimate"]) > 1.5 * float(tg["gap_estimate"])
+
+
 def test_samplers_and_projection():
     cfg = admrl.Config()
     rng = np.random.default_rng(0)
@@ -257,8 +375,8 @@ def test_trpo_tries_the_full_step_first_and_searches_only_where_a_task_rejects_i
     torch.testing.assert_close(new["0.w"][1], pi["0.w"][1])
 
 
-def test_training_is_deterministic_and_resumes_after_any_task(tmp_path):
-    full = admrl.train("hopper-2d", TINY, seed=3)
+def test_training_is_deterministic_and_resumes_after_any_task(tmp_path, tiny_run):
+    full = tiny_run
     ck = tmp_path / "run.pt"
     first = admrl.train("hopper-2d", TINY, seed=3, checkpoint=str(ck), stop_after=2)
     assert first["j"] == 2

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private copy of the workflow to run snakemake in; the ``workflow`` marker."""
+"""Shared fixtures: a private copy of the workflow to run snakemake in; the ``workflow`` marker; in CI
+(``CI=true``) a skipped test fails unless it is marked ``gpu``."""
 
 from __future__ import annotations
 
@@ -68,3 +69,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = getattr(item, "module", None)
         if module is not None and any(callable(getattr(module, name, None)) for name in RUNS_SNAKEMAKE):
             item.add_marker(pytest.mark.workflow)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI (``CI=true``) a skip is a failure, whatever skipped it (a missing tool, platform or package, a
+    stale condition): CI must run every test. Only tests marked ``gpu`` may skip there (CI has no GPU)."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("gpu") is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true), where only tests marked gpu may skip: {reason}"

@@ -48,14 +48,15 @@ FAST = (
 def slurm() -> str:
     """Start (or find) the local Slurm; return the script's output."""
     if os.geteuid() != 0:
-        pytest.skip("starting a local Slurm needs root (tests/slurm/start_slurm.sh)")
-    try:
-        proc = subprocess.run(
-            ["bash", str(START_SLURM)], capture_output=True, text=True, timeout=900
-        )
-        ok, output = proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stdout}{proc.stderr}"
-    except subprocess.TimeoutExpired as exc:
-        ok, output = False, f"timed out after {exc.timeout} s\n{exc.stdout or ''}{exc.stderr or ''}"
+        ok, output = False, "starting a local Slurm needs root (tests/slurm/start_slurm.sh)"
+    else:
+        try:
+            proc = subprocess.run(
+                ["bash", str(START_SLURM)], capture_output=True, text=True, timeout=900
+            )
+            ok, output = proc.returncode == 0, f"exit status {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        except subprocess.TimeoutExpired as exc:
+            ok, output = False, f"timed out after {exc.timeout} s\n{exc.stdout or ''}{exc.stderr or ''}"
     if ok and not all(shutil.which(cmd) for cmd in ("sbatch", "squeue", "sinfo")):
         ok, output = False, f"sbatch/squeue/sinfo not on PATH after start_slurm.sh\n{output}"
     if not ok:

@@ -364,8 +364,6 @@ def test_mujoco_model_views_are_why_we_copy():
     assert isinstance(model, mujoco.MjModel)
 
 
-# Families that need a package beyond MuJoCo, and the package.
-OPTIONAL = {"metaworld-ml45-env": "metaworld"}
 # The checker's warnings that hold for gymnasium's own MuJoCo envs too, and why they are harmless.
 EXPECTED_WARNINGS = (
     "observation space minimum value is -infinity",  # a simulator state has no bounds (HalfCheetah-v5 warns alike)
@@ -375,8 +373,6 @@ EXPECTED_WARNINGS = (
 
 @pytest.mark.parametrize("family", envs.FAMILIES)
 def test_gymnasium_env_checker_passes(family):
-    if family in OPTIONAL:
-        pytest.importorskip(OPTIONAL[family], reason=f"{family} needs the optional package {OPTIONAL[family]}")
     env = envs.make(family, first_task(family))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -399,7 +395,6 @@ def test_macaw_ml45_task_is_an_environment_with_fresh_visible_goals():
     """MACAW's ML45 (Fig 7, App. D.1): 45 training and 5 test environments; every reset draws new object
     and goal positions from the env's generator (the same seed, the same ones), and the goal is the
     observation's last 3 entries, inside the observation space."""
-    pytest.importorskip("metaworld")
     tables = envs.task_table("metaworld-ml45-env", "macaw", seed=0)
     assert len(tables["train"]) == 45 and len(tables["test"]) == 5
     assert set(tables["train"].env_name).isdisjoint(tables["test"].env_name)

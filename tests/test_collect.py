@@ -115,22 +115,34 @@ def test_outputs(tmp_path):
 
 
 class Succeeds(gym.Wrapper):
-    """Pendulum that reports Meta-World's ``info["success"]``: true at steps where the pole is upright."""
+    """Pendulum that reports Meta-World's ``info["success"]``: true at step ``at`` of an episode only
+    (None: never), whatever the policy does."""
+
+    def __init__(self, env, at):
+        super().__init__(env)
+        self.at, self.t = at, 0
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return self.env.reset(**kwargs)
 
     def step(self, action):
         obs, reward, term, trunc, info = self.env.step(action)
-        return obs, reward, term, trunc, {**info, "success": obs[0] > 0.9}
+        self.t += 1
+        return obs, reward, term, trunc, {**info, "success": self.t == self.at}
 
 
 def test_curves_record_success_where_the_env_reports_it(tmp_path):
     """MACAW Fig 7's agents: the evaluations' success rate (an episode succeeds if some step does) beside
-    the return; an env without success keeps the two-column curve (test_outputs)."""
+    the return; an env without success keeps the two-column curve (test_outputs). Task 0's episodes
+    succeed at step 5 only (then fail at every later step): rate 1; task 1's never: rate 0."""
     cfg = small(sac, total_steps=100, eval_every=50, eval_episodes=2)
-    collect.train([lambda: Succeeds(pendulum())] * 2, sac, cfg, tmp_path, seeds=[0, 1], **RUN)
-    lines = (tmp_path / "task1.curve.csv").read_text().splitlines()
-    assert lines[0] == "env_steps,eval_return,eval_success"
-    wins = [float(line.split(",")[2]) for line in lines[1:]]
-    assert len(wins) == 2 and all(w in (0.0, 0.5, 1.0) for w in wins)
+    collect.train([lambda: Succeeds(pendulum(), 5), lambda: Succeeds(pendulum(), None)], sac, cfg, tmp_path,
+                  seeds=[0, 1], **RUN)
+    for task, rate in ((0, 1.0), (1, 0.0)):
+        lines = (tmp_path / f"task{task}.curve.csv").read_text().splitlines()
+        assert lines[0] == "env_steps,eval_return,eval_success"
+        assert [float(line.split(",")[2]) for line in lines[1:]] == [rate, rate]
 
 
 def test_no_auto_reset_transition_in_buffer(tmp_path):

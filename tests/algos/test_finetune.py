@@ -38,8 +38,10 @@ def test_macaw_finetuning_rows_updates_and_determinism():
     assert rows == macaw.finetune(state, lambda: make_env(TASK), 10, ft, **kwargs)
     collect_only = macaw.finetune(state, lambda: make_env(TASK), 10, dataclasses.replace(ft, burn_in=12), **kwargs)
     assert collect_only[0] == rows[0] and collect_only[-1]["return"] != rows[-1]["return"]
+    # keep_offline=False: the updates read only the trajectories collected online, not D_0 with them
     no_offline = macaw.finetune(state, lambda: make_env(TASK), 10, dataclasses.replace(ft, keep_offline=False), **kwargs)
     assert no_offline[0] == rows[0] and np.isfinite(no_offline[-1]["return"])
+    assert [r["return"] for r in no_offline[1:]] != [r["return"] for r in rows[1:]]
 
 
 class Clock(gym.Env):

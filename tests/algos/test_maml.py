@@ -216,6 +216,14 @@ def test_staged_adaptation_rows_and_update_rules():
     frozen = {**state, "config": {**state["config"], "inner_lr": 0.0}}
     flat = [r["return"] for r in maml.adapt_and_evaluate(frozen, make_env, 5, **kw)]
     assert flat[0] == rows[0]["return"] and len(set(flat)) == 3  # same policy, fresh episodes each time
+    # a zero step moves nothing: the rows of a run whose inner step is the identity; the real step moves
+    real_adapt = maml.adapt
+    maml.adapt = lambda policy, params, batch, cfg: params
+    try:
+        unmoved = [r["return"] for r in maml.adapt_and_evaluate(state, make_env, 5, **kw)]
+    finally:
+        maml.adapt = real_adapt
+    assert flat == unmoved and [r["return"] for r in rows] != unmoved
     trpo = maml.adapt_and_evaluate(state, make_env, 5, **kw, step="trpo")
     assert trpo[0] == rows[0] and [r["return"] for r in trpo[1:]] != [r["return"] for r in rows[1:]]
     with pytest.raises(ValueError, match="'vpg' or 'trpo'"):

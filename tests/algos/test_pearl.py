@@ -206,11 +206,30 @@ def test_non_finite_loss_raises_naming_the_loss_and_iteration():
 
 
 def test_adapt_and_evaluate_rows():
+    """"prior": the prior mean's deterministic returns on the first 3 episode seeds; "adapted": the posterior
+    mean's, of the 2 adaptation trajectories (the first with z from the prior, the second from the posterior
+    of the first), on the 3 seeds after them. Recomputed by hand from the pieces; the posterior moved z."""
+    from paper_repro.buffers import ReplayBuffer
+
     state = pearl.train(make_env, GOALS, HORIZON, TINY, seed=0)
     env_fn = lambda: make_env({"goal": 0.5})  # noqa: E731
     rows = pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1)
     assert [(r["stage"], r["steps"]) for r in rows] == [("prior", 0), ("adapted", 0)]
-    assert all(-HORIZON * 2 < r["return"] < 0 for r in rows)
+    nets, env, gen = pearl.load_nets(state), env_fn(), torch.Generator().manual_seed(1)
+    mu, var = pearl.prior(TINY)
+
+    def mean_return(z, seeds):
+        return float(np.mean([pearl.episode(nets, env, z, HORIZON, s, None) for s in seeds]))
+
+    context = ReplayBuffer(0, 1, 1, grow=True)
+    for k, s in enumerate((10_003, 10_004)):
+        z = pearl.sample_z(*(pearl.infer(nets, context, TINY) if k >= TINY.num_exp_traj_eval else (mu, var)), gen)
+        pearl.episode(nets, env, z, HORIZON, s, None, context)
+    posterior = pearl.infer(nets, context, TINY)[0]
+    assert not torch.allclose(posterior, mu, atol=1e-3)
+    assert rows[0]["return"] == pytest.approx(mean_return(mu, range(10_000, 10_003)), rel=1e-6)
+    assert rows[1]["return"] == pytest.approx(mean_return(posterior, range(10_005, 10_008)), rel=1e-6)
+    assert rows[1]["return"] != pytest.approx(mean_return(mu, range(10_005, 10_008)), rel=1e-6)
     assert rows == pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1)
     with pytest.raises(TypeError, match="relabel"):
         pearl.adapt_and_evaluate(state, env_fn, HORIZON, adapt_trajectories=2, eval_episodes=3, seed=1, relabel=1)

@@ -51,11 +51,24 @@ def test_update_changes_parameters_and_reports_per_task_metrics(algo):
 
 @ALGOS
 def test_bf16_autocast_update_runs_with_fp32_master_weights(algo):
-    cfg = algo.Config(hidden=(16, 16), amp_bf16=True)
-    agent, gens = _agent(algo, cfg)
-    metrics = algo.update(agent, _batch(), gens, 0, cfg, lambda name, loss: None)
-    assert all(torch.isfinite(v).all() for v in metrics.values())
-    assert all(p.dtype == torch.float32 for p in agent["critic"].parameters())
+    """The forward passes run in bf16 (the critic's and actor's linear layers output bfloat16, float32
+    without ``amp_bf16``); the weights stay float32."""
+    def linear_dtypes(amp):
+        cfg = algo.Config(hidden=(16, 16), amp_bf16=amp)
+        agent, gens = _agent(algo, cfg)
+        seen = set()
+        for net in ("critic", "actor"):
+            for m in agent[net].modules():
+                if isinstance(m, nets.BatchedLinear):
+                    m.register_forward_hook(lambda mod, inp, out: seen.add((mod.net, out.dtype)))
+                    m.net = net
+        metrics = algo.update(agent, _batch(), gens, 0, cfg, lambda name, loss: None)
+        assert all(torch.isfinite(v).all() for v in metrics.values())
+        assert all(p.dtype == torch.float32 for p in agent["critic"].parameters())
+        return seen
+
+    assert linear_dtypes(True) == {("critic", torch.bfloat16), ("actor", torch.bfloat16)}
+    assert linear_dtypes(False) == {("critic", torch.float32), ("actor", torch.float32)}
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,26 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 90
 def workflow_dir(tmp_path: Path) -> Path:
     """A fresh copy of the workflow in a temporary directory."""
     return copy_workflow(tmp_path / "wf")
+
+
+HANG_GUARD_S = 1800.0
+"""How long :func:`wait_until` waits before it calls a child hung: far beyond any loaded machine's pace."""
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, hang_guard_s: float = HANG_GUARD_S) -> None:
+    """Poll until ``ready()`` (a state a running child ``proc`` reaches: a file, a count of files). Fails
+    if the child ends first, or, as a guard against a hang only, after ``hang_guard_s``: a loaded machine
+    may be slow, and no test asserts a speed (DESIGN.md, Tests)."""
+    start = time.monotonic()
+    while not ready():
+        if proc.poll() is not None:
+            if ready():
+                return
+            raise AssertionError(f"the child ended (exit status {proc.returncode}) before {what}")
+        if time.monotonic() - start > hang_guard_s:
+            raise AssertionError(f"the child hung: still no {what} after {hang_guard_s:.0f} s (a hang guard, "
+                                 "not a speed test)")
+        time.sleep(0.05)
 
 
 # What a test module imports to run snakemake: this file's helper, or smoke_run's shared smoke run.

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import wait_until
 from paper_repro import buffers, collect
 from paper_repro.algos import sac, td3
 
@@ -226,7 +227,6 @@ def test_resume_after_sigkill_is_bit_exact(algo, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     code = KILL_CHILD.format(algo=algo)
 
@@ -237,10 +237,7 @@ def test_resume_after_sigkill_is_bit_exact(algo, tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     ref = run(full, 0)
     child = run(cut, 170)
-    deadline = time.monotonic() + 60
-    while not (cut / "ready").exists():
-        assert child.poll() is None and time.monotonic() < deadline, "child ended before its first checkpoint"
-        time.sleep(0.05)
+    wait_until((cut / "ready").exists, child, "its first checkpoint")
     assert (cut / collect.CHECKPOINT).exists()
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SNAKEMAKE, snakemake, snakemake_env
+from conftest import HANG_GUARD_S, SNAKEMAKE, snakemake, snakemake_env, wait_until
 
 TARGETS = [f"results/tasks/{f}/{p}/test.csv" for f, p in [
     ("cheetah-vel", "macaw"), ("cheetah-vel", "macaw-ood"), ("cheetah-dir", "macaw"), ("ant-dir", "macaw"),
@@ -30,16 +30,18 @@ def temporaries(wf: Path) -> list[Path]:
 def start_and_kill(wf: Path, sig: int, after_tables: int) -> dict[Path, float]:
     proc = subprocess.Popen([SNAKEMAKE, *ARGS], cwd=wf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env=snakemake_env())
-    deadline = time.time() + 300
-    while len(finished_tables(wf)) < after_tables:
-        assert proc.poll() is None, "snakemake ended before it could be interrupted"
-        assert time.time() < deadline
-        time.sleep(0.2)
+    wait_until(lambda: len(finished_tables(wf)) >= after_tables, proc, f"{after_tables} finished tables (snakemake "
+               "must still be running to be interrupted)")
     if sig == signal.SIGKILL:  # the node died: snakemake and its jobs go at once
         os.killpg(proc.pid, signal.SIGKILL)
     else:  # the user interrupts snakemake itself
         proc.send_signal(sig)
-    proc.wait(timeout=120)
+    try:
+        proc.wait(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"snakemake hung: still running {HANG_GUARD_S:.0f} s after {sig!r} (a hang guard, "
+                             "not a speed test)") from None
     time.sleep(0.5)
     return finished_tables(wf)
 

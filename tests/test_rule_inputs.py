@@ -27,6 +27,7 @@ EMPTY_MODULES = {p.relative_to(LIB).as_posix() for p in LIB.rglob("__init__.py")
                  if all(isinstance(n, ast.Expr) for n in ast.parse(p.read_text()).body)}
 # rule name prefix -> the script it runs (workflow/rules/*.smk)
 RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), ("best_", "collect.py"),
+                ("export_minari", "export_minari.py"),
                 ("metatrain_admrl", "admrl_train.py"), ("metatrain_mb_", "admrl_train.py"),
                 ("evaluate_admrl", "admrl_evaluate.py"), ("evaluate_mb_", "admrl_evaluate.py"),
                 ("table_fig3_worst_case_gap", "table_admrl.py"), ("table_fig4_adversarial_tasks", "table_admrl.py"),

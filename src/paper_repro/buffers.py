@@ -14,6 +14,9 @@ On disk a buffer is one ``.npz`` (format_version 1) holding, in lifetime order
 
 An episode ends where ``terminated | truncated``. ``next_obs`` is the true
 final observation of an episode, never an auto-reset observation.
+
+A Minari dataset (``paper_repro.datasets`` exports every buffer as one) reads as a buffer too:
+:func:`load_minari`, and :func:`load_task_buffer` takes its directory wherever it takes a ``.npz``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ ARRAYS = {  # name: (dtype, ndim)
     "next_obs": (np.float32, 2), "terminated": (np.bool_, 1), "truncated": (np.bool_, 1),
 }
 KEYS = (*ARRAYS, "task", "config", "format_version")
+MINARI_METADATA_KEY = "paper_repro"
+"""Where a dataset that ``paper_repro.datasets`` exported keeps the task, the algorithm and its config."""
 
 
 class Batch(NamedTuple):
@@ -227,12 +232,61 @@ def load_buffer(path: str | os.PathLike, keys: Sequence[str] = KEYS) -> dict[str
     return out
 
 
+def is_minari(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Minari dataset's directory (it holds ``data/metadata.json``)."""
+    return (Path(path) / "data" / "metadata.json").is_file()
+
+
+def load_minari(path: str | os.PathLike) -> dict[str, Any]:
+    """A Minari dataset's directory as a buffer (:func:`load_buffer`'s keys): its episodes' steps in order,
+    ``next_obs`` the episode's next observation (its last, the true final one), terminations and
+    truncations as stored. ``task`` is what the export stored (``family``, ``task_id``, parameters) or, for
+    a dataset collected elsewhere on a paper_repro env (Minari's DataCollector on ``paper_repro/<Family>-v0``),
+    its env spec's family and task; ``config`` the collector's config (empty where there is none).
+    Read from disk only: nothing is downloaded."""
+    from minari import MinariDataset
+
+    path = Path(path)
+    if not is_minari(path):
+        raise FileNotFoundError(f"{path}: no Minari dataset here (no data/metadata.json)")
+    try:
+        ds = MinariDataset(path / "data")
+        meta, spec = ds.storage.metadata, ds.spec.env_spec
+    except Exception as e:  # noqa: BLE001 (h5py, JSON and Minari's own errors alike)
+        raise ValueError(f"{path}: unreadable Minari dataset ({type(e).__name__}: {e})") from None
+    ours = meta.get(MINARI_METADATA_KEY)
+    if ours is not None:
+        task, config = {"family": ours["family"], "task_id": ours["task_id"], **ours["task"]}, ours["algorithm_config"]
+    elif spec is not None and "family" in spec.kwargs and "task" in spec.kwargs:
+        task, config = {"family": spec.kwargs["family"], **spec.kwargs["task"]}, {}
+    else:
+        raise ValueError(f"{path}: the dataset names no paper_repro task: its metadata has no "
+                         f"{MINARI_METADATA_KEY!r} and its env spec ({spec.id if spec else None}) no family and task")
+    parts: dict[str, list] = {k: [] for k in ARRAYS}
+    for ep in ds.iterate_episodes():
+        o = np.asarray(ep.observations)
+        for k, v in (("obs", o[:-1]), ("next_obs", o[1:]), ("action", ep.actions), ("reward", ep.rewards),
+                     ("terminated", ep.terminations), ("truncated", ep.truncations)):
+            parts[k].append(np.asarray(v))
+    out = {k: np.concatenate(parts[k]).astype(dtype) for k, (dtype, _) in ARRAYS.items()} if parts["reward"] else {}
+    if not out:
+        raise ValueError(f"{path}: the Minari dataset holds no episodes")
+    return {**out, "task": task, "config": config}
+
+
 def load_task_buffer(path: str | os.PathLike, family: str, task: Mapping[str, Any],
                      keys: Sequence[str] = KEYS) -> dict[str, Any]:
     """:func:`load_buffer`, checked to hold ``task`` of ``family`` (a task-table row: its id and parameters,
     as the collection stage stores them): a buffer collected on another task, or on another family's, is
-    refused with a ``ValueError`` naming the file."""
-    b = load_buffer(path, keys=tuple(dict.fromkeys((*keys, "task"))))
+    refused with a ``ValueError`` naming the file. ``path`` may be a Minari dataset's directory
+    (:func:`load_minari`); the check is the same, except that a dataset collected elsewhere, which has no
+    task id, is matched on the family and the task's parameters."""
+    if is_minari(path):
+        b = load_minari(path)
+        if "task_id" not in b["task"]:
+            task = {k: v for k, v in task.items() if k != "task_id"}
+    else:
+        b = load_buffer(path, keys=tuple(dict.fromkeys((*keys, "task"))))
     expected = {"family": family, **task}
     held = b["task"]
     same = set(held) == set(expected) and all(

@@ -504,9 +504,9 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
+    from conftest import wait_until
     from paper_repro import io
 
     code = ADMRL_CHILD.format(tests=str(Path(__file__).parent))
@@ -518,10 +518,7 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     reference = run(full, "run")
     child = run(cut, "pause")
-    deadline = time.monotonic() + 120
-    while not (cut / "ready").exists():
-        assert child.poll() is None and time.monotonic() < deadline, "child ended before task 2"
-        time.sleep(0.05)
+    wait_until((cut / "ready").exists, child, "task 2")
     assert io.load_checkpoint(cut / "ck.pt")["j"] == 2
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL

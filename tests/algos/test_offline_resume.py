@@ -5,12 +5,12 @@ match their CPU runs."""
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import wait_until
 from paper_repro import io
 
 CONFIGS = {  # Config keyword arguments of a tiny run per algorithm
@@ -61,10 +61,7 @@ def test_resume_after_sigkill_is_bit_exact(algo, tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     reference = run(full, 0)
     child = run(cut, 6)
-    deadline = time.monotonic() + 60
-    while not (cut / "ready").exists():
-        assert child.poll() is None and time.monotonic() < deadline, "child ended before its first checkpoint"
-        time.sleep(0.05)
+    wait_until((cut / "ready").exists, child, "its first checkpoint")
     assert (cut / "ck.pt").exists()
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL

@@ -770,3 +770,18 @@ def model_error_runs(experiment):
     """(method, seed) of every model-based run whose models Fig. 6 scores."""
     return [(m, s) for m in figure_methods("fig6_model_error", experiment) if m in MB_METHODS
             for s in experiment_seeds(experiment)]
+
+
+# --- Minari export (workflow/rules/minari.smk) ---
+
+
+def minari_exports():
+    """One entry per Minari dataset: every buffer the offline methods read (collection seed 0 of each collected
+    family): the family, its collecting algorithm, the task id and the buffer."""
+    return [{"family": f, "algo": config["collect"]["algo"][f], "task_id": i, "buffer": f"{collect_dir(f, 0)}/task{i}.npz"}
+            for f in COLLECT_FAMILIES for i in collect_task_ids(f)]
+
+
+def minari_sources():
+    """The export's code: every exported family's env (a dataset's spaces and env spec) and the writer."""
+    return sorted({s for f in COLLECT_FAMILIES for s in family_sources(f)}) + lib("datasets.py", "buffers.py", "io.py")

@@ -94,3 +94,34 @@ def test_keep_rows_drops_what_a_resumed_job_logs_again(tmp_path):
     assert io.read_rows(progress) == [{"task": 0, "loss": 1.0}, {"task": 1, "loss": 2.0}]
     io.keep_rows(tmp_path / "absent.jsonl", lambda row: True)
     assert not (tmp_path / "absent.jsonl").exists()
+
+
+def test_provenance_is_written_beside_the_result_and_reads_back(tmp_path):
+    """``write_provenance``: the sidecar ``<file>.provenance.json`` holds the git describe of this checkout,
+    the key packages' versions, the config (numpy and dataclass values as JSON) with its hash, and the extras
+    (seeds, inputs); it reads back equal."""
+    import dataclasses
+    import json
+    import subprocess
+
+    @dataclasses.dataclass
+    class Cfg:
+        lr: float = 1e-3
+        hidden: tuple = (8, 8)
+
+    result = tmp_path / "run" / "metrics.csv"
+    result.parent.mkdir()
+    config = {"algo": "sac", "agent": Cfg(), "goals": np.array([0.5, 1.5])}
+    side = io.write_provenance(result, config, seeds=[0, 1], inputs={"buffer.npz": "ab12"})
+    assert side == tmp_path / "run" / "metrics.csv.provenance.json" == io.provenance_path(result)
+    prov = io.load_json(side)
+    assert prov == json.loads(side.read_text())
+    assert prov["config"] == {"algo": "sac", "agent": {"lr": 1e-3, "hidden": [8, 8]}, "goals": [0.5, 1.5]}
+    assert prov["config_hash"] == io.config_hash(config) == io.config_hash(prov["config"])
+    assert prov["config_hash"] != io.config_hash({**prov["config"], "algo": "td3"})
+    assert prov["seeds"] == [0, 1] and prov["inputs"] == {"buffer.npz": "ab12"}
+    head = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=io.PROJECT_ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert prov["git_describe"] == head
+    assert set(prov["packages"]) == set(io.KEY_PACKAGES)
+    assert prov["packages"]["numpy"] == np.__version__

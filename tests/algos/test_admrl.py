@@ -403,6 +403,21 @@ def test_shared_first_task_starts_every_sampler(tmp_path):
     assert rows[0]["surprisal"] == rows[1]["surprisal"] > 0
 
 
+def test_a_non_finite_model_loss_raises_naming_the_task_and_its_x(monkeypatch):
+    """A NaN model loss (here every model loss is made NaN) stops training with the loss, the task and its x."""
+    real = admrl.model_loss
+    monkeypatch.setattr(admrl, "model_loss", lambda *args: real(*args) * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"admrl: non-finite model loss \[nan\] at training task 0 \(x = \[0.3, 0.3\]\)"):
+        admrl.train("hopper-2d", TINY, seed=0)
+
+
+def test_a_non_finite_value_loss_raises(monkeypatch):
+    real = admrl.value
+    monkeypatch.setattr(admrl, "value", lambda vf, nz, s: real(vf, nz, s) * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"admrl: non-finite value loss .*at training task 0"):
+        admrl.train("hopper-2d", TINY, seed=0)
+
+
 def test_a_family_without_a_model_reward_is_refused():
     with pytest.raises(ValueError, match="cheetah-vel.*no model reward"):
         admrl.train("cheetah-vel", TINY, seed=0)

@@ -141,6 +141,42 @@ def test_theta_space_inner_step_equals_the_generic_one(loss):
             torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-9)
 
 
+def test_inner_step_equals_one_written_by_hand():
+    """Alg. 1 lines 5-7 by hand (float64, plain autograd): V' = V - η_V ∇_V mean((V(s) - G)²); the soft target
+    α·V + (1 - α)·V'; A = G + γ^{e-t}·boot·V'(s_T) - V'(s); w = exp(min((A - mean A)/(T·(std A + 1e-8)), log 20));
+    P' = P - η_P ∇_P [-mean(log N(a; μ(s), σ²)·w) + λ·mean((Â(s, a) - A)²)], one learned η per tensor."""
+    cfg = _tiny(theta_space=False)
+    assert not cfg.bootstrap_at_termination and cfg.loss == "awr"
+    p = nets.tree_map(lambda t: t.detach().double(), macaw.init_params(3, 2, cfg, seed=3))
+    d = {k: v[0].double() for k, v in _batch(1, 6, seed=4).items()}
+    lrs, lam = macaw.step_sizes(p["rho"])
+    lrs = {n: {k: v * 10 for k, v in t.items()} for n, t in lrs.items()}  # steps big enough to move V's advantages
+    P, V = p["P"], p["V"]
+
+    def sgd(params, loss_of, lr):
+        leaf = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        grads = torch.autograd.grad(loss_of(leaf), list(leaf.values()), allow_unused=True)
+        return {k: params[k] - lr[k] * (torch.zeros_like(params[k]) if g is None else g) for k, g in zip(leaf, grads)}
+
+    V1 = sgd(V, lambda v: (macaw.value(v, d["obs"], cfg) - d["G"]).pow(2).mean(), lrs["V"])
+    target = {k: cfg.target_alpha * V[k] + (1 - cfg.target_alpha) * V1[k] for k in V}
+    adv = d["G"] + d["disc_T"] * d["boot"] * macaw.value(V1, d["s_T"], cfg) - macaw.value(V1, d["obs"], cfg)
+    w = torch.exp(torch.clamp((adv - adv.mean()) / (cfg.temperature * (adv.std() + 1e-8)), max=np.log(cfg.adv_clip)))
+
+    def policy_loss(pp):
+        mean, h = macaw.policy_mean(pp, d["obs"], cfg)
+        z = (d["action"] - mean) / cfg.action_sigma
+        logp = (-0.5 * z**2 - np.log(cfg.action_sigma) - 0.5 * np.log(2 * np.pi)).sum(-1)
+        return -(logp * w).mean() + lam * (macaw.advantage_head(pp, h, d["action"], cfg) - adv).pow(2).mean()
+    P1 = sgd(P, policy_loss, lrs["P"])
+    got_P, got_V, got_target = macaw.adapt(P, V, lrs, lam, d, cfg)
+    for want, got in ((P1, got_P), (V1, got_V), (target, got_target)):
+        assert set(want) == set(got)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], msg=k)
+    assert any(not torch.allclose(P1[k], P[k]) for k in P) and any(not torch.allclose(V1[k], V[k]) for k in V)
+
+
 def test_meta_gradient_matches_finite_differences():
     """Policy parameters and their learned step sizes (the value side has stop-gradients by design:
     its soft target and the advantages, so finite differences of the whole loss do not apply)."""

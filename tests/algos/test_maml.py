@@ -275,6 +275,12 @@ def nav_env(task):
 NAV_GOALS = [{"goal": g} for g in np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2))]
 
 
+def test_a_nan_reward_raises_naming_the_meta_iteration():
+    cfg = maml.Config(hidden=(8,), trajectories=2, meta_batch=2, meta_iterations=2)
+    with pytest.raises(FloatingPointError, match=r"MAML-TRPO: non-finite metrics at meta-iteration 0"):
+        maml.train(nav_env, [{"goal": np.array([np.nan, 0.0])}], 5, cfg, seed=0)
+
+
 def test_train_returns_cpu_tensors_and_an_unknown_device_is_refused():
     """The state (model.pt) holds CPU tensors, so it loads on a machine without a GPU. Config
     strings reach ``train`` through ``config.resolve_device``; a bad one given directly fails at

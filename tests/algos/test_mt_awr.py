@@ -38,6 +38,15 @@ def test_multitask_losses_vmapped_over_tasks_equal_a_loop():
         torch.testing.assert_close(lp[i], rp)
 
 
+def test_nan_data_raises_naming_the_losses_and_step():
+    """NaN returns in the offline data make the multi-task value loss NaN: training stops at step 0, naming both losses."""
+    data = [buffers.offline_arrays(toy_buffer(t["w"], 200, i), 0.99) for i, t in enumerate(TASKS)]
+    for d in data:
+        d["G"] = np.full_like(d["G"], np.nan)
+    with pytest.raises(FloatingPointError, match=r"MT\+FT losses are value nan, policy .* at step 0"):
+        mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data)
+
+
 def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
     data = [buffers.offline_arrays(toy_buffer(t["w"], 200, i), 0.99) for i, t in enumerate(TASKS)]
     straight = mt_awr.train(make_env, TASKS, 10, TINY, seed=3, data=data)

@@ -8,7 +8,6 @@ import minari
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import ROOT
 from paper_repro import buffers, datasets, envs, evaluate, io
@@ -97,6 +96,7 @@ def test_another_tasks_dataset_is_refused(tmp_path):
         buffers.load_minari(tmp_path / "minari")
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Minari asks for an author, a description...
 def test_a_dataset_collected_elsewhere_reads_by_its_env_spec(tmp_path, monkeypatch):
     """Data the workflow did not collect: a Minari dataset of a registered env, no paper_repro metadata."""
     b = collected(tmp_path / "task.npz", "cheetah-vel", {"task_id": 0, "velocity": 2.0}, 250)
@@ -114,7 +114,7 @@ def test_a_dataset_collected_elsewhere_reads_by_its_env_spec(tmp_path, monkeypat
 
 # --- the offline meta-learners train on a Minari copy as on the buffers -------------------------------------
 
-SMOKE = yaml.safe_load((ROOT / "config" / "scales" / "smoke.yaml").read_text())
+SMOKE = prconfig.resolve({**prconfig.load_yaml(ROOT / "config" / "config.yaml"), "scale": "smoke"}, ROOT)  # as the workflow
 METHODS = {  # method: (algorithm, its smoke config): MACAW, Meta-BC (MACAW's imitation loss), MT+FT, Offline PEARL
     "macaw": (macaw, prconfig.from_dict(macaw.Config, SMOKE["macaw"], "macaw")),
     "meta-bc": (macaw, dataclasses.replace(prconfig.from_dict(macaw.Config, SMOKE["macaw"], "macaw"), loss="imitation")),

@@ -85,9 +85,17 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, han
 RUNS_SNAKEMAKE = ("snakemake", "smoke_results")
 
 
+LEARNING_TIMEOUT_S = 1800
+"""pytest-timeout's limit on each test marked ``slow`` (the learning tests) without its own ``timeout`` mark:
+several times the slowest one's time on a shared 2-core machine, so it stops only a hung test."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``workflow`` every test of a module that runs snakemake, so that ``make test-fast`` can leave it out."""
+    """Mark ``workflow`` every test of a module that runs snakemake, so that ``make test-fast`` can leave it out;
+    give every ``slow`` test the learning tests' timeout."""
     for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LEARNING_TIMEOUT_S))
         module = getattr(item, "module", None)
         if module is not None and any(callable(getattr(module, name, None)) for name in RUNS_SNAKEMAKE):
             item.add_marker(pytest.mark.workflow)

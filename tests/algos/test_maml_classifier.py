@@ -103,7 +103,8 @@ def test_learns_few_shot_classes_of_the_fixture(tmp_path, wt):
     validation characters (1000 queries) is well above chance (20%, sd 1.3%) and above the unadapted
     network's (chance, as labels are drawn per task). Measured: 0.30 with weight transform, which learns
     more slowly than the plain MLP on this small fixture at α = 0.4 (0.43 on the generic path, whose
-    rounding differs), and ≈0.2 at α = 0.1 or 0.01."""
+    rounding differs), and ≈0.2 at α = 0.1 or 0.01. The bar, 0.25, is halfway between chance and the weight
+    transform's 0.30: 4 sd of a chance accuracy above chance (it was 0.27, 0.03 under one measured seed)."""
     omniglot.write_fixture(tmp_path, alphabets=2, characters=10)
     images, _ = omniglot.load(tmp_path)
     split = omniglot.split_characters(len(images), seed=0)
@@ -113,7 +114,7 @@ def test_learns_few_shot_classes_of_the_fixture(tmp_path, wt):
     mc.train(images, split, cfg, seed=0, on_eval=lambda m, s: evals.append({k: float(v.mean()) for k, v in m.items()}),
              eval_every=300)
     first, last = evals[0], evals[-1]
-    assert last["accuracy"] > 0.27, evals
+    assert last["accuracy"] > 0.25, evals
     assert last["accuracy"] > first["accuracy"] + 0.05 and last["accuracy"] > last["prior_accuracy"] + 0.05, evals
 
 

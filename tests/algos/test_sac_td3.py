@@ -74,6 +74,12 @@ def test_bf16_autocast_update_runs_with_fp32_master_weights(algo):
 @pytest.mark.slow
 @ALGOS
 def test_learns_pendulum(algo, tmp_path):
+    """The final 10-episode evaluation after 8,000 steps is far above an untrained policy's and within the
+    trained seeds' spread. Untrained: uniform random actions return -1246 ± 270 per episode (20 episodes),
+    so ±85 on a 10-episode mean; zero torque -1197. Trained (README, benchmarks/learning_curves.py, 5 seeds):
+    SAC -210 ± 133, TD3 -154 ± 42, a seed that misses one swing-up in its evaluation near -300. The bar,
+    -600, is 7 sd of an untrained mean above it and 3 sd of SAC's seeds below them (it was -250, which one
+    of SAC's 5 seeds missed)."""
     torch.set_num_threads(1)
     cfg = algo.Config(total_steps=8000, learning_starts=1000, hidden=(64, 64), eval_every=8000, eval_episodes=10)
     t0 = time.perf_counter()
@@ -81,7 +87,7 @@ def test_learns_pendulum(algo, tmp_path):
                         checkpoint_every=10**9, log_every=10**9)
     final = out["curves"][0][-1][1]
     print(f"{algo.__name__} Pendulum-v1: return {final:.1f} after {cfg.total_steps} steps in {time.perf_counter() - t0:.1f} s")
-    assert final > -250
+    assert final > -600
 
 
 # --- the losses, pinned on tiny batches against the formulas written out by hand ----------------

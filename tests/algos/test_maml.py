@@ -135,6 +135,12 @@ class PointNav(gym.Env):
 
 @pytest.mark.slow
 def test_maml_learns_to_adapt_on_point_navigation():
+    """Three seeds, each: 25 meta-iterations on 30 goals, then 10 held-out goals. Averaged over the seeds,
+    (a) the post-adaptation training return of the last 3 iterations is above the first 3's, (b) on held-out
+    goals one inner step on 10 trajectories raises the return, (c) AdMRL's schedule (one step per stage of 10
+    trajectories) after 3 stages (600 samples) is above n = 0. Measured at seeds 0, 1, 2: (a) +4.8, +2.9,
+    +4.9; (b) +3.2, +4.0, +3.2; (c) +4.7, +5.6, +3.3; with no learning each is 0. The bars, 2, 1.5 and 2,
+    are under every seed's value and about half the mean (which moves by about ±0.6 between seed triples)."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     goals = [{"goal": g} for g in rng.uniform(-0.5, 0.5, (40, 2))]
@@ -143,22 +149,25 @@ def test_maml_learns_to_adapt_on_point_navigation():
         return gym.wrappers.TimeLimit(PointNav(task["goal"]), 20)
 
     cfg = maml.Config(hidden=(32, 32), trajectories=10, meta_batch=10, meta_iterations=25, init_log_std=-1.0)
-    history = []
-    state = maml.train(make_env, goals[:30], horizon=20, cfg=cfg, seed=0, log=history.append)
-    first, last = np.mean([h["train/adapted_return"] for h in history[:3]]), np.mean([h["train/adapted_return"] for h in history[-3:]])
-    assert last > first + 0.5, (first, last)
-    # on held-out goals, one adaptation step helps
-    rows = [row for i, t in enumerate(goals[30:])
-            for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=10, eval_episodes=10, seed=i)]
-    returns = {stage: np.mean([r["return"] for r in rows if r["stage"] == stage]) for stage in ("prior", "adapted")}
-    assert returns["adapted"] > returns["prior"], returns
-    # AdMRL's sample schedule: one inner step per stage of 10 trajectories; the return after 3 stages
-    # (600 samples) is above the return before any
-    staged = [row for i, t in enumerate(goals[30:])
-              for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=0, eval_episodes=10,
-                                                 seed=i, stages=3, stage_trajectories=10)]
-    by_n = {n: np.mean([r["return"] for r in staged if r["steps"] == n]) for n in (0, 200, 400, 600)}
-    assert by_n[600] > by_n[0], by_n
+    gains = []
+    for seed in range(3):
+        history = []
+        state = maml.train(make_env, goals[:30], horizon=20, cfg=cfg, seed=seed, log=history.append)
+        first = np.mean([h["train/adapted_return"] for h in history[:3]])
+        last = np.mean([h["train/adapted_return"] for h in history[-3:]])
+        rows = [row for i, t in enumerate(goals[30:])
+                for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=10,
+                                                   eval_episodes=10, seed=i)]
+        returns = {stage: np.mean([r["return"] for r in rows if r["stage"] == stage]) for stage in ("prior", "adapted")}
+        staged = [row for i, t in enumerate(goals[30:])
+                  for row in maml.adapt_and_evaluate(state, lambda t=t: make_env(t), 20, adapt_trajectories=0,
+                                                     eval_episodes=10, seed=i, stages=3, stage_trajectories=10)]
+        by_n = {n: np.mean([r["return"] for r in staged if r["steps"] == n]) for n in (0, 600)}
+        gains.append((last - first, returns["adapted"] - returns["prior"], by_n[600] - by_n[0]))
+    training, one_step, staged_gain = np.mean(gains, axis=0)
+    assert training > 2.0, gains
+    assert one_step > 1.5, gains
+    assert staged_gain > 2.0, gains
 
 
 def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):

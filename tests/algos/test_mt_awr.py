@@ -64,12 +64,21 @@ def test_resume_from_checkpoint_ends_where_an_uninterrupted_run_ends(tmp_path):
 
 @pytest.mark.slow
 def test_finetuning_on_a_test_tasks_data_finds_its_direction_and_leaves_the_state_alone():
-    cfg = dataclasses.replace(TINY, train_steps=200, batch=64)
+    """Fine-tuned on each direction's data (100 steps), the two adapted policies part the right way: the reward is
+    w·a, so the prior (one policy) returns +p and -p on the two tasks, summing to 0, and the adapted returns' sum
+    says how far fine-tuning pulled the two copies apart in the right directions. Measured at seeds 0-4: 4.15,
+    4.54, 4.72, 3.77, 4.20 (bar 2.0); each adapted return here (seed 0) is positive (1.7 and 2.5). At the
+    default 20 steps the sums were 2.98, 3.00, 0.01, 1.11, 2.67: seed luck, so the test fine-tunes longer."""
+    cfg = dataclasses.replace(TINY, train_steps=200, batch=64, finetune_steps=100)
     data = [buffers.offline_arrays(toy_buffer(t["w"], 2000, i), 0.99, 1) for i, t in enumerate(TASKS)]
     state = mt_awr.train(make_env, TASKS, 10, cfg, seed=0, data=data)
     before = {k: v.clone() for k, v in state["params"]["P"].items()}
-    for w in (-1.0, 1.0):
-        rows = mt_awr.adapt_and_evaluate(state, lambda: make_env({"w": w}), 10, eval_episodes=3, seed=0,
+    rows = {w: mt_awr.adapt_and_evaluate(state, lambda w=w: make_env({"w": w}), 10, eval_episodes=3, seed=0,
                                          adapt_data=buffers.offline_arrays(toy_buffer(w, 2000, 99), 0.99, 1))
-        assert rows[1]["return"] > 0.5, (w, rows)
+            for w in (-1.0, 1.0)}
+    prior = {w: r[0]["return"] for w, r in rows.items()}
+    adapted = {w: r[1]["return"] for w, r in rows.items()}
+    assert prior[1.0] == pytest.approx(-prior[-1.0], abs=1e-5), rows  # the same policy on w = ±1
+    assert adapted[1.0] + adapted[-1.0] > 2.0, rows
+    assert min(adapted.values()) > 0.5, rows
     assert all(torch.equal(before[k], v) for k, v in state["params"]["P"].items())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,10 +105,10 @@ def export_buffer(path: str | os.PathLike, family: str, algorithm: str, root: st
         provenance = io.load_json(io.provenance_path(path))
     ident = dataset_id(family, task_id)
     env = gym.make(envs.env_id(family), task=held)  # checks the task; its spec is the dataset's env spec
-    with datasets_path(root):
+    with datasets_path(root), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`author_email` is set to None")  # there is none to give
         dataset = minari.create_dataset_from_buffers(
-            ident, episodes(b, str(path)), env=env, eval_env=env.spec, algorithm_name=algorithm,
-            author="paper-repro", author_email="paper-repro@localhost",
+            ident, episodes(b, str(path)), env=env, eval_env=env.spec, algorithm_name=algorithm, author="paper-repro",
             code_permalink=f"paper-repro {(provenance or {}).get('git_describe', io.git_describe())}",
             observation_space=_float32_box(env.observation_space), action_space=env.action_space,
             description=f"{family} task {task_id} ({json.dumps(held, sort_keys=True)}): the lifetime replay buffer "

@@ -37,7 +37,7 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("metatrain_omniglot", "omniglot_train.py"), ("metatrain_", "metatrain.py"),
                 ("finetune_", "finetune.py"),
                 ("evaluate_", "evaluate.py"), ("table_fig8", "table_fig8.py"), ("table_", "table_results.py"),
-                ("plot_", "plot_figure.py")]
+                ("plot_", "plot_figure.py"), ("claims_", "claims.py")]
 
 
 # methods whose algorithm is not the first word of the method (the workflow's OFFLINE_METHODS and ONLINE_RUNS)

@@ -103,6 +103,22 @@ def figure_table(name):
     return f"results/tables/{name}.csv"
 
 
+def figure_rows(name):
+    """The rows a figure's table aggregates (one per method, seed, test task and evaluation): what its
+    claims are tested on."""
+    return f"results/tables/{name}.rows.csv"
+
+
+CLAIMS_REGISTRY = "config/claims.yaml"
+
+
+def figure_claims(name):
+    """A figure's claims (config/claims.yaml) with estimates, intervals and verdicts; shown in the report."""
+    fig = config["figures"][name]
+    return report(f"results/claims/{name}.csv", caption="../report/claims.rst", category=fig["paper"],
+                  subcategory=name, labels={"figure": name, "format": "claims", "scale": SCALE})
+
+
 STATS_KEYS = ("ci", "bootstrap")  # of config `plot`: the table stage computes the intervals
 
 
@@ -147,7 +163,7 @@ def all_targets():
     if not omniglot_available():
         figures.remove("fig6_weight_transform_omniglot")
         logger.warning(f"paper-repro: fig6_weight_transform_omniglot left out: {omniglot.missing_message(omniglot_root())}")
-    return all_task_tables() + [f"results/figures/{f}.pdf" for f in figures]
+    return all_task_tables() + [f"results/figures/{f}.pdf" for f in figures] + [f"results/claims/{f}.csv" for f in figures]
 
 
 # --- collect: per-task SAC/TD3 offline data ---

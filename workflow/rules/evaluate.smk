@@ -146,6 +146,7 @@ for _experiment in ADMRL_MODEL_ERROR:
 rule table_fig6_model_error:
     output:
         figure_table("fig6_model_error"),
+        figure_rows("fig6_model_error"),
     input:
         errors=[model_error_path(n) for n in config["figures"]["fig6_model_error"]["experiments"]],
         code=lib("plots.py", "stats.py", "io.py"),

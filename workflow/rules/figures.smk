@@ -5,6 +5,7 @@
 rule table_fig8_offline_policy_curves:
     output:
         figure_table("fig8_offline_policy_curves"),
+        figure_rows("fig8_offline_policy_curves"),
     input:
         curves=collect_files("fig8_offline_policy_curves", "curve.csv"),
         buffers=collect_files("fig8_offline_policy_curves", "npz"),
@@ -38,6 +39,7 @@ for _figure, _results in FIGURE_RESULTS.items():
             f"table_{_figure}"
         output:
             figure_table(_figure),
+            figure_rows(_figure),
         input:
             results=_results(_figure),
             tasks=list(figure_test_tables(_figure).values()),
@@ -68,7 +70,8 @@ for _figure in FIGURES_BUILT:
             **figure_outputs(_figure),
         input:
             table=figure_table(_figure),
-            code=lib("plots.py", "stats.py", "io.py"),
+            claims=f"results/claims/{_figure}.csv",
+            code=lib("plots.py", "stats.py", "io.py", "claims.py"),
         params:
             plot_params(_figure),
         log:
@@ -95,6 +98,7 @@ for _figure in ADMRL_FIGURES:
             f"table_{_figure}"
         output:
             figure_table(_figure),
+            figure_rows(_figure),
         input:
             evals=admrl_evals(_figure),
             best=admrl_best_curves(_figure),
@@ -118,3 +122,34 @@ for _figure in ADMRL_FIGURES:
             CONDA_ENV
         script:
             "../scripts/table_admrl.py"
+
+
+# Every figure's claims (config/claims.yaml): estimates, intervals and verdicts from the rows of its table
+# (paper_repro.claims); a figure with no claim gets a file with the header only.
+for _figure in FIGURES_BUILT:
+
+    rule:
+        name:
+            f"claims_{_figure}"
+        output:
+            figure_claims(_figure),
+        input:
+            rows=figure_rows(_figure),
+            registry=CLAIMS_REGISTRY,
+            code=lib("claims.py", "io.py"),
+        params:
+            figure=_figure,
+            scale=SCALE,
+            stats=table_stats(),
+        log:
+            f"results/logs/claims/{_figure}.log",
+        benchmark:
+            f"results/benchmarks/claims/{_figure}.tsv"
+        resources:
+            runtime=5,
+            mem_mb=2000,
+        localrule: True
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/claims.py"

@@ -1,9 +1,11 @@
 """Draw a figure from its table (the numbers it draws, already aggregated): results/figures/<figN>_<what>.{pdf,png}
-by plots.<what>()."""
+by plots.<what>(), with its claims' verdicts (results/claims/<figure>.csv) as a caption line under it."""
+
+import textwrap
 
 import pandas as pd
 
-from paper_repro import io, plots
+from paper_repro import claims, io, plots
 
 snakemake = globals()["snakemake"]
 p = snakemake.params[0]
@@ -11,6 +13,8 @@ fig_cfg = p["figure"]
 draw = getattr(plots, fig_cfg["name"].split("_", 1)[1])
 table = pd.read_csv(snakemake.input.table)
 fig = draw(table, p["style"], f"{fig_cfg['paper']}: {fig_cfg['title']} ({p['scale']} scale)")
+caption = "Claims: " + claims.caption_line(pd.read_csv(snakemake.input.claims))
+fig.text(0.5, 0.0, textwrap.fill(caption, 140), ha="center", va="top", fontsize="x-small")
 for path in (snakemake.output.pdf, snakemake.output.png):
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=p["style"]["dpi"], bbox_inches="tight")

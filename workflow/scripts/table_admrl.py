@@ -39,5 +39,16 @@ if "visited" in snakemake.input.keys():
 table = aggregate(evals, a_star_sac, p.gap_reference, stats["ci"], stats["bootstrap"], **extra)
 with io.atomic_path(out) as tmp:
     table.to_csv(tmp, index=False)
+# The rows, for the figure's claims: every evaluation (with its gap where the figure draws gaps), and for
+# Fig. 4 every visited training task as a task of its own with its distance to the box's boundary (x is the
+# task parameter normalised to [-1, 1] per axis: 1 - max |x_i|)
+rows = (plots.gap_rows(evals, a_star_sac, p.gap_reference) if len(a_star_sac) else evals).assign(kind="evaluation")
+if "visited" in extra:
+    visited = extra["visited"]
+    x = visited.filter(regex=r"^x_\d+$").abs().max(axis=1)
+    rows = pd.concat([rows, visited.assign(kind="visited", task_id=visited["task"], boundary_distance=1.0 - x)],
+                     ignore_index=True)
+with io.atomic_path(snakemake.output[1]) as tmp:
+    rows.to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"gap_reference": p.gap_reference, **stats},
                         seeds=sorted(evals.seed.unique().tolist()), device="cpu")

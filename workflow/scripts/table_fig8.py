@@ -54,5 +54,7 @@ stats = snakemake.params.stats
 out = snakemake.output[0]
 with io.atomic_path(out) as tmp:
     plots.offline_policy_curves_table(curves, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's claims
+    curves.drop(columns="source").to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"collect_algo": snakemake.params.collect_algo, **stats},
                         seeds=sorted(curves.seed.unique().tolist()), device="cpu", runs=list(snakemake.input.curves))

@@ -10,4 +10,6 @@ errors = pd.concat([pd.read_csv(path) for path in snakemake.input.errors], ignor
 stats = snakemake.params.stats
 with io.atomic_path(snakemake.output[0]) as tmp:
     plots.model_error_table(errors, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's claims
+    errors.to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, dict(stats), seeds=sorted(errors.seed.unique().tolist()), device="cpu")

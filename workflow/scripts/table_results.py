@@ -34,5 +34,7 @@ aggregate = getattr(plots, f"{Path(out).stem.split('_', 1)[1]}_table")
 stats = snakemake.params.stats
 with io.atomic_path(out) as tmp:
     aggregate(table, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's claims
+    table.drop(columns="source").to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"results": len(snakemake.input.results), **stats},
                         seeds=sorted(table.seed.unique().tolist()), device="cpu", runs=list(snakemake.input.results))

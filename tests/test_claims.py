@@ -131,3 +131,25 @@ def test_a_bad_query_names_the_claim():
     spec = {**SPEC, "contrasts": [{"plus": ["methd == 'a'"], "minus": ["method == 'b'"]}]}
     with pytest.raises(claims.ClaimError, match="claim X1"):
         claims.evaluate(rows({"a": 1.0, "b": 0.0}), "X1", spec, "smoke")
+
+
+def test_one_seed_worst_case_has_no_interval():
+    """A worst case over tasks resamples seeds only: with one seed there is no interval, so it is not shown
+    whatever the estimate, which is the difference of the maxima."""
+    df = rows({"a": 30.0, "b": 0.0}, seeds=1, noise=0.1)
+    out = claims.evaluate(df, "X4", {**SPEC, "over_tasks": "max"}, "quick")[0]
+    assert out["verdict"] == "not shown" and "no interval" in out["reason"]
+    by = df.groupby("method")["return"].max()
+    assert out["estimate"] == pytest.approx(by["a"] - by["b"])
+
+
+def test_per_where_picks_the_values_not_the_rows():
+    """C5's form: the improvement at each later point uses the rows at point 0, which per_where leaves out of
+    the points compared."""
+    df = pd.concat([rows({"a": 0.0, "b": 0.0}, noise=0.1).assign(t=0),
+                    rows({"a": 5.0, "b": 1.0}, noise=0.1).assign(t=10)])
+    spec = {**SPEC, "contrasts": [{"per": "t", "per_where": "t > 0",
+                                   "plus": ["method == 'a' and t == {t}", "method == 'b' and t == 0"],
+                                   "minus": ["method == 'a' and t == 0", "method == 'b' and t == {t}"]}]}
+    out = claims.evaluate(df, "X5", spec, "quick")
+    assert len(out) == 1 and out[0]["verdict"] == "holds" and out[0]["estimate"] == pytest.approx(4.0, abs=0.3)

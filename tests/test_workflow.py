@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from paper_repro import config as prconfig
-from paper_repro import envs, io
+from paper_repro import claims, envs, io
 
 from conftest import ROOT, snakemake
 from smoke_run import FIGURES, smoke_results
@@ -193,6 +193,24 @@ def test_omniglot_figure_table(tmp_path_factory):
     assert int(curves["macaw-no-wt"].width.iloc[0]) == mc["width"] < int(curves["macaw-wide"].width.iloc[0])
     table = pd.read_csv(workdir / "results" / "tables" / "fig6_weight_transform_omniglot.csv")
     assert set(table.split) == {"train", "val"} and set(table.method) == set(curves)
+
+
+def test_every_figure_has_its_claims(tmp_path_factory):
+    """Every figure built at the smoke scale has results/claims/<figure>.csv: every contrast of each claim of the
+    registry that rests on it, with a verdict (smoke budgets say nothing about the papers: any verdict goes),
+    an interval around the estimate where there is one, and the figure's claims line in its provenance."""
+    workdir, figures = smoke_results(tmp_path_factory)
+    registry = claims.load_registry(workdir / "config" / "claims.yaml")
+    for figure in figures:
+        table = pd.read_csv(workdir / "results" / "claims" / f"{figure}.csv")
+        assert list(table.columns) == claims.COLUMNS
+        assert set(table["claim"]) == set(claims.for_figure(registry, figure)), figure
+        assert table["verdict"].isin(claims.VERDICTS).all() and (table["scale"] == "smoke").all()
+        tested = table[table["verdict"] != "not testable"]
+        assert (tested.ci_low <= tested.estimate + 1e-9).all() and (tested.estimate <= tested.ci_high + 1e-9).all()
+        assert table.loc[table["verdict"] == "not testable", "reason"].notna().all()
+        assert io.provenance_path(workdir / "results" / "claims" / f"{figure}.csv").exists()
+    assert {s["figure"] for s in registry.values()} - {"fig6_weight_transform_omniglot"} <= set(figures)
 
 
 def test_online_finetuning_table(tmp_path_factory):

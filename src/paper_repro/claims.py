@@ -8,7 +8,9 @@ that seed and task, e.g. the evaluations of a learning curve), then over tasks (
 :func:`paper_repro.stats.bootstrap_ci` extended to contrasts: seeds are resampled once for every term
 (methods share their seeds), test tasks once for every term where the terms share their tasks (a paired
 difference) and independently per term where they do not (different protocols, or the corners against the
-centre of a grid).
+centre of a grid). A worst case (``over_tasks: max``) resamples the seeds only, as AdMRL's own statistic
+does: a resample of the tasks can only lower a maximum. Where nothing can be resampled (one seed, and one
+task or a worst case) there is no interval, and the contrast is ``not shown`` with that reason.
 
 A contrast's verdict, for ``direction: greater`` (``less`` mirrors it):
 
@@ -38,7 +40,7 @@ VERDICTS = ("holds", "contradicted", "not shown", "not testable")
 DIRECTIONS = ("greater", "less", "equivalent")
 CLAIM_KEYS = {"paper", "figure", "claim", "value", "where", "final", "over_tasks", "contrasts", "direction",
               "margin", "paper_value", "requires", "note"}
-CONTRAST_KEYS = {"label", "plus", "minus", "per", "where", "direction", "margin"}
+CONTRAST_KEYS = {"label", "plus", "minus", "per", "per_where", "direction", "margin"}
 COLUMNS = ["claim", "part", "paper", "figure", "scale", "estimate", "ci_low", "ci_high", "n_seeds", "n_tasks",
            "verdict", "reason", "direction", "paper_value"]
 
@@ -126,11 +128,13 @@ def contrast_ci(plus: Sequence[pd.DataFrame], minus: Sequence[pd.DataFrame], ove
 
     estimate = float(sum(w * reduce(m, axis=1).mean() for w, m in mats))
     n_tasks = max(m.shape[1] for _, m in mats)
-    if len(seeds) == 1 and n_tasks == 1:
-        return {"estimate": estimate, "ci_low": estimate, "ci_high": estimate, "n_seeds": 1, "n_tasks": 1}
+    if len(seeds) == 1 and (n_tasks == 1 or over_tasks == "max"):
+        raise ClaimError("one seed and nothing else to resample: no interval")
     rng = np.random.default_rng(seed)
     rows = rng.integers(len(seeds), size=(resamples, len(seeds), 1))
-    if paired:
+    if over_tasks == "max":  # a worst case over the tasks is not resampled (a resample's max can only fall): seeds only
+        cols = [np.arange(m.shape[1])[None, None, :] for _, m in mats]
+    elif paired:
         shared = rng.integers(mats[0][1].shape[1], size=(resamples, 1, mats[0][1].shape[1]))
         cols = [shared] * len(mats)
     else:
@@ -194,13 +198,12 @@ def evaluate(rows: pd.DataFrame, cid: str, spec: Mapping[str, Any], scale: str, 
     rows = _select(rows, spec.get("where"), f"claim {cid}")
     out = []
     for contrast in spec["contrasts"]:
-        sub = _select(rows, contrast.get("where"), f"claim {cid}")
-        for label, fill in _parts(sub, contrast, f"claim {cid}"):
+        for label, fill in _parts(_select(rows, contrast.get("per_where"), f"claim {cid}"), contrast, f"claim {cid}"):
             def fmt(q, fill=fill):
                 return q.format(**fill) if fill else q
             where = f"claim {cid} ({label})"
-            plus = [term_matrix(sub, fmt(q), spec["value"], spec.get("final"), where) for q in contrast["plus"]]
-            minus = [term_matrix(sub, fmt(q), spec["value"], spec.get("final"), where)
+            plus = [term_matrix(rows, fmt(q), spec["value"], spec.get("final"), where) for q in contrast["plus"]]
+            minus = [term_matrix(rows, fmt(q), spec["value"], spec.get("final"), where)
                      for q in contrast.get("minus", [])]
             direction = contrast.get("direction", spec.get("direction", "greater"))
             row = {**base, "part": label, "direction": direction}
@@ -217,7 +220,10 @@ def evaluate(rows: pd.DataFrame, cid: str, spec: Mapping[str, Any], scale: str, 
             try:
                 ci = contrast_ci(plus, minus, spec.get("over_tasks", "mean"), level, resamples)
             except ClaimError as err:
-                out.append({**row, "verdict": "not testable", "reason": str(err)})
+                reduce = {"mean": np.nanmean, "max": np.nanmax}[spec.get("over_tasks", "mean")]
+                estimate = float(sum(np.mean(reduce(m.to_numpy(float), axis=1)) for m in plus)
+                                 - sum(np.mean(reduce(m.to_numpy(float), axis=1)) for m in minus))
+                out.append({**row, "estimate": estimate, "verdict": "not shown", "reason": str(err)})
                 continue
             reference = float(np.nanmean([*plus, *minus][-1].to_numpy(float)))
             out.append({**row, **ci, "reason": "",

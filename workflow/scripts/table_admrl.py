@@ -40,13 +40,14 @@ table = aggregate(evals, a_star_sac, p.gap_reference, stats["ci"], stats["bootst
 with io.atomic_path(out) as tmp:
     table.to_csv(tmp, index=False)
 # The rows, for the figure's claims: every evaluation (with its gap where the figure draws gaps), and for
-# Fig. 4 every visited training task as a task of its own with its distance to the box's boundary (x is the
-# task parameter normalised to [-1, 1] per axis: 1 - max |x_i|)
+# Fig. 4 every visited training task with its distance to the box's boundary (x is the task parameter
+# normalised to [-1, 1] per axis: 1 - max |x_i|), a task of its own per method (they visit different ones)
 rows = (plots.gap_rows(evals, a_star_sac, p.gap_reference) if len(a_star_sac) else evals).assign(kind="evaluation")
 if "visited" in extra:
     visited = extra["visited"]
     x = visited.filter(regex=r"^x_\d+$").abs().max(axis=1)
-    rows = pd.concat([rows, visited.assign(kind="visited", task_id=visited["task"], boundary_distance=1.0 - x)],
+    rows = pd.concat([rows, visited.assign(kind="visited", boundary_distance=1.0 - x,
+                                           task_id=visited["method"] + "/" + visited["task"].astype(str))],
                      ignore_index=True)
 with io.atomic_path(snakemake.output[1]) as tmp:
     rows.to_csv(tmp, index=False)

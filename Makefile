@@ -10,7 +10,7 @@ SNAKEMAKE_ARGS ?=
 BROWSERS := chromium chromium-browser google-chrome
 APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-.PHONY: run test test-fast browser venv lock clean
+.PHONY: run test test-fast browser venv lock clean publish results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ browser:
 	|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	     && { $(APT_CHROMIUM) || { apt-get update -qq && $(APT_CHROMIUM); }; }; } \
 	|| echo "make browser: no headless Chromium ($(BROWSERS)) and none installed; the report's browser tests will skip"
+
+## Publish one built figure's seed (its small outputs and provenance) into evidence/:
+##   make publish FIGURE=fig4_dynamics_extrapolation SEED=0 [WALL_TIME_S=...]
+publish: $(STAMP)
+	$(BIN)/python -m paper_repro.evidence publish --figure $(FIGURE) --seed $(SEED) $(if $(WALL_TIME_S),--wall-time-s $(WALL_TIME_S))
+
+## docs/results.md and docs/results/ (claims, tables, figures) from evidence/ alone, no training.
+results: $(STAMP)
+	$(BIN)/python -m paper_repro.evidence render
 
 ## Re-pin requirements.lock from the current environment.
 lock: $(STAMP)

@@ -1,0 +1,487 @@
+"""Evidence: the small outputs of finished runs, committed under ``evidence/<scale>/``, one figure and seed at
+a time, from any machine; and the claims table rendered from them alone.
+
+A *unit* is ``evidence/<scale>/<figure>/seed<s>/``: the files the figure's table read for that seed
+(evaluation CSVs, learning curves), the small files beside what those jobs read (the runs' ``metrics.csv``
+and curves, the collections' curves: never models or buffers), the task tables, each with its provenance
+sidecar, and the jobs' Snakemake benchmark TSVs, under their paths in ``results/``. Its ``unit.json`` says
+where it came from: commit, CPU, wall time, and per file its SHA-256, rule, wildcards and *digest*.
+
+A job's digest is two hashes: ``code``, of the library modules it read (its rule's code inputs), each
+parsed and dumped without comments or docstrings, so a comment edit changes nothing; and ``config``, of the
+config slice it ran with (its provenance's ``config``), its rule and wildcards other than the seed. Seeds
+pool only where every job they share has the same digest; a unit whose code digest differs from what the
+current checkout gives is *stale*: listed, never pooled.
+
+Rendering runs the workflow's own table, claims and plot rules (``--allowed-rules``) on a copy of the
+workflow whose ``results/`` holds the pooled units, so the tables are the workflow's by construction.
+
+    python -m paper_repro.evidence publish --figure fig4_dynamics_extrapolation --seed 0 [--results DIR]
+    python -m paper_repro.evidence render            # evidence/ -> docs/results.md, docs/results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from paper_repro import claims as prclaims
+from paper_repro import config as prconfig
+from paper_repro import io
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "src")
+LARGE = (".pt", ".npz", ".zip", ".h5")  # models, buffers, data: never published
+UNIT_KEYS = {"figure", "scale", "seed", "commit", "cpu", "published", "wall_time_s", "files"}
+
+
+class EvidenceError(ValueError):
+    """A unit that cannot be published or read as it is (names the file and what is wrong)."""
+
+
+# --- digests ----------------------------------------------------------------------------------------------
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_digest(path: str | Path) -> str:
+    """A module's meaning: its AST without docstrings (comments are not in the AST); other files' bytes."""
+    path = Path(path)
+    if path.suffix != ".py":
+        return io.file_sha256(path)
+    tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+def code_digest(paths: Iterable[str], root: Path = ROOT) -> str:
+    """The digest of the library files ``paths`` (as a job lists them, relative to the repository) under ``root``."""
+    h = hashlib.sha256()
+    for rel in sorted(set(paths)):
+        h.update(f"{rel}\0{source_digest(root / rel)}\0".encode())
+    return h.hexdigest()
+
+
+def library_inputs(side: Mapping[str, Any]) -> list[str]:
+    """The library files among a job's inputs (its provenance's ``inputs``)."""
+    return sorted(p[p.index("src/paper_repro/"):] for p in side.get("inputs", {}) if "src/paper_repro/" in p)
+
+
+def config_digest(side: Mapping[str, Any]) -> str:
+    """The digest of what a job ran with, its seed aside: config slice, rule, other wildcards, scale."""
+    wildcards = {k: v for k, v in (side.get("wildcards") or {}).items() if k != "seed"}
+    key = {"config": side.get("config"), "rule": side.get("rule"), "wildcards": wildcards, "scale": side.get("scale")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_digest(side: Mapping[str, Any], root: Path = ROOT) -> dict[str, str]:
+    return {"code": code_digest(library_inputs(side), root), "config": config_digest(side)}
+
+
+# --- publish -----------------------------------------------------------------------------------------------
+
+def _seed_of(path: str) -> int | None:
+    m = re.search(r"(?:^|/)seed(\d+)(?:[./]|$)", path)
+    return int(m.group(1)) if m else None
+
+
+def _sidecar(workdir: Path, rel: str) -> dict[str, Any] | None:
+    side = io.provenance_path(workdir / rel)
+    return json.loads(side.read_text()) if side.exists() else None
+
+
+def unit_files(workdir: Path, figure: str, seed: int) -> list[str]:
+    """The files of a unit, relative to ``workdir`` (a workflow's directory, with ``results/``): what the
+    figure's table read for ``seed`` (its provenance's inputs), the task tables, and the small files beside
+    every large file those jobs read (a run's metrics and curves beside its model)."""
+    table = _sidecar(workdir, f"results/tables/{figure}.csv")
+    if table is None:
+        raise EvidenceError(f"results/tables/{figure}.csv: no provenance sidecar (is the figure built in {workdir}?)")
+    direct = [p for p in table.get("inputs", {}) if p.startswith("results/") and not p.startswith("results/tables/")
+              and _seed_of(p) in (seed, None)]
+    if not [p for p in direct if _seed_of(p) == seed]:
+        raise EvidenceError(f"results/tables/{figure}.csv read nothing of seed {seed}")
+    files = set(direct)
+    for rel in direct:
+        side = _sidecar(workdir, rel) or {}
+        for upstream in side.get("inputs", {}):
+            if upstream.startswith("results/") and upstream.endswith(LARGE) and _seed_of(upstream) in (seed, None):
+                folder = (workdir / upstream).parent
+                files |= {str(p.relative_to(workdir)) for p in folder.iterdir()
+                          if p.is_file() and p.suffix in (".csv", ".tsv") and not p.name.endswith(LARGE)}
+    return sorted(files)
+
+
+def _benchmarks(workdir: Path, scale: str, sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The benchmark TSVs of the jobs that wrote ``sides``' files: results/<scale>/benchmarks/<rule>/..., the
+    folder named as the rule (a method's hyphens kept), every wildcard value a component of the path (bare,
+    or after its name: seed0)."""
+    root = workdir / "results" / scale / "benchmarks"
+    folders = {d.name.replace("-", "_"): d for d in root.iterdir() if d.is_dir()} if root.is_dir() else {}
+    out = set()
+    for side in sides.values():
+        rule, wildcards = str(side.get("rule", "")), side.get("wildcards") or {}
+        folder = folders.get(rule.replace("-", "_"))
+        if folder is None:
+            continue
+        for tsv in folder.rglob("*.tsv"):
+            parts = set(tsv.relative_to(folder).with_suffix("").parts)
+            if all(str(v) in parts or f"{k}{v}" in parts for k, v in wildcards.items()):
+                out.add(str(tsv.relative_to(workdir)))
+    return sorted(out)
+
+
+def git_commit(root: Path) -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str | None = None,
+            wall_time_s: float | None = None, code_root: Path | None = None) -> Path:
+    """Copy the unit (``figure``, ``seed``) of the built ``workdir`` into ``evidence/<scale>/<figure>/seed<s>/``
+    with its ``unit.json``; digests from the library under ``code_root`` (default: ``workdir``), which must be
+    the code that ran: a file whose provenance names another commit is refused."""
+    workdir, code_root = Path(workdir), Path(code_root or workdir)
+    files = unit_files(workdir, figure, seed)
+    sides = {rel: _sidecar(workdir, rel) for rel in files}
+    missing = [rel for rel, side in sides.items() if side is None and not rel.endswith(".tsv")]
+    if missing:
+        raise EvidenceError(f"no provenance sidecar for {missing}")
+    sides = {k: v for k, v in sides.items() if v is not None}
+    scales = {s.get("scale") for s in sides.values()} - {None}
+    scale = scale or (scales.pop() if len(scales) == 1 else None)
+    if scale is None:
+        raise EvidenceError(f"{figure} seed {seed}: the files' scales are {sorted(map(str, scales))}; pass --scale")
+    commit = git_commit(code_root)
+    described = {s.get("git_describe") for s in sides.values()} - {None}
+    stale = [d for d in described if not _same_commit(d, commit)]
+    if stale:
+        raise EvidenceError(f"{figure} seed {seed}: the files were made at {sorted(described)}, the code at "
+                            f"{code_root} is {commit[:12]}: publish from a checkout of the commit that ran them")
+    files += _benchmarks(workdir, scale, sides)
+    dest = Path(evidence) / scale / figure / f"seed{seed}"
+    if dest.exists():
+        shutil.rmtree(dest)
+    record = {}
+    for rel in sorted(set(files)):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(workdir / rel, target)
+        entry = {"sha256": io.file_sha256(workdir / rel)}
+        if rel in sides:
+            shutil.copy2(io.provenance_path(workdir / rel), io.provenance_path(target))
+            side = sides[rel]
+            entry.update(rule=side.get("rule"), wildcards=side.get("wildcards"), digest=job_digest(side, code_root),
+                         library=library_inputs(side),
+                         sources={lib: source_digest(code_root / lib) for lib in library_inputs(side)})
+        record[rel] = entry
+    bench = [pd.read_csv(workdir / rel, sep="\t") for rel in files if rel.endswith(".tsv")]
+    unit = {"figure": figure, "scale": scale, "seed": seed, "commit": commit, "cpu": prconfig.cpu_model(),
+            "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": wall_time_s, "job_time_s": float(sum(b["s"].sum() for b in bench)) if bench else None,
+            "files": record}
+    io.save_json(dest / "unit.json", unit)
+    return dest
+
+
+def _same_commit(describe: str, commit: str) -> bool:
+    """``git describe --always --dirty`` output (a tag-g<hash> or a bare hash, maybe -dirty) names ``commit``."""
+    m = re.search(r"(?:^|-g)([0-9a-f]{7,40})(?:-dirty)?$", describe)
+    return bool(m) and commit.startswith(m.group(1))
+
+
+# --- read, check, pool -----------------------------------------------------------------------------------------
+
+def load_units(evidence: Path, scale: str) -> list[dict[str, Any]]:
+    units = []
+    for path in sorted((Path(evidence) / scale).glob("*/seed*/unit.json")):
+        unit = json.loads(path.read_text())
+        unit["path"] = path.parent
+        units.append(unit)
+    return units
+
+
+def check_unit(unit: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a unit: keys missing, a file absent, changed or without its sidecar, a digest that its
+    sidecar does not give."""
+    problems = [f"{unit['path']}: unit.json lacks {sorted(UNIT_KEYS - set(unit))}"] if UNIT_KEYS - set(unit) else []
+    for rel, entry in unit.get("files", {}).items():
+        path = Path(unit["path"]) / rel
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        if io.file_sha256(path) != entry["sha256"]:
+            problems.append(f"{path}: changed since it was published")
+        if "digest" in entry:
+            side_path = io.provenance_path(path)
+            if not side_path.is_file():
+                problems.append(f"{path}: no provenance sidecar")
+                continue
+            side = json.loads(side_path.read_text())
+            if config_digest(side) != entry["digest"]["config"] or library_inputs(side) != entry["library"]:
+                problems.append(f"{path}: its digest does not match its provenance")
+            code = hashlib.sha256()
+            for lib in sorted(entry["sources"]):
+                code.update(f"{lib}\0{entry['sources'][lib]}\0".encode())
+            if code.hexdigest() != entry["digest"]["code"] or sorted(entry["sources"]) != entry["library"]:
+                problems.append(f"{path}: its code digest does not match its sources")
+        elif not rel.endswith(".tsv"):
+            problems.append(f"{path}: no digest")
+    return problems
+
+
+def is_stale(unit: Mapping[str, Any], root: Path = ROOT) -> list[str]:
+    """The files of a unit whose library code differs (comments and docstrings aside) from ``root``'s."""
+    out = []
+    for rel, entry in unit["files"].items():
+        if "digest" in entry:
+            try:
+                now = code_digest(entry["library"], root)
+            except FileNotFoundError:
+                now = None
+            if now != entry["digest"]["code"]:
+                out.append(rel)
+    return out
+
+
+def _kinds(unit: Mapping[str, Any]) -> dict[tuple, dict[str, str]]:
+    """A unit's jobs, seed aside: (rule, other wildcards) -> digest."""
+    out = {}
+    for entry in unit["files"].values():
+        if "digest" in entry:
+            wildcards = tuple(sorted((k, str(v)) for k, v in (entry.get("wildcards") or {}).items() if k != "seed"))
+            out[(entry["rule"], wildcards)] = entry["digest"]
+    return out
+
+
+def _consistent(units: list[dict[str, Any]], why: str = "") -> tuple[list[dict], list[tuple[dict, str]]]:
+    """Seeds 0..n-1 whose shared jobs ran with the same digests, and the others with the reason."""
+    pooled, left = [], []
+    for unit in sorted(units, key=lambda u: u["seed"]):
+        if pooled:
+            ref, mine = _kinds(pooled[0]), _kinds(unit)
+            differ = [k for k in set(ref) & set(mine) if ref[k] != mine[k]]
+            if differ:
+                left.append((unit, f"{why}its {differ[0][0]} job ran with other code or config than seed "
+                                   f"{pooled[0]['seed']}'s"))
+                continue
+        if unit["seed"] != len(pooled):
+            left.append((unit, f"{why}seed {len(pooled)} is not published yet"))
+            continue
+        pooled.append(unit)
+    return pooled, left
+
+
+def changed_library(unit: Mapping[str, Any], root: Path = ROOT) -> list[str]:
+    """The library files whose code (comments and docstrings aside) differs between the unit's jobs and ``root``."""
+    out = set()
+    for entry in unit["files"].values():
+        for lib, digest in entry.get("sources", {}).items():
+            now = source_digest(root / lib) if (root / lib).is_file() else None
+            if now != digest:
+                out.add(lib.removeprefix("src/paper_repro/"))
+    return sorted(out)
+
+
+def pool(units: list[dict[str, Any]], root: Path = ROOT) -> tuple[list[dict], list[tuple[dict, str]], bool]:
+    """The units of one figure drawn together, the others with the reason, and whether the drawn ones are
+    stale. Units of the current code (their code digests equal ``root``'s) pool where their shared jobs ran
+    alike, seeds 0..n-1; where there are none, the stale units do the same, and the figure is marked stale:
+    a verdict from older code is shown as such, never mixed with the current code's."""
+    fresh = [u for u in units if not is_stale(u, root)]
+    stale = [u for u in units if is_stale(u, root)]
+    pooled, left = _consistent(fresh)
+    if pooled:
+        return pooled, left + [(u, f"stale: code changed since commit {u['commit'][:12]}") for u in stale], False
+    pooled, more = _consistent(stale, "stale, and ")
+    return pooled, left + more, bool(pooled)
+
+
+# --- render --------------------------------------------------------------------------------------------------
+
+def _snakemake(workdir: Path, *args: str) -> None:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--quiet", "rules", *args]
+    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if out.returncode:
+        raise EvidenceError(f"rendering failed in {workdir}: {' '.join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
+def render_figure(units: list[dict[str, Any]], figure: str, scale: str, out: Path, root: Path = ROOT) -> pd.DataFrame:
+    """Rebuild ``figure``'s table, claims and PNG from ``units`` (pooled seeds 0..n-1) with the workflow's own
+    rules, into ``out``/{tables,claims,figures}; returns the claims."""
+    paper = prconfig.load_yaml(root / "config" / "config.yaml")["figures"][figure]["paper"]
+    with tempfile.TemporaryDirectory(prefix="paper-repro-render-") as tmp:
+        work = Path(tmp)
+        for part in WORKFLOW_PARTS:
+            src = root / part
+            if src.is_dir():
+                shutil.copytree(src, work / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            else:
+                shutil.copy2(src, work / part)
+        for unit in units:
+            for rel in unit["files"]:
+                target = work / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(Path(unit["path"]) / rel, target)
+                side = io.provenance_path(Path(unit["path"]) / rel)
+                if side.exists():
+                    shutil.copy2(side, io.provenance_path(target))
+        (work / "render.yaml").write_text(json.dumps({"scale": scale, "seeds": {paper: len(units)}}))
+        targets = [f"results/tables/{figure}.csv", f"results/claims/{figure}.csv", f"results/figures/{figure}.png"]
+        _snakemake(work, "--configfile", "config/config.yaml", "render.yaml", "--allowed-rules",
+                   f"table_{figure}", f"claims_{figure}", f"plot_{figure}", "--", *targets)
+        for kind, rel in zip(("tables", "claims", "figures"), targets):
+            (out / kind).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(work / rel, out / kind / Path(rel).name)
+        return pd.read_csv(work / targets[1])
+
+
+def render(evidence: Path = ROOT / "evidence", docs: Path = ROOT / "docs", scale: str = "quick",
+           root: Path = ROOT) -> pd.DataFrame:
+    """``docs/results.md`` and ``docs/results/`` (tables, claims, PNG figures, ``claims.csv``) from
+    ``evidence/<scale>/`` alone: every claim of the registry with its verdict, or "not run yet"."""
+    registry = prclaims.load_registry(root / "config" / "claims.yaml")
+    units = load_units(evidence, scale)
+    problems = [p for u in units for p in check_unit(u)]
+    if problems:
+        raise EvidenceError("evidence does not check:\n" + "\n".join(problems))
+    out = docs / "results"
+    if out.exists():
+        shutil.rmtree(out)
+    rows, notes = [], []
+    for figure in sorted({u["figure"] for u in units}):
+        pooled, left, stale = pool([u for u in units if u["figure"] == figure], root)
+        notes += [f"- `{figure}` seed {u['seed']} (commit {u['commit'][:12]}): not pooled, {why}" for u, why in left]
+        if not pooled:
+            continue
+        table = render_figure(pooled, figure, scale, out, root)
+        commits = ", ".join(sorted({u["commit"][:12] for u in pooled}))
+        changed = sorted({f for u in pooled for f in changed_library(u, root)}) if stale else []
+        rows.append(table.assign(commit=commits, seeds=",".join(str(u["seed"]) for u in pooled),
+                                 stale=", ".join(changed)))
+    claims = (pd.concat(rows, ignore_index=True) if rows
+              else pd.DataFrame(columns=[*prclaims.COLUMNS, "commit", "seeds", "stale"]))
+    missing = [{"claim": cid, "paper": s["paper"], "figure": s["figure"], "scale": scale,
+                "verdict": "not run yet", "reason": s.get("requires", "")}
+               for cid, s in registry.items() if cid not in set(claims["claim"])]
+    claims = pd.concat([claims, pd.DataFrame(missing)], ignore_index=True)
+    order = {cid: i for i, cid in enumerate(registry)}
+    claims = claims.sort_values("claim", key=lambda c: c.map(order), kind="stable")
+    out.mkdir(parents=True, exist_ok=True)
+    claims.to_csv(out / "claims.csv", index=False)
+    text = results_markdown(claims, registry, units, notes, scale)
+    (docs / "results.md").write_text(text)
+    readme = docs.parent / "README.md"
+    if readme.is_file():
+        update_readme(readme, text)
+    return claims
+
+
+README_START, README_END = "<!-- claims table: generated by make results -->", "<!-- end of claims table -->"
+
+
+def update_readme(readme: Path, results: str) -> None:
+    """The README's copy of the verdict table (between its two markers), from docs/results.md."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    table = results.split("\n\n")[2]  # title, preamble, then the verdict table
+    head, rest = text.split(README_START, 1)
+    readme.write_text(f"{head}{README_START}\n{table}\n{README_END}{rest.split(README_END, 1)[1]}")
+
+
+def _fmt(x: Any) -> str:
+    return "" if pd.isna(x) else f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def results_markdown(claims: pd.DataFrame, registry: Mapping[str, dict], units: list[dict], notes: list[str],
+                     scale: str) -> str:
+    """The generated page: one line per claim, then its contrasts, the units behind them and what was left out."""
+    lines = [
+        "# Results: the papers' claims at the %s scale" % scale, "",
+        "Generated by `python -m paper_repro.evidence render` from `evidence/` alone (never edit by hand).",
+        "Each claim of `config/claims.yaml` is tested by contrasts on its figure's rows: the estimate, its 95%",
+        "bootstrap interval over seeds and test tasks, and the verdict (`paper_repro.claims`).", "",
+        "| claim | paper | figure | verdict | contrasts holding | seeds × tasks | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for cid, g in claims.groupby("claim", sort=False):
+        spec = registry[cid]
+        verdicts = list(g["verdict"])
+        if verdicts == ["not run yet"]:
+            why = f" ({g['reason'].iloc[0]})" if isinstance(g["reason"].iloc[0], str) and g["reason"].iloc[0] else ""
+            lines.append(f"| {cid} | {spec['paper']} | {spec['figure']} | not run yet{why} | | | |")
+            continue
+        size = f"{int(g['n_seeds'].max())} × {int(g['n_tasks'].max())}" if g["n_seeds"].notna().any() else ""
+        stale = g["stale"].iloc[0] if isinstance(g["stale"].iloc[0], str) and g["stale"].iloc[0] else ""
+        flag = f" (stale: {stale} changed since)" if stale else ""
+        lines.append(f"| {cid} | {spec['paper']} | {spec['figure']} | **{prclaims.claim_verdict(verdicts)}**{flag} | "
+                     f"{verdicts.count('holds')}/{len(verdicts)} | {size} | {g['commit'].iloc[0]} |")
+    lines += ["", "## Contrasts", ""]
+    for cid, g in claims.groupby("claim", sort=False):
+        if list(g["verdict"]) == ["not run yet"]:
+            continue
+        lines += [f"### {cid}: {registry[cid]['claim']}", "",
+                  f"Paper: {registry[cid].get('paper_value') or '—'}. Figure: `docs/results/figures/{registry[cid]['figure']}.png`.", "",
+                  "| contrast | estimate [95% interval] | seeds × tasks | verdict |", "| --- | --- | --- | --- |"]
+        for r in g.itertuples():
+            est = f"{_fmt(r.estimate)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.estimate) else ""
+            size = f"{int(r.n_seeds)} × {int(r.n_tasks)}" if pd.notna(r.n_seeds) else ""
+            why = f" ({r.reason})" if isinstance(r.reason, str) and r.reason else ""
+            lines.append(f"| {r.part} | {est} | {size} | {r.verdict}{why} |")
+        lines.append("")
+    lines += ["## Units", "", "| figure | seed | commit | CPU | wall time | jobs' time |", "| --- | --- | --- | --- | --- | --- |"]
+    for u in sorted(units, key=lambda u: (u["figure"], u["seed"])):
+        wall = f"{u['wall_time_s'] / 60:.0f} min" if u.get("wall_time_s") else ""
+        jobs = f"{u['job_time_s'] / 60:.0f} min" if u.get("job_time_s") else ""
+        lines.append(f"| {u['figure']} | {u['seed']} | {u['commit'][:12]} | {u['cpu']} | {wall} | {jobs} |")
+    if notes:
+        lines += ["", "## Not pooled", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m paper_repro.evidence", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    pub = sub.add_parser("publish", help="copy a built figure's unit (one seed) into evidence/")
+    pub.add_argument("--figure", required=True)
+    pub.add_argument("--seed", type=int, required=True)
+    pub.add_argument("--workdir", type=Path, default=Path.cwd(), help="the workflow directory that built it")
+    pub.add_argument("--evidence", type=Path, default=ROOT / "evidence")
+    pub.add_argument("--scale")
+    pub.add_argument("--wall-time-s", type=float, help="the build's wall time from an empty results/, if measured")
+    ren = sub.add_parser("render", help="docs/results.md and docs/results/ from evidence/ alone")
+    ren.add_argument("--evidence", type=Path, default=ROOT / "evidence")
+    ren.add_argument("--docs", type=Path, default=ROOT / "docs")
+    ren.add_argument("--scale", default="quick")
+    args = parser.parse_args(argv)
+    if args.command == "publish":
+        print(publish(args.workdir, args.figure, args.seed, args.evidence, scale=args.scale, wall_time_s=args.wall_time_s))
+    else:
+        claims = render(args.evidence, args.docs, args.scale)
+        print(prclaims.summary(claims[claims["verdict"] != "not run yet"]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""evidence/: digests that ignore comments, pooling only what ran alike, the committed folder's checks, and
+rendering from evidence alone giving the workflow's own tables."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from paper_repro import evidence
+from paper_repro import config as prconfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_source_digest_ignores_comments_and_docstrings(tmp_path):
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('"""Module."""\n\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    b.write_text('"""Another text."""\n# a comment\n\ndef f(x):\n    return x + 1\n')
+    c.write_text('def f(x):\n    return x + 2\n')
+    assert evidence.source_digest(a) == evidence.source_digest(b) != evidence.source_digest(c)
+
+
+def _unit(seed, code="c", config="k", path=Path("."), commit="abc"):
+    entry = {"sha256": "0", "rule": "evaluate_mier", "wildcards": {"experiment": "e", "seed": str(seed)},
+             "digest": {"code": code, "config": config}, "library": []}
+    return {"figure": "f", "scale": "quick", "seed": seed, "commit": commit, "path": path,
+            "files": {f"results/quick/eval/e/mier/seed{seed}.csv": entry}}
+
+
+def test_seeds_pool_only_where_their_jobs_ran_alike(monkeypatch):
+    monkeypatch.setattr(evidence, "code_digest", lambda paths, root=None: "c")  # nothing is stale
+    pooled, left, stale = evidence.pool([_unit(0), _unit(1), _unit(2, config="other")])
+    assert [u["seed"] for u in pooled] == [0, 1] and not stale
+    assert left[0][0]["seed"] == 2 and "other code or config" in left[0][1]
+    pooled, left, _ = evidence.pool([_unit(1)])  # the workflow draws seeds 0..n-1
+    assert not pooled and "seed 0 is not published yet" in left[0][1]
+
+
+def test_a_unit_of_older_code_is_stale(monkeypatch):
+    """Stale units are never pooled with the current code's; alone, they are drawn and marked stale."""
+    monkeypatch.setattr(evidence, "code_digest", lambda paths, root=None: "new")
+    pooled, left, stale = evidence.pool([_unit(0, code="new"), _unit(1, code="old")])
+    assert [u["seed"] for u in pooled] == [0] and not stale and left[0][1].startswith("stale")
+    pooled, left, stale = evidence.pool([_unit(0, code="old"), _unit(1, code="old")])
+    assert [u["seed"] for u in pooled] == [0, 1] and stale and not left
+
+
+def test_committed_evidence_checks():
+    """Every published unit: its keys, every file present and unchanged with its provenance, digests that its
+    provenance gives, a figure of the config."""
+    figures = prconfig.load_yaml(ROOT / "config" / "config.yaml")["figures"]
+    units = [u for scale in ("smoke", "quick", "paper") for u in evidence.load_units(ROOT / "evidence", scale)]
+    assert units, "evidence/ holds no unit"
+    for unit in units:
+        assert not evidence.check_unit(unit), evidence.check_unit(unit)
+        assert unit["figure"] in figures and unit["path"].name == f"seed{unit['seed']}"
+        assert any(rel.endswith(".tsv") for rel in unit["files"]), f"{unit['path']}: no benchmark"
+        assert not [rel for rel in unit["files"] if rel.endswith(evidence.LARGE)], f"{unit['path']}: a model or buffer"
+
+
+def test_a_changed_file_fails_the_check(tmp_path):
+    units = evidence.load_units(ROOT / "evidence", "quick")
+    if not units:
+        pytest.fail("evidence/quick holds no unit")
+    copy = tmp_path / "u"
+    shutil.copytree(units[0]["path"], copy)
+    unit = {**json.loads((copy / "unit.json").read_text()), "path": copy}
+    rel = next(r for r in unit["files"] if r.endswith(".csv"))
+    with open(copy / rel, "a") as f:
+        f.write("\n")
+    assert any("changed since it was published" in p for p in evidence.check_unit(unit))
+
+
+@pytest.mark.workflow
+def test_render_from_evidence_gives_the_workflows_own_table(tmp_path_factory, tmp_path):
+    """Publish MIER Fig. 4's seed 0 from the smoke run, render from that evidence alone: the table and the
+    claims equal the smoke run's own."""
+    from smoke_run import smoke_results
+
+    workdir, _ = smoke_results(tmp_path_factory)
+    figure = "fig4_dynamics_extrapolation"
+    unit = evidence.publish(workdir, figure, 0, tmp_path / "evidence", code_root=workdir)
+    record = json.loads((unit / "unit.json").read_text())
+    assert record["scale"] == "smoke" and any(r.endswith("metrics.csv") for r in record["files"])
+    assert any(r.endswith(".tsv") for r in record["files"])
+    claims = evidence.render(tmp_path / "evidence", tmp_path / "docs", "smoke", root=workdir)
+    ours = pd.read_csv(tmp_path / "docs" / "results" / "tables" / f"{figure}.csv")
+    pd.testing.assert_frame_equal(ours, pd.read_csv(workdir / "results" / "tables" / f"{figure}.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "docs" / "results" / "claims" / f"{figure}.csv"),
+                                  pd.read_csv(workdir / "results" / "claims" / f"{figure}.csv"))
+    assert set(claims.loc[claims.figure == figure, "claim"]) == {"M1", "M2"}
+    assert (claims.loc[claims.figure != figure, "verdict"] == "not run yet").all()
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "| M1 | MIER | fig4_dynamics_extrapolation |" in text and "not run yet" in text
+    assert (tmp_path / "docs" / "results" / "figures" / f"{figure}.png").stat().st_size > 0

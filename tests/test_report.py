@@ -107,7 +107,7 @@ def run_probe(browser: str, report_html: Path, tmp: Path) -> dict:
     page.write_text(head + PROBE + sep + tail if sep else text + PROBE)
     cmd = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=30000",
+        f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=120000",  # ~0.8 s per result
         "--dump-dom", page.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -165,3 +165,15 @@ def test_report_shows_every_figure_with_its_caption(probe, report):
             assert r["img_width"] > 0, f"{name}: the image did not render"
         else:
             assert r["iframe_src"].startswith("data:"), f"{name}: the document is not shown"
+
+
+@pytest.mark.browser
+def test_report_shows_every_figures_claims(probe, report):
+    """Beside each figure, in its category, the report holds the figure's claims table with its caption."""
+    _, figures = report
+    shown = {Path(p).stem: r for p, r in probe["results"].items() if "/claims/" in p}
+    assert set(figures) <= set(shown), f"claims missing from the report: {set(figures) - set(shown)}"
+    for name in figures:
+        r = shown[name]
+        assert "verdict" in html.unescape(r["caption"]) and "holds" in html.unescape(r["caption"]), r["caption"][:500]
+        assert r["mime"] == "text/csv" and r["data_uri"].startswith("data:") and r["data_len"] > 100, r

@@ -15,7 +15,8 @@ from paper_repro import io
 
 SMOKE = ("--config", "scale=smoke")
 FIG4 = "results/figures/fig4_dynamics_extrapolation.pdf"
-FIG4_DOWNSTREAM = ["results/tables/fig4_dynamics_extrapolation.csv", FIG4, FIG4.replace(".pdf", ".png")]
+FIG4_DOWNSTREAM = ["results/tables/fig4_dynamics_extrapolation.csv", "results/tables/fig4_dynamics_extrapolation.rows.csv",
+                   "results/claims/fig4_dynamics_extrapolation.csv", FIG4, FIG4.replace(".pdf", ".png")]
 NEGATED = "results/smoke/runs/mier-negated-joints"
 
 
@@ -198,7 +199,8 @@ MACAW_FIGURES = ["fig3_offline_meta_rl", "fig4_macaw_ablations", "fig5_weight_tr
 
 
 def figure_files(name: str) -> list[str]:
-    return [f"results/tables/{name}.csv", f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
+    return [f"results/tables/{name}.csv", f"results/tables/{name}.rows.csv", f"results/claims/{name}.csv",
+            f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
 
 
 def test_offline_algorithm_change_reruns_its_runs_and_their_figures_only(built):
@@ -235,4 +237,4 @@ def test_admrl_changes_rerun_only_what_they_touch(built):
     (built / "reference.yaml").write_text("scale: smoke\nadmrl: {gap_reference: sac}\n")
     gaps = ("fig3_worst_case_gap", "fig4_adversarial_tasks", "fig5_ood_gap")
     assert planned(built, ADMRL_FIGURES, "--configfile", "reference.yaml") == sorted(
-        [f"results/tables/{g}.csv" for g in gaps] + [f"results/figures/{g}.{k}" for g in gaps for k in ("pdf", "png")])
+        [f for g in gaps for f in figure_files(g)])

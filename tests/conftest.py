@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,22 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from paper_repro import evidence
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "src")
 NO_SLURM = ROOT / "tests" / "no_slurm"  # a scontrol that fails at once (snakemake_env)
 
 
 def copy_workflow(dest: Path) -> Path:
     """Copy what the workflow reads (not results/ or .snakemake/) into ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dest / part)
-    return dest
+    return evidence.copy_workflow(dest, ROOT)
 
 
 def snakemake_env(slurm: bool = False) -> dict[str, str]:

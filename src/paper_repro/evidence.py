@@ -318,6 +318,18 @@ def pool(units: list[dict[str, Any]], root: Path = ROOT) -> tuple[list[dict], li
 
 # --- render --------------------------------------------------------------------------------------------------
 
+def copy_workflow(dest: Path, root: Path = ROOT) -> Path:
+    """Copy what the workflow reads (not results/ or .snakemake/) from ``root`` into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        src = root / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
 def _snakemake(workdir: Path, *args: str) -> None:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--quiet", "rules", *args]
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
@@ -330,13 +342,7 @@ def render_figure(units: list[dict[str, Any]], figure: str, scale: str, out: Pat
     rules, into ``out``/{tables,claims,figures}; returns the claims."""
     paper = prconfig.load_yaml(root / "config" / "config.yaml")["figures"][figure]["paper"]
     with tempfile.TemporaryDirectory(prefix="paper-repro-render-") as tmp:
-        work = Path(tmp)
-        for part in WORKFLOW_PARTS:
-            src = root / part
-            if src.is_dir():
-                shutil.copytree(src, work / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-            else:
-                shutil.copy2(src, work / part)
+        work = copy_workflow(Path(tmp), root)
         for unit in units:
             for rel in unit["files"]:
                 target = work / rel

@@ -24,13 +24,14 @@ def test_source_digest_ignores_comments_and_docstrings(tmp_path):
 
 def _unit(seed, code="c", config="k", path=Path("."), commit="abc"):
     entry = {"sha256": "0", "rule": "evaluate_mier", "wildcards": {"experiment": "e", "seed": str(seed)},
-             "digest": {"code": code, "config": config}, "library": []}
+             "digest": {"code": code, "config": config}, "library": ["src/paper_repro/evaluate.py"],
+             "sources": {"src/paper_repro/evaluate.py": code}}
     return {"figure": "f", "scale": "quick", "seed": seed, "commit": commit, "path": path,
             "files": {f"results/quick/eval/e/mier/seed{seed}.csv": entry}}
 
 
 def test_seeds_pool_only_where_their_jobs_ran_alike(monkeypatch):
-    monkeypatch.setattr(evidence, "code_digest", lambda paths, root=None: "c")  # nothing is stale
+    monkeypatch.setattr(evidence, "source_digest", lambda path: "c")  # nothing is stale
     pooled, left, stale = evidence.pool([_unit(0), _unit(1), _unit(2, config="other")])
     assert [u["seed"] for u in pooled] == [0, 1] and not stale
     assert left[0][0]["seed"] == 2 and "other code or config" in left[0][1]
@@ -40,9 +41,9 @@ def test_seeds_pool_only_where_their_jobs_ran_alike(monkeypatch):
 
 def test_a_unit_of_older_code_is_stale(monkeypatch):
     """Stale units are never pooled with the current code's; alone, they are drawn and marked stale."""
-    monkeypatch.setattr(evidence, "code_digest", lambda paths, root=None: "new")
+    monkeypatch.setattr(evidence, "source_digest", lambda path: "new")
     pooled, left, stale = evidence.pool([_unit(0, code="new"), _unit(1, code="old")])
-    assert [u["seed"] for u in pooled] == [0] and not stale and left[0][1].startswith("stale")
+    assert [u["seed"] for u in pooled] == [0] and not stale and left[0][1].startswith("stale: evaluate.py changed")
     pooled, left, stale = evidence.pool([_unit(0, code="old"), _unit(1, code="old")])
     assert [u["seed"] for u in pooled] == [0, 1] and stale and not left
 

@@ -113,23 +113,23 @@ def contrast_ci(plus: Sequence[pd.DataFrame], minus: Sequence[pd.DataFrame], ove
                 level: float = 95.0, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Σ plus − Σ minus of the terms' means over seeds of their ``over_tasks`` over tasks, and its percentile
     bootstrap interval: seeds resampled jointly (the seeds every term has), tasks jointly where all terms
-    have the same tasks and independently per term otherwise. One seed and one task per term: the interval
-    is the value."""
+    have the same tasks and independently per term otherwise. Where nothing can be resampled (one seed, and
+    one task or a worst case) the interval is NaN."""
     terms = [(1.0, m) for m in plus] + [(-1.0, m) for m in minus]
     seeds = sorted(set.intersection(*(set(m.index) for _, m in terms)))
     if not seeds:
         raise ClaimError("the terms share no seed")
-    mats = [(w, m.loc[seeds].dropna(axis=1, how="any").to_numpy(float)) for w, m in terms]
-    if any(m.shape[1] == 0 for _, m in mats):
+    frames = [(w, m.loc[seeds].dropna(axis=1, how="any")) for w, m in terms]
+    if any(m.shape[1] == 0 for _, m in frames):
         raise ClaimError("a term has no task with a value for every seed")
-    task_sets = [tuple(m.loc[seeds].dropna(axis=1, how="any").columns) for _, m in terms]
-    paired = len(set(task_sets)) == 1
+    paired = len({tuple(m.columns) for _, m in frames}) == 1
+    mats = [(w, m.to_numpy(float)) for w, m in frames]
     reduce = {"mean": np.mean, "max": np.max}[over_tasks]
-
     estimate = float(sum(w * reduce(m, axis=1).mean() for w, m in mats))
     n_tasks = max(m.shape[1] for _, m in mats)
     if len(seeds) == 1 and (n_tasks == 1 or over_tasks == "max"):
-        raise ClaimError("one seed and nothing else to resample: no interval")
+        return {"estimate": estimate, "ci_low": float("nan"), "ci_high": float("nan"), "n_seeds": 1,
+                "n_tasks": n_tasks}
     rng = np.random.default_rng(seed)
     rows = rng.integers(len(seeds), size=(resamples, len(seeds), 1))
     if over_tasks == "max":  # a worst case over the tasks is not resampled (a resample's max can only fall): seeds only
@@ -220,10 +220,11 @@ def evaluate(rows: pd.DataFrame, cid: str, spec: Mapping[str, Any], scale: str, 
             try:
                 ci = contrast_ci(plus, minus, spec.get("over_tasks", "mean"), level, resamples)
             except ClaimError as err:
-                reduce = {"mean": np.nanmean, "max": np.nanmax}[spec.get("over_tasks", "mean")]
-                estimate = float(sum(np.mean(reduce(m.to_numpy(float), axis=1)) for m in plus)
-                                 - sum(np.mean(reduce(m.to_numpy(float), axis=1)) for m in minus))
-                out.append({**row, "estimate": estimate, "verdict": "not shown", "reason": str(err)})
+                out.append({**row, "verdict": "not testable", "reason": str(err)})
+                continue
+            if np.isnan(ci["ci_low"]):
+                out.append({**row, **ci, "verdict": "not shown",
+                            "reason": "one seed and nothing else to resample: no interval"})
                 continue
             reference = float(np.nanmean([*plus, *minus][-1].to_numpy(float)))
             out.append({**row, **ci, "reason": "",

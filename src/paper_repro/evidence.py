@@ -127,7 +127,7 @@ def unit_files(workdir: Path, figure: str, seed: int) -> list[str]:
             if upstream.startswith("results/") and upstream.endswith(LARGE) and _seed_of(upstream) in (seed, None):
                 folder = (workdir / upstream).parent
                 files |= {str(p.relative_to(workdir)) for p in folder.iterdir()
-                          if p.is_file() and p.suffix in (".csv", ".tsv") and not p.name.endswith(LARGE)}
+                          if p.is_file() and p.suffix in (".csv", ".tsv")}
     return sorted(files)
 
 
@@ -249,18 +249,16 @@ def check_unit(unit: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def is_stale(unit: Mapping[str, Any], root: Path = ROOT) -> list[str]:
-    """The files of a unit whose library code differs (comments and docstrings aside) from ``root``'s."""
-    out = []
-    for rel, entry in unit["files"].items():
-        if "digest" in entry:
-            try:
-                now = code_digest(entry["library"], root)
-            except FileNotFoundError:
-                now = None
-            if now != entry["digest"]["code"]:
-                out.append(rel)
-    return out
+def changed_library(unit: Mapping[str, Any], root: Path = ROOT) -> list[str]:
+    """The library files whose code (comments and docstrings aside) differs between the unit's jobs and ``root``:
+    the unit is stale where this is not empty."""
+    now = {}
+    for entry in unit["files"].values():
+        for lib in entry.get("sources", {}):
+            if lib not in now:
+                now[lib] = source_digest(root / lib) if (root / lib).is_file() else None
+    return sorted({lib.removeprefix("src/paper_repro/") for entry in unit["files"].values()
+                   for lib, digest in entry.get("sources", {}).items() if now[lib] != digest})
 
 
 def _kinds(unit: Mapping[str, Any]) -> dict[tuple, dict[str, str]]:
@@ -291,27 +289,19 @@ def _consistent(units: list[dict[str, Any]], why: str = "") -> tuple[list[dict],
     return pooled, left
 
 
-def changed_library(unit: Mapping[str, Any], root: Path = ROOT) -> list[str]:
-    """The library files whose code (comments and docstrings aside) differs between the unit's jobs and ``root``."""
-    out = set()
-    for entry in unit["files"].values():
-        for lib, digest in entry.get("sources", {}).items():
-            now = source_digest(root / lib) if (root / lib).is_file() else None
-            if now != digest:
-                out.add(lib.removeprefix("src/paper_repro/"))
-    return sorted(out)
-
-
 def pool(units: list[dict[str, Any]], root: Path = ROOT) -> tuple[list[dict], list[tuple[dict, str]], bool]:
     """The units of one figure drawn together, the others with the reason, and whether the drawn ones are
     stale. Units of the current code (their code digests equal ``root``'s) pool where their shared jobs ran
     alike, seeds 0..n-1; where there are none, the stale units do the same, and the figure is marked stale:
     a verdict from older code is shown as such, never mixed with the current code's."""
-    fresh = [u for u in units if not is_stale(u, root)]
-    stale = [u for u in units if is_stale(u, root)]
+    changed = [changed_library(u, root) for u in units]
+    fresh = [u for u, c in zip(units, changed) if not c]
+    stale = [(u, c) for u, c in zip(units, changed) if c]
     pooled, left = _consistent(fresh)
     if pooled:
-        return pooled, left + [(u, f"stale: code changed since commit {u['commit'][:12]}") for u in stale], False
+        return pooled, left + [(u, f"stale: {', '.join(c)} changed since commit {u['commit'][:12]}")
+                               for u, c in stale], False
+    stale = [u for u, _ in stale]
     pooled, more = _consistent(stale, "stale, and ")
     return pooled, left + more, bool(pooled)
 

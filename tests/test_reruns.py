@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -58,14 +60,62 @@ def built(tmp_path_factory) -> Path:
 
 @contextmanager
 def edited(workdir: Path, path: str):
-    """``path`` gets one more comment line, and its original text back afterwards."""
+    """``path``'s code changes (one more statement), and its original text comes back afterwards."""
     source = workdir / path
-    original = source.read_text()
-    source.write_text(original + "\n# an edit\n")
+    original, stat = source.read_text(), source.stat()
+    source.write_text(original + "\n_EDITED = True\n")
     try:
         yield
     finally:
         source.write_text(original)
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # a script's mtime is Snakemake's own trigger
+
+
+@contextmanager
+def commented(workdir: Path):
+    """Every library module gets two new comment lines and edited docstrings (its own and its first
+    function's, where written with triple double quotes), and its original text back afterwards."""
+    originals = {p: p.read_text() for p in sorted((workdir / "src" / "paper_repro").rglob("*.py"))}
+    try:
+        for path, text in originals.items():
+            tree = ast.parse(text)
+            lines = text.split("\n")
+            for node in [tree, *(n for n in tree.body if isinstance(n, ast.FunctionDef))][:2]:
+                doc = node.body[0] if node.body else None
+                if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
+                    lines[doc.lineno - 1] = lines[doc.lineno - 1].replace('"""', '"""Edited: ', 1)
+            path.write_text("# an edited comment\n" + "\n".join(lines) + "\n# another\n")
+        yield
+    finally:
+        for path, text in originals.items():
+            path.write_text(text)
+
+
+def recorded(workdir: Path) -> dict[str, dict]:
+    """Every result's provenance in ``workdir``: path -> sidecar."""
+    return {str(p.relative_to(workdir)).removesuffix(".provenance.json"): io.load_json(p)
+            for p in (workdir / "results").rglob("*.provenance.json")}
+
+
+def reruns_of(workdir: Path, module: str, targets: list[str]) -> list[str]:
+    """What editing ``module`` must rebuild for ``targets``, from the run's own records: the outputs of the jobs
+    whose code map lists the module, and of every job downstream of them (through the recorded inputs)."""
+    sides = recorded(workdir)
+    job = {path: (side.get("rule"), tuple(sorted((side.get("wildcards") or {}).items()))) for path, side in sides.items()}
+    outputs = {}
+    for path, key in job.items():
+        outputs.setdefault(key, set()).add(path)
+    needed, todo = set(), list(targets)
+    while todo:
+        path = todo.pop()
+        if path in sides and job[path] not in needed:
+            needed.add(job[path])
+            todo += [i for out in outputs[job[path]] for i in sides[out].get("inputs", {})]
+    changed = {key for key in needed if any(module in sides[out].get("code", {}) for out in outputs[key])}
+    while more := {key for key in needed - changed
+                   if {job.get(i) for out in outputs[key] for i in sides[out].get("inputs", {})} & changed}:
+        changed |= more
+    return sorted(path for key in changed for path in outputs[key])
 
 
 def test_touch_alone_reruns_nothing(built):
@@ -73,6 +123,31 @@ def test_touch_alone_reruns_nothing(built):
                  "src/paper_repro/algos/maml.py", "src/paper_repro/algos/pearl.py", "src/paper_repro/envs/cheetah.py"]:
         (built / path).touch()
     assert planned(built, TARGETS) == []
+
+
+def test_comment_and_docstring_edits_rerun_nothing(built):
+    """A job reruns on its library code's meaning (its code param: ASTs without docstrings), not its text."""
+    from smoke_run import FIGURES, figure_target
+
+    with commented(built):
+        assert '"""Edited: ' in (built / "src/paper_repro/algos/pearl.py").read_text()
+        assert planned(built, ["all", *map(figure_target, FIGURES)]) == []
+
+
+@pytest.mark.parametrize("module", [f"src/paper_repro/{m}" for m in ("stats.py", "nets.py", "evaluate.py",
+                                                                       "envs/tasks.py", "algos/pearl.py")])
+def test_shared_module_change_reruns_exactly_the_jobs_that_import_it(built, module):
+    """The rebuilt results are those whose job's recorded code map lists the module, and what reads them."""
+    expected = reruns_of(built, module, TARGETS)
+    assert expected, f"no job behind {TARGETS} runs {module}"
+    with edited(built, module):
+        assert planned(built, TARGETS) == expected
+
+
+def test_script_change_reruns_its_jobs_only(built):
+    """A script's code is in its jobs' code param (and Snakemake reruns them when the script is newer)."""
+    with edited(built, "workflow/scripts/plot_figure.py"):
+        assert planned(built, TARGETS) == sorted([FIG4, FIG4.replace(".pdf", ".png")])
 
 
 def test_algorithm_hyperparameter_change_reruns_that_algorithm_only(built):

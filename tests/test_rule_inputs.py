@@ -1,6 +1,7 @@
-"""Every job lists, among its inputs, each library file its result depends on: the import closure of
-its script and of the modules it loads by name (the algorithm, the family's robot module). Otherwise an
-edit of that file would not rerun the job, and "edit algos/mier.py, rerun MIER only" breaks silently.
+"""Every job lists, in its code param (recorded in its results' provenance), each library file its result
+depends on: the import closure of its script and of the modules it loads by name (the algorithm, the
+family's robot module). Otherwise an edit of that file would not rerun the job, and "edit algos/mier.py,
+rerun MIER only" breaks silently.
 
 The one deliberate exception: the family registry (``envs/__init__.py``) imports every robot module,
 but a job depends only on its own family's robot module (editing ant.py must not rerun cheetah jobs).
@@ -9,6 +10,7 @@ but a job depends only on its own family's robot module (editing ant.py must not
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from conftest import ROOT, snakemake
 
 from paper_repro import config as prconfig
-from paper_repro import envs
+from paper_repro import digests, envs
 
 LIB = ROOT / "src" / "paper_repro"
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -86,19 +88,10 @@ def closure(modules: set[str]) -> set[str]:
     return seen
 
 
-def planned_jobs(workdir: Path) -> list[tuple[str, dict[str, str], list[str]]]:
-    """(rule, wildcards, inputs) of every job of the smoke DAG, from a forced dry run."""
+def planned_rules(workdir: Path) -> set[str]:
+    """The rules of the whole smoke DAG, from a forced dry run."""
     out = snakemake(workdir, "-n", "-F", "--cores", "1", "--config", "scale=smoke").stdout
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule )", out):
-        rule = re.match(r"(?:local)?rule (\S+):", block)
-        if not rule:
-            continue
-        inputs = re.search(r"^\s+input: (.+)$", block, flags=re.M)
-        wildcards = re.search(r"^\s+wildcards: (.+)$", block, flags=re.M)
-        wc = dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}
-        jobs.append((rule.group(1), wc, [p.strip() for p in inputs.group(1).split(",")] if inputs else []))
-    return jobs
+    return set(re.findall(r"^(?:local)?rule (\S+):", out, flags=re.M))
 
 
 def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[str]:
@@ -125,29 +118,51 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
     return mods
 
 
-@pytest.fixture(scope="module")
-def jobs(tmp_path_factory):
-    from conftest import copy_workflow
+NOT_IN_SMOKE_RUN = {"all", "export_minari"}  # export_minari is built by name only (docs/datasets.md)
 
-    return planned_jobs(copy_workflow(tmp_path_factory.mktemp("inputs") / "wf"))
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory) -> dict[tuple, dict[str, str]]:
+    """(rule, wildcards) -> code map of every job of the shared smoke run, from its results' provenance."""
+    from smoke_run import smoke_results
+
+    workdir, _ = smoke_results(tmp_path_factory)
+    found = {}
+    for side in (workdir / "results").rglob("*.provenance.json"):
+        prov = json.loads(side.read_text())
+        if "rule" in prov:
+            found[(prov["rule"], tuple(sorted(prov["wildcards"].items())))] = prov.get("code", {})
+    return found
 
 
 def test_every_job_lists_the_import_closure_of_its_code(jobs):
     config = prconfig.resolve({**prconfig.load_yaml(ROOT / "config" / "config.yaml"), "scale": "smoke"}, ROOT)
-    assert len({rule for rule, _, _ in jobs}) > 10, "the dry run lists too few rules"
     problems = []
-    for rule, wildcards, inputs in jobs:
-        if rule == "all":
-            continue
+    for (rule, wildcards), code in jobs.items():
+        wildcards = dict(wildcards)
         script = next(s for prefix, s in RULE_SCRIPTS if rule.startswith(prefix))
+        if f"workflow/scripts/{script}" not in code:
+            problems.append(f"{rule} {wildcards}: its code param lacks its script {script}")
         needed = closure(imports(SCRIPTS / script, "") | dynamic_modules(rule, wildcards, config))
         own_robot = {module_file(m) for m in dynamic_modules(rule, wildcards, config) if ".envs." in m}
         needed -= ROBOT_MODULES - own_robot  # the registry's other robots: see the module docstring
         needed -= EMPTY_MODULES
-        listed = {p.split("src/paper_repro/", 1)[1] for p in inputs if "src/paper_repro/" in p}
+        listed = {p.removeprefix("src/paper_repro/") for p in code if p.startswith("src/paper_repro/")}
         if not needed <= listed:
-            problems.append(f"{rule} {wildcards}: inputs lack {sorted(needed - listed)}")
+            problems.append(f"{rule} {wildcards}: its code param lacks {sorted(needed - listed)}")
+        wrong = [p for p, digest in code.items() if digest != digests.source_digest(ROOT / p)]
+        if wrong:
+            problems.append(f"{rule} {wildcards}: recorded digests differ from the code's: {wrong}")
     assert not problems, "\n".join(dict.fromkeys(problems))
+
+
+def test_every_rule_is_checked(jobs, tmp_path_factory):
+    """The smoke run that the closure test reads ran every rule of the workflow."""
+    from conftest import copy_workflow
+
+    rules = planned_rules(copy_workflow(tmp_path_factory.mktemp("inputs") / "wf"))
+    assert len(rules) > 10, "the dry run lists too few rules"
+    assert rules - NOT_IN_SMOKE_RUN <= {rule for rule, _ in jobs}
 
 
 def test_closure_follows_imports():

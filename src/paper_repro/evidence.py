@@ -7,8 +7,9 @@ and curves, the collections' curves: never models or buffers), the task tables, 
 sidecar, and the jobs' Snakemake benchmark TSVs, under their paths in ``results/``. Its ``unit.json`` says
 where it came from: commit, CPU, wall time, and per file its SHA-256, rule, wildcards and *digest*.
 
-A job's digest is two hashes: ``code``, of the library modules it read (its rule's code inputs), each
-parsed and dumped without comments or docstrings, so a comment edit changes nothing; and ``config``, of the
+A job's digest is two hashes: ``code``, of the library modules it read (its rule's code param, recorded in
+its provenance; ``paper_repro.digests``), each parsed and dumped without comments or docstrings, so a
+comment edit changes nothing; and ``config``, of the
 config slice it ran with (its provenance's ``config``), its rule and wildcards other than the seed. Seeds
 pool only where every job they share has the same digest; a unit whose code digest differs from what the
 current checkout gives is *stale*: listed, never pooled.
@@ -23,7 +24,6 @@ workflow whose ``results/`` holds the pooled units, so the tables are the workfl
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import re
@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from paper_repro import claims as prclaims
+from paper_repro.digests import digest_of_map, source_digest
 from paper_repro import config as prconfig
 from paper_repro import io
 
@@ -54,35 +55,16 @@ class EvidenceError(ValueError):
 
 # --- digests ----------------------------------------------------------------------------------------------
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-def source_digest(path: str | Path) -> str:
-    """A module's meaning: its AST without docstrings (comments are not in the AST); other files' bytes."""
-    path = Path(path)
-    if path.suffix != ".py":
-        return io.file_sha256(path)
-    tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
-
-
 def code_digest(paths: Iterable[str], root: Path = ROOT) -> str:
     """The digest of the library files ``paths`` (as a job lists them, relative to the repository) under ``root``."""
-    h = hashlib.sha256()
-    for rel in sorted(set(paths)):
-        h.update(f"{rel}\0{source_digest(root / rel)}\0".encode())
-    return h.hexdigest()
+    return digest_of_map({rel: source_digest(root / rel) for rel in sorted(set(paths))})
 
 
 def library_inputs(side: Mapping[str, Any]) -> list[str]:
-    """The library files among a job's inputs (its provenance's ``inputs``)."""
+    """The library files a job ran: its provenance's ``code`` map (the rule's code param); for files made
+    before there was one, the library files among its ``inputs``."""
+    if "code" in side:
+        return sorted(side["code"])
     return sorted(p[p.index("src/paper_repro/"):] for p in side.get("inputs", {}) if "src/paper_repro/" in p)
 
 
@@ -94,7 +76,9 @@ def config_digest(side: Mapping[str, Any]) -> str:
 
 
 def job_digest(side: Mapping[str, Any], root: Path = ROOT) -> dict[str, str]:
-    return {"code": code_digest(library_inputs(side), root), "config": config_digest(side)}
+    """A job's code digest (from the code map it ran with, else from the library under ``root``) and config digest."""
+    code = digest_of_map(side["code"]) if "code" in side else code_digest(library_inputs(side), root)
+    return {"code": code, "config": config_digest(side)}
 
 
 # --- publish -----------------------------------------------------------------------------------------------
@@ -192,7 +176,7 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
             side = sides[rel]
             entry.update(rule=side.get("rule"), wildcards=side.get("wildcards"), digest=job_digest(side, code_root),
                          library=library_inputs(side),
-                         sources={lib: source_digest(code_root / lib) for lib in library_inputs(side)})
+                         sources=side.get("code") or {lib: source_digest(code_root / lib) for lib in library_inputs(side)})
         record[rel] = entry
     bench = [pd.read_csv(workdir / rel, sep="\t") for rel in files if rel.endswith(".tsv")]
     unit = {"figure": figure, "scale": scale, "seed": seed, "commit": commit, "cpu": prconfig.cpu_model(),
@@ -239,10 +223,7 @@ def check_unit(unit: Mapping[str, Any]) -> list[str]:
             side = json.loads(side_path.read_text())
             if config_digest(side) != entry["digest"]["config"] or library_inputs(side) != entry["library"]:
                 problems.append(f"{path}: its digest does not match its provenance")
-            code = hashlib.sha256()
-            for lib in sorted(entry["sources"]):
-                code.update(f"{lib}\0{entry['sources'][lib]}\0".encode())
-            if code.hexdigest() != entry["digest"]["code"] or sorted(entry["sources"]) != entry["library"]:
+            if digest_of_map(entry["sources"]) != entry["digest"]["code"] or sorted(entry["sources"]) != entry["library"]:
                 problems.append(f"{path}: its code digest does not match its sources")
         elif not rel.endswith(".tsv"):
             problems.append(f"{path}: no digest")

@@ -273,11 +273,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 def write_job_provenance(job: Any, config: Any, **extra: Any) -> None:
     """The provenance sidecar of every output of a Snakemake job (``job`` is a script's ``snakemake``
     object), always rewritten from the job itself: ``config`` as it was run (the resolved dataclass,
-    not the YAML overrides), the rule, wildcards and scale, and the SHA-256 of every input file."""
+    not the YAML overrides), the rule, wildcards and scale, the SHA-256 of every input file, and the
+    rule's ``code`` param: the digest of every library file the job runs (``paper_repro.digests``)."""
     inputs = {str(p): file_sha256(p) for p in dict.fromkeys(map(str, job.input)) if Path(p).is_file()}
+    code = getattr(getattr(job, "params", None), "code", None)
     for path in job.output:
         write_provenance(path, config, rule=job.rule, wildcards=dict(job.wildcards.items()),
-                         scale=job.config.get("scale"), inputs=inputs, **extra)
+                         scale=job.config.get("scale"), inputs=inputs, **({"code": dict(code)} if code else {}), **extra)
 
 
 def _json_default(obj: Any) -> Any:

@@ -13,8 +13,8 @@ for _family in COLLECT_FAMILIES:
             **collect_outputs(_family),
         input:
             **collect_task_tables(_family),
-            code=collect_sources(_family),
         params:
+            code=code("collect.py", collect_sources(_family)),
             family=_family,
             task_ids=collect_task_ids(_family),
             collect=collect_params(_family),
@@ -47,8 +47,8 @@ for _experiment in ADMRL_EXPERIMENTS:
         input:
             test=task_table_path(config["experiments"][_experiment]["family"],
                                  config["experiments"][_experiment]["protocol"], "test"),
-            code=collect_sources_for(config["experiments"][_experiment]["family"], "sac"),
         params:
+            code=code("collect.py", collect_sources_for(config["experiments"][_experiment]["family"], "sac")),
             family=config["experiments"][_experiment]["family"],
             task_ids=experiment_task_ids(_experiment, "test"),
             collect=best_params(),

@@ -11,14 +11,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from paper_repro import config as prconfig
+from paper_repro import digests
 from paper_repro import envs, omniglot
 
 min_version("9.0")
 
 ROOT = Path(workflow.basedir)
-# Library files are inputs by their path relative to the working directory, so that a moved or copied
-# checkout (with its results) does not see a new set of inputs and rerun everything.
-LIB = Path(os.path.relpath(ROOT / "src" / "paper_repro"))
+LIB = Path("src/paper_repro")  # library files are named relative to ROOT (code maps, provenance)
 
 # Merge config/scales/<scale>.yaml under the user's config and validate the result
 # before any job starts; a typo stops here with the key, the value and what is allowed.
@@ -39,7 +38,11 @@ CONDA_ENV = "../envs/paper-repro.yaml"  # relative to workflow/rules/
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
 
 
-# --- library files behind each result (so editing one reruns what it feeds) ---
+# --- library code behind each result (so editing one reruns what it feeds) ---
+# A job's code is not among its inputs but its `code` param, {file: digest of its AST, docstrings aside}
+# (paper_repro.digests) of its script and the library files it runs: editing a module's code reruns
+# exactly the jobs that list it; a comment, a docstring or a touch of a library file reruns nothing
+# (Snakemake itself reruns a script's jobs when the script is newer). Each output's provenance records it.
 
 ENVS_SHARED = [str(LIB / "envs" / n) for n in ("__init__.py", "registration.py", "tasks.py")]
 ROBOT_MODULE = {"metaworld": "meta_world.py"}  # robot -> module where it is not <robot>.py
@@ -55,6 +58,14 @@ def family_sources(family):
 
 def lib(*names):
     return [str(LIB / n) for n in names]
+
+
+def code(script, *parts):
+    """A job's `code` param: its script (workflow/scripts/<script>) and the library files in ``parts``,
+    lists of them or functions of the wildcards that return one."""
+    if any(callable(part) for part in parts):
+        return lambda wildcards: code(script, *(part(wildcards) if callable(part) else part for part in parts))
+    return digests.code_map([f"workflow/scripts/{script}", *(f for part in parts for f in part)], ROOT)
 
 
 # --- task tables ---
@@ -411,7 +422,7 @@ def experiment_test_table(wildcards):
 
 
 def algo_sources(algo):
-    """An input function: the algorithm's module, the library modules it imports, and the family's modules."""
+    """A function of wildcards: the algorithm's module, the library modules it imports, and the family's modules."""
 
     def sources(wildcards):
         family = config["experiments"][wildcards.experiment]["family"]

@@ -13,9 +13,9 @@ for _method, (_run, _) in EVAL_METHODS.items():
         input:
             model=f"{SCALE_DIR}/runs/{{experiment}}/{_run}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
-            code=algo_sources(_algo),
-            config_code=lib("config.py"),  # the script resolves the device with config.resolve_device
         params:
+            # the script resolves the device with config.resolve_device
+            code=code("evaluate.py", algo_sources(_algo), lib("config.py")),
             algo=_algo,
             method=_method,
             options=eval_options(_method),
@@ -51,8 +51,8 @@ for _method in MB_METHODS:
         input:
             run=admrl_eval_run(_method),
             tasks=experiment_test_table,
-            code=admrl_experiment_sources,
         params:
+            code=code("admrl_evaluate.py", admrl_experiment_sources),
             method=_method,
             experiment=experiment_params,
             learner=admrl_learner(),
@@ -81,8 +81,8 @@ rule evaluate_admrl_snapshot:
     input:
         run=admrl_eval_run("admrl"),
         tasks=experiment_test_table,
-        code=admrl_experiment_sources,
     params:
+        code=code("admrl_evaluate.py", admrl_experiment_sources),
         method="admrl",
         experiment=experiment_params,
         learner=admrl_learner(),
@@ -121,8 +121,9 @@ for _experiment in ADMRL_MODEL_ERROR:
             policies=[f"{best_dir(_experiment)}/task{i}.policy.pt" for i in experiment_task_ids(_experiment, "test")],
             tasks=task_table_path(config["experiments"][_experiment]["family"],
                                   config["experiments"][_experiment]["protocol"], "test"),
-            code=family_sources(config["experiments"][_experiment]["family"]) + lib(*ADMRL_SOURCES),
         params:
+            code=code("admrl_model_error.py",
+                      family_sources(config["experiments"][_experiment]["family"]) + lib(*ADMRL_SOURCES)),
             experiment=_experiment,
             family=config["experiments"][_experiment]["family"],
             task_ids=experiment_task_ids(_experiment, "test"),
@@ -149,8 +150,8 @@ rule table_fig6_model_error:
         figure_rows("fig6_model_error"),
     input:
         errors=[model_error_path(n) for n in config["figures"]["fig6_model_error"]["experiments"]],
-        code=lib("plots.py", "stats.py", "io.py"),
     params:
+        code=code("table_model_error.py", lib("plots.py", "stats.py", "io.py")),
         stats=table_stats(),
     log:
         "results/logs/tables/fig6_model_error.log",
@@ -180,9 +181,8 @@ for _method, _algo in FINETUNE_ALGOS.items():
             unpack(offline_buffers),
             model=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
-            code=algo_sources(_algo),
-            config_code=lib("config.py"),
         params:
+            code=code("finetune.py", algo_sources(_algo), lib("config.py")),
             algo=_algo,
             method=_method,
             experiment=experiment_params,

@@ -9,9 +9,10 @@ rule table_fig8_offline_policy_curves:
     input:
         curves=collect_files("fig8_offline_policy_curves", "curve.csv"),
         buffers=collect_files("fig8_offline_policy_curves", "npz"),
-        code=lib("buffers.py", "plots.py", "stats.py", "io.py"),  # buffers.warmup_returns: each task's random-policy return
         tasks=[t for f in figure_collect_algos("fig8_offline_policy_curves") for t in collect_task_tables(f).values()],
     params:
+        # buffers.warmup_returns: each task's random-policy return
+        code=code("table_fig8.py", lib("buffers.py", "plots.py", "stats.py", "io.py")),
         collect_algo=figure_collect_algos("fig8_offline_policy_curves"),
         task_tables={f: collect_task_tables(f) for f in figure_collect_algos("fig8_offline_policy_curves")},
         stats=table_stats(),
@@ -43,8 +44,8 @@ for _figure, _results in FIGURE_RESULTS.items():
         input:
             results=_results(_figure),
             tasks=list(figure_test_tables(_figure).values()),
-            code=lib("plots.py", "stats.py", "io.py"),
         params:
+            code=code("table_results.py", lib("plots.py", "stats.py", "io.py")),
             test_tables=figure_test_tables(_figure),
             stats=table_stats(),
         log:
@@ -71,9 +72,9 @@ for _figure in FIGURES_BUILT:
         input:
             table=figure_table(_figure),
             claims=f"results/claims/{_figure}.csv",
-            code=lib("plots.py", "stats.py", "io.py", "claims.py"),
         params:
             plot_params(_figure),
+            code=code("plot_figure.py", lib("plots.py", "stats.py", "io.py", "claims.py")),
         log:
             f"results/logs/plots/{_figure}.log",
         benchmark:
@@ -104,8 +105,8 @@ for _figure in ADMRL_FIGURES:
             best=admrl_best_curves(_figure),
             **({"visited": admrl_task_files(_figure)} if _figure == "fig4_adversarial_tasks" else {}),
             tests=[figure_test_tables(_figure)[n] for n in admrl_eval_experiments(_figure)],
-            code=lib("plots.py", "stats.py", "io.py"),
         params:
+            code=code("table_admrl.py", lib("plots.py", "stats.py", "io.py")),
             test_experiments=admrl_eval_experiments(_figure),
             gap_reference=config["admrl"]["gap_reference"],
             visited_experiments=[f for f in admrl_task_experiments(_figure)],
@@ -136,8 +137,8 @@ for _figure in FIGURES_BUILT:
         input:
             rows=figure_rows(_figure),
             registry=CLAIMS_REGISTRY,
-            code=lib("claims.py", "io.py"),
         params:
+            code=code("claims.py", lib("claims.py", "io.py")),
             figure=_figure,
             scale=SCALE,
             stats=table_stats(),

@@ -14,9 +14,9 @@ for _run, (_algo, _switches, _multitask) in ONLINE_RUNS.items():
         input:
             train=experiment_train_table,
             test=experiment_test_table,
-            code=algo_sources(_algo),
-            config_code=lib("config.py"),  # the script builds the algorithm's Config with config.from_dict
         params:
+            # the script builds the algorithm's Config with config.from_dict
+            code=code("metatrain.py", algo_sources(_algo), lib("config.py")),
             algo=_algo,
             method=_run,
             multitask=_multitask,
@@ -58,9 +58,8 @@ for _method, (_algo, _) in OFFLINE_METHODS.items():
             unpack(offline_buffers),
             train=experiment_train_table,
             test=experiment_test_table,
-            code=algo_sources(_algo),
-            config_code=lib("config.py"),
         params:
+            code=code("metatrain.py", algo_sources(_algo), lib("config.py")),
             algo=_algo,
             method=_method,
             experiment=experiment_params,
@@ -96,8 +95,8 @@ rule metatrain_admrl_init:
         tasks=f"{admrl_run_dir('{family}', 'init')}/tasks.csv",
         metrics=f"{admrl_run_dir('{family}', 'init')}/metrics.csv",
     input:
-        code=admrl_sources,
     params:
+        code=code("admrl_train.py", admrl_sources),
         family=lambda wildcards: wildcards.family,
         method="init",
         sampler="adversarial",  # task 0 is the same for every sampler (x = 0.3)
@@ -130,8 +129,8 @@ for _method, _sampler in MB_METHODS.items():
             metrics=f"{admrl_run_dir('{family}', _method)}/metrics.csv",
         input:
             init=f"{admrl_run_dir('{family}', 'init')}/run.pt",
-            code=admrl_sources,
         params:
+            code=code("admrl_train.py", admrl_sources),
             family=lambda wildcards: wildcards.family,
             method=_method,
             sampler=_sampler,
@@ -163,8 +162,8 @@ rule omniglot_data:
         data=f"{SCALE_DIR}/omniglot/omniglot28.npz",
     input:
         sources=omniglot_sources,
-        code=lib("omniglot.py", "io.py"),
     params:
+        code=code("omniglot_data.py", lib("omniglot.py", "io.py")),
         root=None if config["omniglot"]["fixture"] else omniglot_root(),  # the stand-in reads no user data
         split_seed=config["omniglot"]["split_seed"],
         fixture=config["omniglot"]["fixture"],
@@ -190,8 +189,9 @@ rule metatrain_omniglot:
         curve=f"{SCALE_DIR}/runs/omniglot/{{method}}/seed{{seed}}/curve.csv",
     input:
         data=f"{SCALE_DIR}/omniglot/omniglot28.npz",
-        code=lib("algos/maml_classifier.py", "omniglot.py", "meta.py", "nets.py", "io.py", "config.py") + ENVS_SHARED,
     params:
+        code=code("omniglot_train.py",
+                  lib("algos/maml_classifier.py", "omniglot.py", "meta.py", "nets.py", "io.py", "config.py") + ENVS_SHARED),
         experiment=omniglot_experiment(),
         run=omniglot_run,
         eval_every=config["metatrain"]["eval_every"]["maml_classifier"],

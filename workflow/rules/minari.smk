@@ -9,8 +9,8 @@ rule export_minari:
         root=directory(f"{SCALE_DIR}/minari"),
     input:
         buffers=[e["buffer"] for e in minari_exports()],
-        code=minari_sources(),
     params:
+        code=code("export_minari.py", minari_sources()),
         exports=minari_exports(),
     log:
         f"{SCALE_DIR}/logs/export_minari.log",

@@ -8,9 +8,8 @@ rule task_tables:
     output:
         train="results/tasks/{family}/{protocol}/train.csv",
         test="results/tasks/{family}/{protocol}/test.csv",
-    input:
-        task_table_sources,
     params:
+        code=code("task_tables.py", task_table_sources),
         seed=config["task_seed"],
     log:
         "results/logs/task_tables/{family}/{protocol}.log",

@@ -1,0 +1,63 @@
+"""What a job's result depends on in the library, as digests of meaning rather than of bytes.
+
+A Python module's digest is that of its AST with docstrings removed (comments are never in the AST), so
+a comment, a docstring or a reformatting changes nothing; any other file's digest is its SHA-256. The
+workflow passes each job its *code map*, ``{library file: digest}``, as a param: Snakemake reruns a job
+when a param changes, so editing a module's code reruns exactly the jobs that list it, and a comment edit
+or a ``touch`` reruns nothing. The same map goes into the job's provenance, and ``evidence`` compares it
+with the current checkout to tell fresh evidence from stale.
+
+Only the standard library: the Snakefile imports this module.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@lru_cache(maxsize=1024)
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    if path.suffix != ".py":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    tree = _strip_docstrings(ast.parse(path.read_text(), str(path)))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+def source_digest(path: str | Path) -> str:
+    """A module's meaning: its AST without docstrings (comments are not in the AST); other files' bytes.
+    Each file is read once per version (cached on its path, mtime and size)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _digest(path, stat.st_mtime_ns, stat.st_size)
+
+
+def code_map(paths: Iterable[str], root: Path) -> dict[str, str]:
+    """``{path: digest}`` of the files ``paths`` (relative to ``root``), sorted: a job's code param."""
+    return {rel: source_digest(Path(root) / rel) for rel in sorted(set(map(str, paths)))}
+
+
+def code_digest(paths: Iterable[str], root: Path) -> str:
+    """One digest of the files ``paths`` (relative to ``root``): of their names and their digests."""
+    return digest_of_map(code_map(paths, root))
+
+
+def digest_of_map(code: dict[str, str]) -> str:
+    """One digest of a code map (its names and digests, in sorted order)."""
+    h = hashlib.sha256()
+    for rel in sorted(code):
+        h.update(f"{rel}\0{code[rel]}\0".encode())
+    return h.hexdigest()

@@ -10,7 +10,7 @@ SNAKEMAKE_ARGS ?=
 BROWSERS := chromium chromium-browser google-chrome
 APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-.PHONY: run test test-fast browser venv lock clean publish results
+.PHONY: run plan test test-fast browser venv lock clean publish results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-## The main job at the default (quick) scale: every target of `rule all`.
-run: $(STAMP)
+## The main job at the default (quick) scale: every target of `rule all`. Its plan (jobs, requested time,
+## estimated wall time on CORES) comes first.
+run: plan
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) $(TARGET) $(SNAKEMAKE_ARGS)
+
+## What `make run` would run, and its estimated wall time on CORES: make plan TARGET=results/figures/... CORES=2
+plan: $(STAMP)
+	$(BIN)/python -m paper_repro.plan $(or $(TARGET),all) --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 ## The test suite.
 test: $(STAMP) browser

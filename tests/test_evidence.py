@@ -22,9 +22,9 @@ def test_source_digest_ignores_comments_and_docstrings(tmp_path):
     assert evidence.source_digest(a) == evidence.source_digest(b) != evidence.source_digest(c)
 
 
-def _unit(seed, code="c", config="k", path=Path("."), commit="abc"):
+def _unit(seed, code="c", config="k", path=Path("."), commit="abc", params="p"):
     entry = {"sha256": "0", "rule": "evaluate_mier", "wildcards": {"experiment": "e", "seed": str(seed)},
-             "digest": {"code": code, "config": config}, "library": ["src/paper_repro/evaluate.py"],
+             "digest": {"code": code, "config": config}, "params": params, "library": ["src/paper_repro/evaluate.py"],
              "sources": {"src/paper_repro/evaluate.py": code}}
     return {"figure": "f", "scale": "quick", "seed": seed, "commit": commit, "path": path,
             "files": {f"results/quick/eval/e/mier/seed{seed}.csv": entry}}
@@ -46,6 +46,20 @@ def test_a_unit_of_older_code_is_stale(monkeypatch):
     assert [u["seed"] for u in pooled] == [0] and not stale and left[0][1].startswith("stale: evaluate.py changed")
     pooled, left, stale = evidence.pool([_unit(0, code="old"), _unit(1, code="old")])
     assert [u["seed"] for u in pooled] == [0, 1] and stale and not left
+
+
+def test_a_unit_of_an_older_config_is_stale(monkeypatch):
+    """A unit whose job's params differ from what today's workflow gives that job is stale, naming the rule;
+    a job the workflow no longer has, or one published without params, is not compared."""
+    monkeypatch.setattr(evidence, "source_digest", lambda path: "c")
+    current = {evidence.job_key("evaluate_mier", {"experiment": "e", "seed": str(s)}): "p" for s in (0, 1)}
+    pooled, left, stale = evidence.pool([_unit(0), _unit(1, params="older")], current=current)
+    assert [u["seed"] for u in pooled] == [0] and not stale
+    assert left[0][1].startswith("stale: the config of evaluate_mier changed")
+    pooled, left, stale = evidence.pool([_unit(0, params="older")], current=current)
+    assert stale and evidence.stale_reasons(pooled[0], current=current) == ["the config of evaluate_mier"]
+    assert not evidence.changed_config(_unit(0, params=None), current)
+    assert not evidence.changed_config(_unit(0, params="older"), {})
 
 
 def test_committed_evidence_checks():

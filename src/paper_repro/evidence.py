@@ -39,9 +39,9 @@ from typing import Any
 import pandas as pd
 
 from paper_repro import claims as prclaims
-from paper_repro.digests import digest_of_map, source_digest
 from paper_repro import config as prconfig
-from paper_repro import io
+from paper_repro import io, plan
+from paper_repro.digests import digest_of_map, source_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "src")
@@ -140,10 +140,12 @@ def git_commit(root: Path) -> str:
 
 
 def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str | None = None,
-            wall_time_s: float | None = None, code_root: Path | None = None) -> Path:
+            wall_time_s: float | None = None, code_root: Path | None = None,
+            configfiles: list[Path] | tuple = ()) -> Path:
     """Copy the unit (``figure``, ``seed``) of the built ``workdir`` into ``evidence/<scale>/<figure>/seed<s>/``
     with its ``unit.json``; digests from the library under ``code_root`` (default: ``workdir``), which must be
-    the code that ran: a file whose provenance names another commit is refused."""
+    the code that ran: a file whose provenance names another commit is refused. Each job's params digest is
+    the workflow's at ``workdir`` (with the run's extra ``configfiles``, if any changed a job's config)."""
     workdir, code_root = Path(workdir), Path(code_root or workdir)
     files = unit_files(workdir, figure, seed)
     sides = {rel: _sidecar(workdir, rel) for rel in files}
@@ -162,6 +164,7 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
         raise EvidenceError(f"{figure} seed {seed}: the files were made at {sorted(described)}, the code at "
                             f"{code_root} is {commit[:12]}: publish from a checkout of the commit that ran them")
     files += _benchmarks(workdir, scale, sides)
+    params = figure_params(workdir, figure, scale, seed + 1, configfiles)
     dest = Path(evidence) / scale / figure / f"seed{seed}"
     if dest.exists():
         shutil.rmtree(dest)
@@ -175,6 +178,7 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
             shutil.copy2(io.provenance_path(workdir / rel), io.provenance_path(target))
             side = sides[rel]
             entry.update(rule=side.get("rule"), wildcards=side.get("wildcards"), digest=job_digest(side, code_root),
+                         params=params.get(job_key(side.get("rule"), side.get("wildcards"))),
                          library=library_inputs(side),
                          sources=side.get("code") or {lib: source_digest(code_root / lib) for lib in library_inputs(side)})
         record[rel] = entry
@@ -230,6 +234,35 @@ def check_unit(unit: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def job_key(rule: str, wildcards: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return rule, tuple(sorted((k, str(v)) for k, v in (wildcards or {}).items()))
+
+
+def figure_params(workdir: Path, figure: str, scale: str, seeds: int,
+                  configfiles: list[Path] | tuple = ()) -> dict[tuple, str]:
+    """(rule, wildcards) -> digest of the job's params (its config slice, the code map aside) for every job of
+    ``figure`` with ``seeds`` seeds, as the workflow at ``workdir`` defines them (Snakemake's DAG, nothing runs)."""
+    paper = prconfig.load_yaml(Path(workdir) / "config" / "config.yaml")["figures"][figure]["paper"]
+    jobs = plan.dag_jobs([f"results/figures/{figure}.pdf"], workdir=workdir, forceall=True, configfiles=configfiles,
+                         config={"scale": scale, "seeds": {paper: seeds}})
+    return {job_key(j.rule, j.wildcards): plan.params_digest(j.params) for j in jobs}
+
+
+def changed_config(unit: Mapping[str, Any], current: Mapping[tuple, str] | None) -> list[str]:
+    """The rules of the unit's jobs whose params (config slice) differ from ``current``'s (figure_params of
+    today's workflow): the unit is stale where this is not empty. Jobs published without params, or that the
+    workflow no longer has, are not compared."""
+    if not current:
+        return []
+    return sorted({entry["rule"] for entry in unit["files"].values() if entry.get("params")
+                   and current.get(job_key(entry["rule"], entry.get("wildcards"))) not in (None, entry["params"])})
+
+
+def stale_reasons(unit: Mapping[str, Any], root: Path = ROOT, current: Mapping[tuple, str] | None = None) -> list[str]:
+    """What changed since the unit ran: library files, and the config of its jobs' rules."""
+    return changed_library(unit, root) + [f"the config of {rule}" for rule in changed_config(unit, current)]
+
+
 def changed_library(unit: Mapping[str, Any], root: Path = ROOT) -> list[str]:
     """The library files whose code (comments and docstrings aside) differs between the unit's jobs and ``root``:
     the unit is stale where this is not empty."""
@@ -270,12 +303,14 @@ def _consistent(units: list[dict[str, Any]], why: str = "") -> tuple[list[dict],
     return pooled, left
 
 
-def pool(units: list[dict[str, Any]], root: Path = ROOT) -> tuple[list[dict], list[tuple[dict, str]], bool]:
+def pool(units: list[dict[str, Any]], root: Path = ROOT,
+         current: Mapping[tuple, str] | None = None) -> tuple[list[dict], list[tuple[dict, str]], bool]:
     """The units of one figure drawn together, the others with the reason, and whether the drawn ones are
-    stale. Units of the current code (their code digests equal ``root``'s) pool where their shared jobs ran
-    alike, seeds 0..n-1; where there are none, the stale units do the same, and the figure is marked stale:
-    a verdict from older code is shown as such, never mixed with the current code's."""
-    changed = [changed_library(u, root) for u in units]
+    stale. Units of the current code and config (their code digests equal ``root``'s, their jobs' params
+    ``current``'s) pool where their shared jobs ran alike, seeds 0..n-1; where there are none, the stale units
+    do the same, and the figure is marked stale: a verdict from older code or config is shown as such, never
+    mixed with the current one's."""
+    changed = [stale_reasons(u, root, current) for u in units]
     fresh = [u for u, c in zip(units, changed) if not c]
     stale = [(u, c) for u, c in zip(units, changed) if c]
     pooled, left = _consistent(fresh)
@@ -346,13 +381,19 @@ def render(evidence: Path = ROOT / "evidence", docs: Path = ROOT / "docs", scale
         shutil.rmtree(out)
     rows, notes = [], []
     for figure in sorted({u["figure"] for u in units}):
-        pooled, left, stale = pool([u for u in units if u["figure"] == figure], root)
+        mine = [u for u in units if u["figure"] == figure]
+        try:
+            current = figure_params(root, figure, scale, max(u["seed"] for u in mine) + 1)
+        except Exception as e:  # a figure whose DAG needs what this machine lacks (Omniglot's sets)
+            current = None
+            notes.append(f"- `{figure}`: its config was not compared with today's ({type(e).__name__}: {e})")
+        pooled, left, stale = pool(mine, root, current)
         notes += [f"- `{figure}` seed {u['seed']} (commit {u['commit'][:12]}): not pooled, {why}" for u, why in left]
         if not pooled:
             continue
         table = render_figure(pooled, figure, scale, out, root)
         commits = ", ".join(sorted({u["commit"][:12] for u in pooled}))
-        changed = sorted({f for u in pooled for f in changed_library(u, root)}) if stale else []
+        changed = sorted({f for u in pooled for f in stale_reasons(u, root, current)}) if stale else []
         rows.append(table.assign(commit=commits, seeds=",".join(str(u["seed"]) for u in pooled),
                                  stale=", ".join(changed)))
     claims = (pd.concat(rows, ignore_index=True) if rows
@@ -448,13 +489,15 @@ def main(argv: list[str] | None = None) -> None:
     pub.add_argument("--evidence", type=Path, default=ROOT / "evidence")
     pub.add_argument("--scale")
     pub.add_argument("--wall-time-s", type=float, help="the build's wall time from an empty results/, if measured")
+    pub.add_argument("--configfile", nargs="*", default=[], type=Path, help="extra config files the run was given")
     ren = sub.add_parser("render", help="docs/results.md and docs/results/ from evidence/ alone")
     ren.add_argument("--evidence", type=Path, default=ROOT / "evidence")
     ren.add_argument("--docs", type=Path, default=ROOT / "docs")
     ren.add_argument("--scale", default="quick")
     args = parser.parse_args(argv)
     if args.command == "publish":
-        print(publish(args.workdir, args.figure, args.seed, args.evidence, scale=args.scale, wall_time_s=args.wall_time_s))
+        print(publish(args.workdir, args.figure, args.seed, args.evidence, scale=args.scale, wall_time_s=args.wall_time_s,
+                      configfiles=args.configfile))
     else:
         claims = render(args.evidence, args.docs, args.scale)
         print(prclaims.summary(claims[claims["verdict"] != "not run yet"]).to_string(index=False))

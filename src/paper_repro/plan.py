@@ -1,0 +1,210 @@
+"""What a target costs before it runs: the jobs Snakemake would run for it, each job's runtime request (the
+estimate a cluster is given, ``resources: runtime``), and the wall time on N cores if the scheduler starts
+the longest chains first.
+
+    python -m paper_repro.plan results/figures/fig4_dynamics_extrapolation.pdf --cores 2 [--config scale=quick]
+    make plan TARGET=results/figures/fig4_dynamics_extrapolation.pdf CORES=2
+
+The DAG is Snakemake's own, built in-process from its API; nothing runs. Building it goes through two of
+Snakemake's internal methods (``Workflow._prepare_dag`` and ``_build_dag``, as its ``--dag`` printing does),
+which ``requirements.lock`` pins; ``tests/test_plan.py`` checks them against a dry run's job list.
+
+The same DAG gives each job's *params* (its slice of the config, the code map aside): ``evidence`` compares
+them with what a published unit ran with, to tell evidence of an older config from current evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import heapq
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Job:
+    rule: str
+    wildcards: dict[str, str]
+    outputs: tuple[str, ...]
+    runtime_min: float  # the job's runtime request
+    threads: int
+    priority: int
+    params: str  # its params other than the code map, as canonical JSON
+    needs: tuple[int, ...]  # the jobs (indices) it waits for
+    needrun: bool
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """(rule, wildcards but the seed): the same job of another seed has the same key."""
+        return self.rule, tuple(sorted((k, str(v)) for k, v in self.wildcards.items() if k != "seed"))
+
+
+def params_digest(params: str) -> str:
+    return hashlib.sha256(params.encode()).hexdigest()
+
+
+def _canonical(params: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in params.items() if k != "code"}, sort_keys=True, default=repr)
+
+
+@contextlib.contextmanager
+def _quiet_cwd():
+    """Snakemake's API changes the working directory and logs to stderr: both come back afterwards."""
+    cwd = os.getcwd()
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            yield
+    finally:
+        os.chdir(cwd)
+
+
+def dag_jobs(targets: Iterable[str], *, workdir: Path = ROOT, config: Mapping[str, Any] | None = None,
+             configfiles: Sequence[Path] = (), forceall: bool = False, cores: int = 2) -> list[Job]:
+    """The jobs of ``targets`` in the workflow at ``workdir`` (every job if ``forceall``, else those Snakemake
+    would run and what they wait for), in dependency order."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness,
+                                          ResourceSettings, StorageSettings)
+
+    workdir = Path(workdir).resolve()
+    with _quiet_cwd(), SnakemakeApi(OutputSettings(quiet={Quietness.ALL}, dryrun=True)) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(cores=cores),
+            config_settings=ConfigSettings(config=dict(config or {}), configfiles=[Path(f).resolve() for f in configfiles]),
+            storage_settings=StorageSettings(), snakefile=workdir / "Snakefile", workdir=workdir)
+        workflow_api.dag(dag_settings=DAGSettings(targets=set(targets), forceall=forceall))
+        workflow = workflow_api._workflow
+        workflow._prepare_dag(forceall=forceall, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+        workflow._build_dag()
+        dag = workflow.dag
+        order = [job for level in dag.toposorted() for job in level]
+        index = {job: i for i, job in enumerate(order)}
+        return [Job(rule=job.rule.name, wildcards={k: str(v) for k, v in job.wildcards_dict.items()},
+                    outputs=tuple(map(str, job.output)), runtime_min=float(job.resources.get("runtime", 0) or 0),
+                    threads=min(int(job.threads), cores), priority=int(job.rule.priority),
+                    params=_canonical(dict(job.params.items())),
+                    needs=tuple(sorted(index[d] for d in dag.dependencies[job] if d in index)),
+                    needrun=bool(dag.needrun(job)))
+                for job in order]
+
+
+def to_run(jobs: list[Job]) -> list[Job]:
+    """The jobs that would run, each waiting only for others that would run."""
+    keep = [i for i, job in enumerate(jobs) if job.needrun]
+    new = {old: i for i, old in enumerate(keep)}
+    return [Job(**{**jobs[i].__dict__, "needs": tuple(new[d] for d in jobs[i].needs if d in new)}) for i in keep]
+
+
+def tails(jobs: list[Job]) -> list[float]:
+    """Each job's longest chain to the end, itself included (minutes): what the scheduler should start first."""
+    after: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
+    for i, job in enumerate(jobs):
+        for d in job.needs:
+            after[d].append(i)
+    tail = [0.0] * len(jobs)
+    for i in reversed(range(len(jobs))):  # jobs are in dependency order
+        tail[i] = jobs[i].runtime_min + max((tail[j] for j in after[i]), default=0.0)
+    return tail
+
+
+def critical_path(jobs: list[Job]) -> tuple[float, list[Job]]:
+    """The longest chain of runtime requests (minutes) and its jobs, first to last."""
+    if not jobs:
+        return 0.0, []
+    tail = tails(jobs)
+    after: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
+    for i, job in enumerate(jobs):
+        for d in job.needs:
+            after[d].append(i)
+    i = max((k for k, job in enumerate(jobs) if not job.needs), key=lambda k: tail[k])
+    path = [i]
+    while after[path[-1]]:
+        path.append(max(after[path[-1]], key=lambda k: tail[k]))
+    return tail[path[0]], [jobs[k] for k in path]
+
+
+def wall_time(jobs: list[Job], cores: int) -> float:
+    """Minutes to run ``jobs`` on ``cores`` if each job takes its runtime request and, whenever cores are free,
+    the ready job with the highest priority, then the longest chain, starts (list scheduling)."""
+    tail, left = tails(jobs), [len(job.needs) for job in jobs]
+    after: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
+    for i, job in enumerate(jobs):
+        for d in job.needs:
+            after[d].append(i)
+    ready = [(-jobs[i].priority, -tail[i], i) for i in range(len(jobs)) if not left[i]]
+    heapq.heapify(ready)
+    running: list[tuple[float, int]] = []
+    now, free = 0.0, cores
+    while ready or running:
+        waiting = []
+        while ready:
+            item = heapq.heappop(ready)
+            i = item[2]
+            if jobs[i].threads <= free:
+                free -= jobs[i].threads
+                heapq.heappush(running, (now + jobs[i].runtime_min, i))
+            else:
+                waiting.append(item)
+        for item in waiting:
+            heapq.heappush(ready, item)
+        now, i = heapq.heappop(running)
+        free += jobs[i].threads
+        for j in after[i]:
+            left[j] -= 1
+            if not left[j]:
+                heapq.heappush(ready, (-jobs[j].priority, -tail[j], j))
+    return now
+
+
+def _minutes(m: float) -> str:
+    return f"{m:.0f} min" if m < 90 else f"{int(m // 60)} h {m % 60:02.0f} min"
+
+
+def report(jobs: list[Job], cores: int) -> str:
+    """The plan in words: jobs per rule with their requests, core-hours, critical path and wall time."""
+    run = to_run(jobs)
+    if not run:
+        return "Nothing to run: every target is up to date."
+    rules: dict[str, list[Job]] = {}
+    for job in run:
+        rules.setdefault(job.rule, []).append(job)
+    length, path = critical_path(run)
+    lines = [f"{len(run)} jobs; requested {sum(j.runtime_min * j.threads for j in run) / 60:.1f} core-hours",
+             f"critical path {_minutes(length)}: {' -> '.join(j.rule for j in path)}",
+             f"estimated wall time on {cores} cores: {_minutes(wall_time(run, cores))} "
+             "(each job at its runtime request; longest chains first)", "",
+             f"{'rule':<40} {'jobs':>5} {'request each (min)':>20}"]
+    for rule, js in sorted(rules.items(), key=lambda kv: -max(j.runtime_min for j in kv[1])):
+        each = sorted({j.runtime_min for j in js})
+        lines.append(f"{rule:<40} {len(js):>5} {', '.join(f'{r:g}' for r in each):>20}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m paper_repro.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", default=["all"])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="as snakemake --config")
+    parser.add_argument("--configfile", nargs="*", default=[], type=Path)
+    parser.add_argument("--workdir", type=Path, default=ROOT)
+    parser.add_argument("--forceall", action="store_true", help="every job, built or not")
+    args, _ = parser.parse_known_args(argv)  # other snakemake options (make run's SNAKEMAKE_ARGS) do not matter here
+    from snakemake.cli import parse_config
+
+    config = parse_config(args.config) if args.config else {}
+    jobs = dag_jobs(args.targets, workdir=args.workdir, config=config, configfiles=args.configfile,
+                    forceall=args.forceall, cores=args.cores)
+    print(report(jobs, args.cores))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -70,3 +70,14 @@ def test_dag_jobs_are_the_dry_runs_jobs(workflow_dir):
     assert all(d < i for i, j in enumerate(jobs) for d in j.needs), "jobs come in dependency order"
     assert plan.to_run(jobs) == jobs
     assert "estimated wall time on 2 cores" in plan.report(jobs, cores=2)
+
+
+def test_the_longest_chains_have_the_highest_priorities():
+    """At the quick scale MIER's training (then its 40-min relabelling evaluation) starts before PEARL's and
+    MAML's, and the cheetah-vel collection before the MACAW training that waits on it; tables and plots last."""
+    targets = ["results/figures/fig4_dynamics_extrapolation.pdf", "results/figures/fig3_offline_meta_rl.pdf"]
+    jobs = {j.rule: j for j in plan.dag_jobs(targets, config={"scale": "quick"}, forceall=True)}
+    assert jobs["metatrain_mier"].priority > jobs["metatrain_pearl"].priority > jobs["metatrain_maml"].priority
+    assert jobs["metatrain_mier"].priority == jobs["metatrain_mier"].runtime_min + jobs["evaluate_mier"].runtime_min
+    assert jobs["collect_cheetah-vel"].priority > jobs["metatrain_macaw"].priority > jobs["evaluate_mier"].priority
+    assert jobs["plot_fig4_dynamics_extrapolation"].priority == 0

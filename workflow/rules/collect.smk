@@ -24,6 +24,7 @@ for _family in COLLECT_FAMILIES:
         benchmark:
             f"{SCALE_DIR}/benchmarks/collect/{_family}/seed{{seed}}.tsv"
         threads: 2
+        priority: collect_chain(_family)
         resources:
             runtime=collect_runtime(_family),
             mem_mb=collect_mem_mb(_family),
@@ -58,6 +59,7 @@ for _experiment in ADMRL_EXPERIMENTS:
         benchmark:
             f"{SCALE_DIR}/benchmarks/best/{_experiment}/seed{{seed}}.tsv"
         threads: 2
+        priority: int(minutes(best_runtime(_experiment)))
         resources:
             runtime=best_runtime(_experiment),
             mem_mb=6000,

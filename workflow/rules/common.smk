@@ -812,3 +812,42 @@ def minari_exports():
 def minari_sources():
     """The export's code: every exported family's env (a dataset's spaces and env spec) and the writer."""
     return sorted({s for f in COLLECT_FAMILIES for s in family_sources(f)}) + lib("datasets.py", "buffers.py", "io.py")
+
+
+# --- priorities: the longest chain starts first ---
+# Whenever cores are free, Snakemake starts the ready job of highest priority. A rule's priority is the
+# minutes of the longest chain of runtime requests it starts: its own request and the longest one waiting
+# on it. So the per-task collection that every offline figure waits on starts first, and MIER's training
+# (then its long relabelling evaluation) before PEARL's and MAML's. Tables and plots keep priority 0.
+
+
+def minutes(runtime):
+    """A runtime request (a number, or a function of wildcards and attempt) at the first attempt."""
+    return runtime if isinstance(runtime, (int, float)) else runtime(None, 1)
+
+
+def evaluate_chain(method):
+    return int(minutes(evaluate_runtime(method)))
+
+
+def online_chain(run):
+    """metatrain_<run>, then its longest evaluation."""
+    evaluations = [evaluate_chain(m) for m, (r, _) in EVAL_METHODS.items() if r == run]
+    return int(minutes(metatrain_runtime(ONLINE_RUNS[run][0])) + max(evaluations, default=0))
+
+
+def offline_chain(method):
+    """metatrain_<method>, then its online fine-tuning (MACAW Table 1) where it has one."""
+    finetune = minutes(finetune_runtime) if method in FINETUNE_ALGOS else 0
+    return int(minutes(metatrain_runtime(OFFLINE_METHODS[method][0])) + finetune)
+
+
+def collect_chain(family):
+    """A family's collection, then the longest offline method trained on it."""
+    return int(minutes(collect_runtime(family)) + max(offline_chain(m) for m in OFFLINE_METHODS))
+
+
+def admrl_chain(stage):
+    """AdMRL's stages: the shared first task (init), the model-based training (train), its evaluation."""
+    stages = ["init", "train", "evaluate"]
+    return int(sum(minutes(admrl_runtime(s)) for s in stages[stages.index(stage):]))

@@ -27,6 +27,7 @@ for _method, (_run, _) in EVAL_METHODS.items():
         benchmark:
             f"{SCALE_DIR}/benchmarks/evaluate_{_method}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
+        priority: evaluate_chain(_method)
         resources:
             runtime=evaluate_runtime(_method),
             mem_mb=4000,
@@ -62,6 +63,7 @@ for _method in MB_METHODS:
         benchmark:
             f"{SCALE_DIR}/benchmarks/evaluate_{_method}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
+        priority: admrl_chain("evaluate")
         resources:
             runtime=admrl_runtime("evaluate"),
             mem_mb=4000,
@@ -95,6 +97,7 @@ rule evaluate_admrl_snapshot:
     wildcard_constraints:
         tasks=r"\d+",
     threads: 1
+    priority: admrl_chain("evaluate")
     resources:
         runtime=admrl_runtime("evaluate"),
         mem_mb=4000,
@@ -194,6 +197,7 @@ for _method, _algo in FINETUNE_ALGOS.items():
         benchmark:
             f"{SCALE_DIR}/benchmarks/finetune_{_method}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
+        priority: int(minutes(finetune_runtime))
         resources:
             runtime=finetune_runtime,
             mem_mb=offline_mem_mb,

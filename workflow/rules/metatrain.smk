@@ -30,6 +30,7 @@ for _run, (_algo, _switches, _multitask) in ONLINE_RUNS.items():
         benchmark:
             f"{SCALE_DIR}/benchmarks/metatrain_{_run}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
+        priority: online_chain(_run)
         resources:
             runtime=metatrain_runtime(_algo),
             mem_mb=metatrain_mem_mb(_algo),
@@ -72,6 +73,7 @@ for _method, (_algo, _) in OFFLINE_METHODS.items():
         benchmark:
             f"{SCALE_DIR}/benchmarks/metatrain_{_method}/{{experiment}}/seed{{seed}}.tsv"
         threads: 1
+        priority: offline_chain(_method)
         resources:
             runtime=metatrain_runtime(_algo),
             mem_mb=offline_mem_mb,
@@ -107,6 +109,7 @@ rule metatrain_admrl_init:
     benchmark:
         f"{SCALE_DIR}/benchmarks/metatrain_admrl_init/{{family}}/seed{{seed}}.tsv"
     threads: 1
+    priority: admrl_chain("init")
     resources:
         runtime=admrl_runtime("init"),
         mem_mb=4000,
@@ -141,6 +144,7 @@ for _method, _sampler in MB_METHODS.items():
         benchmark:
             f"{SCALE_DIR}/benchmarks/metatrain_{_method}/{{family}}/seed{{seed}}.tsv"
         threads: 1
+        priority: admrl_chain("train")
         resources:
             runtime=admrl_runtime("train"),
             mem_mb=4000,
@@ -204,6 +208,7 @@ rule metatrain_omniglot:
     benchmark:
         f"{SCALE_DIR}/benchmarks/metatrain_omniglot/{{method}}/seed{{seed}}.tsv"
     threads: 1
+    priority: int(minutes(metatrain_runtime("maml_classifier")))
     resources:
         runtime=metatrain_runtime("maml_classifier"),
         mem_mb=metatrain_mem_mb("maml_classifier"),

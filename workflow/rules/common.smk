@@ -369,8 +369,8 @@ def eval_algo(method):
 
 
 # Keys of an experiment entry that no single job depends on as a whole: each job gets its own part
-# (hyper: algo_config; adapt: eval_options; methods: which jobs exist, not what any one computes).
-EXPERIMENT_SLICED_KEYS = ("hyper", "adapt", "methods")
+# (hyper, budget: algo_config; adapt: eval_options; methods: which jobs exist, not what any one computes).
+EXPERIMENT_SLICED_KEYS = ("hyper", "budget", "adapt", "methods")
 
 
 def experiment_params(wildcards):
@@ -432,19 +432,22 @@ def algo_sources(algo):
 
 
 def algo_config(algo, switches=None):
-    """A params function: the algorithm's hyperparameters that differ from its Config defaults: the
-    experiment's own (experiments.<name>.hyper.<algo>), then the scale's section, then on AdMRL's
-    experiments the scale's budgets for its baselines (admrl.baselines.<algo>), then the run's own
-    switches (ONLINE_RUNS), which nothing overrides. Where the family's dynamics vary, MIER's model
-    predicts next states (MIER App. A) and PEARL's context holds next states (its code's configs for
-    the rand-params families)."""
+    """A params function: the algorithm's hyperparameters that differ from its Config defaults, each layer
+    over the one before (README "Budgets"): the scale's section (config <algo>), the experiment's own values
+    as the authors set them for its family (experiments.<name>.hyper.<algo>), on AdMRL's experiments the
+    scale's budgets for its baselines (admrl.baselines.<algo>), the experiment's budget at this scale
+    (experiments.<name>.budget.<algo>, from config/scales/<scale>.yaml), then the run's own switches
+    (ONLINE_RUNS), which nothing overrides. Where the family's dynamics vary, MIER's model predicts next
+    states (MIER App. A) and PEARL's context holds next states (its code's configs for the rand-params
+    families)."""
 
     def hyper(wildcards):
         exp = config["experiments"][wildcards.experiment]
         varies = envs.varies_dynamics(exp["family"])
         defaults = {"mier": {"predict_dynamics": varies}, "pearl": {"use_next_obs_in_context": varies}}
         admrl = config["admrl"]["baselines"].get(algo, {}) if exp["paper"] == "AdMRL" else {}
-        return {**defaults.get(algo, {}), **exp.get("hyper", {}).get(algo, {}), **config[algo], **admrl, **(switches or {})}
+        return {**defaults.get(algo, {}), **config[algo], **exp.get("hyper", {}).get(algo, {}), **admrl,
+                **exp.get("budget", {}).get(algo, {}), **(switches or {})}
 
     return hyper
 
@@ -471,17 +474,19 @@ def offline_buffers(wildcards):
 
 
 def offline_config(method):
-    """A params function: a method's Config values: the experiment's (its data_quality is MACAW's inner
-    slice; where the family's dynamics vary, PEARL's context holds next states, as in algo_config; then
-    experiments.<name>.hyper.<algo>), then the scale's section, then the method's own switches
-    (OFFLINE_METHODS), which nothing overrides."""
+    """A params function: a method's Config values, each layer over the one before as in algo_config: the
+    experiment's (its data_quality is MACAW's inner slice; where the family's dynamics vary, PEARL's context
+    holds next states), the scale's section, experiments.<name>.hyper.<algo>, the experiment's budget at
+    this scale (experiments.<name>.budget.<algo>), then the method's own switches (OFFLINE_METHODS), which
+    nothing overrides."""
     algo, switches = OFFLINE_METHODS[method]
 
     def hyper(wildcards):
         exp = config["experiments"][wildcards.experiment]
         defaults = {"macaw": {"inner_slice": exp.get("data_quality")},
                     "offline_pearl": {"use_next_obs_in_context": envs.varies_dynamics(exp["family"])}}
-        return {**defaults.get(algo, {}), **exp.get("hyper", {}).get(algo, {}), **config[algo], **switches}
+        return {**defaults.get(algo, {}), **config[algo], **exp.get("hyper", {}).get(algo, {}),
+                **exp.get("budget", {}).get(algo, {}), **switches}
 
     return hyper
 

@@ -41,6 +41,7 @@ class Job:
     params: str  # its params other than the code map, as canonical JSON
     needs: tuple[int, ...]  # the jobs (indices) it waits for
     needrun: bool
+    benchmark: str | None = None  # its Snakemake benchmark file, the measured wall time (column s)
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -93,7 +94,7 @@ def dag_jobs(targets: Iterable[str], *, workdir: Path = ROOT, config: Mapping[st
                     threads=min(int(job.threads), cores), priority=int(job.rule.priority),
                     params=_canonical(dict(job.params.items())),
                     needs=tuple(sorted(index[d] for d in dag.dependencies[job] if d in index)),
-                    needrun=bool(dag.needrun(job)))
+                    needrun=bool(dag.needrun(job)), benchmark=str(job.benchmark) if job.benchmark else None)
                 for job in order]
 
 

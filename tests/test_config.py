@@ -38,7 +38,8 @@ def test_coarse_test_grids_replace_the_protocols_of_admrl_experiments_only(base)
     paper = resolve({**base, "scale": "paper"})["experiments"]
     quick = resolve({**base, "scale": "quick"})["experiments"]
     coarse = resolve({**base, "scale": "paper", "admrl": {**base["admrl"], "test_grid": "coarse"}})["experiments"]
-    assert quick == coarse
+    # the quick scale's experiments differ from the paper's by their coarse grids and their budgets only
+    assert {n: {k: v for k, v in e.items() if k != "budget"} for n, e in quick.items()} == coarse
     changed = {name for name in paper if paper[name] != coarse[name]}
     assert changed == {"admrl-ant-2d", "admrl-ant-3d", "admrl-walker-2d", "admrl-hopper-2d", "admrl-ant-2d-ood"}
     assert {coarse[n]["protocol"] for n in changed} == {"admrl-coarse", "admrl-ood-coarse"}

@@ -110,3 +110,19 @@ def test_render_from_evidence_gives_the_workflows_own_table(tmp_path_factory, tm
     text = (tmp_path / "docs" / "results.md").read_text()
     assert "| M1 | MIER | fig4_dynamics_extrapolation |" in text and "not run yet" in text
     assert (tmp_path / "docs" / "results" / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_the_figures_table_gives_each_figure_its_verdicts_and_measured_time():
+    figures = prconfig.load_yaml(ROOT / "config" / "config.yaml")["figures"]
+    claims = pd.DataFrame([
+        {"claim": "M1", "figure": "fig4_dynamics_extrapolation", "verdict": "holds", "stale": ""},
+        {"claim": "M1", "figure": "fig4_dynamics_extrapolation", "verdict": "holds", "stale": ""},
+        {"claim": "M2", "figure": "fig4_dynamics_extrapolation", "verdict": "not shown", "stale": "evaluate.py"},
+        {"claim": "M3", "figure": "fig3_reward_extrapolation", "verdict": "not run yet", "stale": None}])
+    units = [{"figure": "fig4_dynamics_extrapolation", "wall_time_s": 2746.0, "cpu": "AMD EPYC",
+              "commit": "1d15bb41034009d55acce20429b193f5526f2c23", "published": "2026-12-07T02:55:00+00:00"}]
+    lines = evidence.figures_markdown(claims, units, costs=False).splitlines()
+    assert len(lines) == 2 + len(figures)
+    fig4 = next(line for line in lines if "`fig4_dynamics_extrapolation`" in line)
+    assert "M1 **holds**, M2 **not shown** (stale)" in fig4 and "46 min (AMD EPYC, `1d15bb4`)" in fig4
+    assert "M3 not run yet" in next(line for line in lines if "`fig3_reward_extrapolation`" in line)

@@ -451,7 +451,8 @@ def figures_markdown(claims: pd.DataFrame, units: list[dict], root: Path = ROOT,
     (the latest published unit's, from an empty results/), and the runtime requests' estimates."""
     figures = prconfig.load_yaml(root / "config" / "config.yaml")["figures"]
     lines = ["| paper | figure (`results/figures/<name>.pdf`) | claims: verdict ([docs/results.md](docs/results.md)) | "
-             "quick, 1 seed, 2 cores: measured | quick, requests: 2 / 16 cores | paper: core-hours requested |",
+             "quick, 1 seed, 2 cores: measured | quick, 1 seed, by runtime requests (upper bound): 2 / 16 cores | "
+             "paper: core-hours requested |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, fig in figures.items():
         verdicts = []

@@ -81,3 +81,12 @@ def test_the_longest_chains_have_the_highest_priorities():
     assert jobs["metatrain_mier"].priority == jobs["metatrain_mier"].runtime_min + jobs["evaluate_mier"].runtime_min
     assert jobs["collect_cheetah-vel"].priority > jobs["metatrain_macaw"].priority > jobs["evaluate_mier"].priority
     assert jobs["plot_fig4_dynamics_extrapolation"].priority == 0
+
+
+def test_the_rules_list_is_current():
+    """docs/rules.md names every rule, generated ones included, with where it is defined."""
+    from conftest import ROOT
+
+    text = plan.rules_markdown(ROOT)
+    assert "| `metatrain_mier` | `workflow/rules/metatrain.smk:7` | `metatrain.py` |" in text
+    assert (ROOT / "docs" / "rules.md").read_text() == text, "run python -m paper_repro.plan --rules"

@@ -4,6 +4,8 @@ then the experiment's authors' values (experiments.<name>.hyper), then its budge
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from functools import cache
 
@@ -11,6 +13,8 @@ from conftest import ROOT
 
 from paper_repro import config as prconfig
 from paper_repro import plan
+
+pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each scale
 
 
 @cache

@@ -5,12 +5,16 @@ twice as much and resumes from its checkpoint."""
 
 from __future__ import annotations
 
+import pytest
+
 import pandas as pd
 
 from conftest import ROOT
 
 from paper_repro import config as prconfig
 from paper_repro import evidence, plan
+
+pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each scale
 
 MARGIN = 1.1  # a request is at least the measured wall time plus 10%
 

@@ -126,3 +126,13 @@ def test_the_figures_table_gives_each_figure_its_verdicts_and_measured_time():
     fig4 = next(line for line in lines if "`fig4_dynamics_extrapolation`" in line)
     assert "M1 **holds**, M2 **not shown** (stale)" in fig4 and "46 min (AMD EPYC, `1d15bb4`)" in fig4
     assert "M3 not run yet" in next(line for line in lines if "`fig3_reward_extrapolation`" in line)
+
+
+def test_a_runs_own_seed_is_not_part_of_its_config_digest():
+    """Seeds pool: the config a run records holds its own seed, which the digest leaves out (other seeds stay)."""
+    def side(seed, task_seed=0):
+        return {"rule": "metatrain_mier", "wildcards": {"experiment": "e", "seed": str(seed)}, "scale": "quick",
+                "config": {"experiment": {"seed": seed, "task_seed": task_seed}, "epochs": 3}}
+
+    assert evidence.config_digest(side(0)) == evidence.config_digest(side(1))
+    assert evidence.config_digest(side(0)) != evidence.config_digest(side(0, task_seed=1))

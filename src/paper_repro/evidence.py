@@ -68,10 +68,22 @@ def library_inputs(side: Mapping[str, Any]) -> list[str]:
     return sorted(p[p.index("src/paper_repro/"):] for p in side.get("inputs", {}) if "src/paper_repro/" in p)
 
 
+def _without_seed(value: Any, seed: str) -> Any:
+    """``value`` without the entries ``seed: <the job's seed>`` (a run's config records its own seed)."""
+    if isinstance(value, dict):
+        return {k: _without_seed(v, seed) for k, v in value.items() if not (k == "seed" and str(v) == seed)}
+    if isinstance(value, list):
+        return [_without_seed(v, seed) for v in value]
+    return value
+
+
 def config_digest(side: Mapping[str, Any]) -> str:
-    """The digest of what a job ran with, its seed aside: config slice, rule, other wildcards, scale."""
+    """The digest of what a job ran with, its seed aside: config slice (without the job's own seed), rule,
+    other wildcards, scale."""
     wildcards = {k: v for k, v in (side.get("wildcards") or {}).items() if k != "seed"}
-    key = {"config": side.get("config"), "rule": side.get("rule"), "wildcards": wildcards, "scale": side.get("scale")}
+    seed = str((side.get("wildcards") or {}).get("seed"))
+    key = {"config": _without_seed(side.get("config"), seed), "rule": side.get("rule"), "wildcards": wildcards,
+           "scale": side.get("scale")}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 

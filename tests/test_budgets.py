@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-import json
 from functools import cache
 
 from conftest import ROOT
 
 from paper_repro import config as prconfig
-from paper_repro import plan
+from paper_repro import scales
 
 pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each scale
 
@@ -20,13 +19,7 @@ pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each 
 @cache
 def runs(scale: str) -> dict[tuple[str, str], dict]:
     """(method, experiment) -> the algorithm and hyperparameters of its meta-training job (seed 0)."""
-    jobs = plan.dag_jobs(["all"], config={"scale": scale}, forceall=True)
-    out = {}
-    for job in jobs:
-        params = json.loads(job.params)
-        if job.rule.startswith("metatrain_") and "hyper" in params and job.wildcards.get("seed") == "0":
-            out[(params["method"], job.wildcards["experiment"])] = {"algo": params["algo"], **params["hyper"]}
-    return out
+    return {(method, exp): {"algo": algo, **hyper} for (exp, method), (algo, hyper) in scales.runs(scale).items()}
 
 
 def test_the_paper_scale_keeps_each_experiments_paper_numbers():
@@ -70,6 +63,5 @@ def test_no_authors_value_overrides_a_smoke_budget():
 
 def test_the_scales_table_is_current():
     """docs/scales.md is what `python -m paper_repro.scales` writes from today's config."""
-    from paper_repro import scales
 
     assert (ROOT / "docs" / "scales.md").read_text() == scales.markdown(), "run python -m paper_repro.scales"

@@ -127,12 +127,18 @@ def to_run(jobs: list[Job]) -> list[Job]:
     return [Job(**{**jobs[i].__dict__, "needs": tuple(new[d] for d in jobs[i].needs if d in new)}) for i in keep]
 
 
-def tails(jobs: list[Job]) -> list[float]:
-    """Each job's longest chain to the end, itself included (minutes): what the scheduler should start first."""
+def dependents(jobs: list[Job]) -> dict[int, list[int]]:
+    """Each job (index) -> the jobs that wait for it."""
     after: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
     for i, job in enumerate(jobs):
         for d in job.needs:
             after[d].append(i)
+    return after
+
+
+def tails(jobs: list[Job]) -> list[float]:
+    """Each job's longest chain to the end, itself included (minutes): what the scheduler should start first."""
+    after = dependents(jobs)
     tail = [0.0] * len(jobs)
     for i in reversed(range(len(jobs))):  # jobs are in dependency order
         tail[i] = jobs[i].runtime_min + max((tail[j] for j in after[i]), default=0.0)
@@ -143,11 +149,7 @@ def critical_path(jobs: list[Job]) -> tuple[float, list[Job]]:
     """The longest chain of runtime requests (minutes) and its jobs, first to last."""
     if not jobs:
         return 0.0, []
-    tail = tails(jobs)
-    after: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
-    for i, job in enumerate(jobs):
-        for d in job.needs:
-            after[d].append(i)
+    tail, after = tails(jobs), dependents(jobs)
     i = max((k for k, job in enumerate(jobs) if not job.needs), key=lambda k: tail[k])
     path = [i]
     while after[path[-1]]:
@@ -159,10 +161,7 @@ def wall_time(jobs: list[Job], cores: int) -> float:
     """Minutes to run ``jobs`` on ``cores`` if each job takes its runtime request and, whenever cores are free,
     the ready job with the highest priority, then the longest chain, starts (list scheduling)."""
     tail, left = tails(jobs), [len(job.needs) for job in jobs]
-    after: dict[int, list[int]] = {i: [] for i in range(len(jobs))}
-    for i, job in enumerate(jobs):
-        for d in job.needs:
-            after[d].append(i)
+    after = dependents(jobs)
     ready = [(-jobs[i].priority, -tail[i], i) for i in range(len(jobs)) if not left[i]]
     heapq.heapify(ready)
     running: list[tuple[float, int]] = []

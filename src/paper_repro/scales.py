@@ -39,7 +39,9 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def _runs(scale: str) -> dict[tuple[str, str], dict]:
+def runs(scale: str) -> dict[tuple[str, str], tuple[str, dict]]:
+    """(experiment, method) -> the algorithm and hyperparameters of its meta-training job (seed 0), as the DAG
+    gives them at ``scale``."""
     jobs = plan.dag_jobs(["all"], workdir=ROOT, config={"scale": scale}, forceall=True)
     out = {}
     for job in jobs:
@@ -67,7 +69,7 @@ def markdown() -> str:
              "Run control (checkpoints, logging) and runtime requests are left out.", "",
              "## Meta-training, per experiment and method", "",
              "| experiment | method | key | quick | paper | |", "| --- | --- | --- | --- | --- | --- |"]
-    runs_quick, runs_paper = _runs("quick"), _runs("paper")
+    runs_quick, runs_paper = runs("quick"), runs("paper")
     for key in sorted(set(runs_quick) & set(runs_paper)):
         algo, q = runs_quick[key]
         _, p = runs_paper[key]

@@ -41,6 +41,7 @@ import torch
 from paper_repro import config as prconfig
 from paper_repro import io, rollout
 from paper_repro.buffers import ARRAYS, ReplayBuffer, sample, save_buffer
+from paper_repro.progress import Progress
 
 log = logging.getLogger("paper_repro.collect")
 CHECKPOINT = "checkpoint.pt"
@@ -277,6 +278,7 @@ def train(
         return rets / cfg.eval_episodes, np.mean(wins, axis=0)
 
     t0, t_last, step_last = time.perf_counter(), time.perf_counter(), start
+    where = Progress(cfg.total_steps, "step")
     for step in range(start, cfg.total_steps):
         # collect
         if step < cfg.learning_starts:
@@ -300,8 +302,8 @@ def train(
         if done_steps % log_every == 0:
             now = time.perf_counter()
             speed = (done_steps - step_last) / (now - t_last)
-            log.info("step %d/%d  %.1f steps/s  recent return per task %s", done_steps, cfg.total_steps,
-                     speed, np.array2string(last_ret, precision=1))
+            log.info("%s  %.1f steps/s  recent return per task %s", where.line(done_steps), speed,
+                     np.array2string(last_ret, precision=1))
             for k in range(K):
                 metric_rows.append({"env_steps": done_steps, "task": names[k],
                                     "train/episode_return": float(last_ret[k]),

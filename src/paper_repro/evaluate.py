@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from paper_repro import envs
+from paper_repro.progress import Progress
 
 log = logging.getLogger("paper_repro.evaluate")
 
@@ -52,12 +53,12 @@ def on_test_tasks(algo: ModuleType, state: Mapping[str, Any], family: str, tasks
         def make_env(task):
             return envs.make(family, task)
 
-    rows = []
+    rows, where = [], Progress(len(tasks), "test task")
     for i, task in enumerate(tasks):
         result = algo.adapt_and_evaluate(state, lambda: make_env(task), horizon, adapt_trajectories=adapt_trajectories,
                                          eval_episodes=episodes, seed=task_seed(seed, i), device=device, **options)
         rows += [{"task_id": task["task_id"], **row} for row in result]
-        log.info("task %s: %s", task["task_id"], result)
+        log.info("%s  task %s: %s", where.line(i + 1), task["task_id"], result)
     return rows
 
 
@@ -69,10 +70,10 @@ def on_test_tasks_offline(algo: ModuleType, state: Mapping[str, Any], family: st
     :func:`offline_seed` of (seed, i, step): rows as :func:`on_test_tasks`."""
     if len(adapt_data) != len(tasks):
         raise ValueError(f"on_test_tasks_offline: {len(adapt_data)} offline data sets for {len(tasks)} test tasks")
-    rows = []
+    rows, where = [], Progress(len(tasks), "test task")
     for i, (task, data) in enumerate(zip(tasks, adapt_data)):
         result = algo.adapt_and_evaluate(state, lambda: envs.make(family, task), horizon, adapt_data=data,
                                          eval_episodes=episodes, seed=offline_seed(seed, i, step), device=device)
         rows += [{"task_id": task["task_id"], **row} for row in result]
-        log.info("task %s: %s", task["task_id"], result)
+        log.info("%s  task %s: %s", where.line(i + 1), task["task_id"], result)
     return rows

@@ -257,7 +257,7 @@ def collect_sources(family):
 
 def collect_sources_for(family, algo):
     return family_sources(family) + lib(f"algos/{algo}.py", "nets.py", "buffers.py", "rollout.py", "collect.py", "io.py",
-                                        "config.py")
+                                        "config.py", "progress.py")
 
 
 def collect_params(family):
@@ -426,7 +426,7 @@ def algo_sources(algo):
 
     def sources(wildcards):
         family = config["experiments"][wildcards.experiment]["family"]
-        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", *ALGO_IMPORTS[algo])
+        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", "progress.py", *ALGO_IMPORTS[algo])
 
     return sources
 

@@ -185,7 +185,7 @@ for _method, _algo in FINETUNE_ALGOS.items():
             model=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
         params:
-            code=code("finetune.py", algo_sources(_algo), lib("config.py")),
+            code=code("finetune.py", algo_sources(_algo), lib("config.py", "job.py")),
             algo=_algo,
             method=_method,
             experiment=experiment_params,

@@ -11,7 +11,6 @@ dropping the rows logged since.
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,44 +19,35 @@ import torch
 from paper_repro import config as prconfig
 from paper_repro import io
 from paper_repro.algos import admrl
+from paper_repro.job import Job
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
-torch.set_num_threads(snakemake.threads)
-
 p = snakemake.params
 family, seed, method = p.family, int(snakemake.wildcards.seed), p.method
 cfg = prconfig.from_dict(admrl.Config, {**p.learner, "task_sampler": p.sampler}, f"admrl.learner ({method})")
-out_dir = Path(snakemake.output.run).parent
 run = {"config": dataclasses.asdict(cfg), "family": family, "seed": seed, "method": method}
 if method != "init":  # a checkpoint of a run started from another first task is not resumed
     run["init"] = io.file_sha256(snakemake.input.init)
-checkpoint, progress = io.start_or_resume(out_dir, run)
-if checkpoint.exists():  # the task the kill interrupted is trained, and its rows logged, again from its start
-    finished = io.load_checkpoint(checkpoint)["j"]
-    io.keep_rows(progress, lambda row: row["task"] < finished)
-device = prconfig.resolve_device(p.device)
+job = Job(snakemake, Path(snakemake.output.run).parent, run)
+if job.checkpoint.exists():  # the task the kill interrupted is trained, and its rows logged, again from its start
+    finished = io.load_checkpoint(job.checkpoint)["j"]
+    io.keep_rows(job.progress, lambda row: row["task"] < finished)
+device = job.device
 logging.info("%s: %s (%s sampler), seed %d, %s, on %s", family, method, cfg.task_sampler, seed, cfg, device)
-start = time.time()
 
 
 def scalar(v):
     return v[0] if isinstance(v, list) and len(v) == 1 else v
 
 
-def log(m):
-    row = {k: scalar(v) for k, v in m.items()}
-    row["time/elapsed_s"] = time.time() - start
-    io.append_rows(progress, [row])
-    logging.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-
-
 start_from = io.load_checkpoint(snakemake.input.init) if method != "init" else None
-state = admrl.train(family, cfg, seed=seed, device=device, log=log, checkpoint=str(checkpoint), start_from=start_from,
-                    stop_after=1 if method == "init" else None)
+n_tasks = 1 if method == "init" else cfg.n_tasks
+log = job.logger(n_tasks, kind=None, unit="training task", count=lambda m: m.get("task", 0),
+                 shape=lambda m: {k: scalar(v) for k, v in m.items()})
+state = admrl.train(family, cfg, seed=seed, device=device, log=log, checkpoint=str(job.checkpoint),
+                    start_from=start_from, stop_after=1 if method == "init" else None)
 
-rows = io.read_rows(progress)
-metrics = pd.DataFrame(rows)
+metrics = pd.DataFrame(job.rows())
 per_task = []
 for snap in state["snapshots"]:  # every training task, the shared first one included (its stats travel in run.pt)
     st = snap.get("stats", {})
@@ -72,11 +62,5 @@ for snap in state["snapshots"]:  # every training task, the shared first one inc
                         for i, v in enumerate(st.get(k, []))}})
 if method == "init":
     per_task = []  # the shared first task is recorded in every method's own tasks.csv
-with io.atomic_path(snakemake.output.tasks) as tmp:
-    pd.DataFrame(per_task).to_csv(tmp, index=False)
-with io.atomic_path(snakemake.output.metrics) as tmp:
-    metrics.to_csv(tmp, index=False)
-io.save_checkpoint(snakemake.output.run, state)
-io.write_job_provenance(snakemake, {**run, "config": cfg}, seeds={"run": seed}, device=device)
-# finished: the outputs hold everything; a later rerun (changed code or inputs) starts afresh
-io.finish_run(out_dir)
+job.finish({snakemake.output.tasks: pd.DataFrame(per_task), snakemake.output.metrics: metrics},
+           {**run, "config": cfg}, seeds={"run": seed}, model=(snakemake.output.run, state))

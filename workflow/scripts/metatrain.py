@@ -11,19 +11,15 @@ progress.jsonl as they come, so a job resumed from its checkpoint keeps the rows
 import dataclasses
 import importlib
 import logging
-import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from paper_repro import config as prconfig
 from paper_repro import buffers, envs, evaluate, io
+from paper_repro.job import Job, iterations
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
-torch.set_num_threads(snakemake.threads)
-
 p = snakemake.params
 exp, name = p.experiment, p.algo
 method = getattr(p, "method", name)  # offline methods: one algorithm, several methods (MACAW's ablations)
@@ -34,18 +30,16 @@ family, seed = exp["family"], exp["seed"]
 horizon = envs.get_family(family).horizon
 train_tasks = pd.read_csv(snakemake.input.train).head(exp["task_limit"]["train"]).to_dict("records")
 test_tasks = pd.read_csv(snakemake.input.test).head(exp["task_limit"]["test"]).to_dict("records")
-run_dir = Path(snakemake.output.model).parent
 # What the result depends on; a checkpoint written for anything else is refused, naming the key
 # (run control, such as metatrain.checkpoint_every, is not part of it).
 run = {"config": dataclasses.asdict(cfg), "experiment": exp, "eval_every": p.eval_every, "evaluate": p.evaluate,
        "multitask": getattr(p, "multitask", False)}
 if offline:  # and the offline data: a checkpoint trained on other buffers is not resumed
     run["buffers"] = [io.file_sha256(b) for b in (*snakemake.input.train_buffers, *snakemake.input.test_buffers)]
-checkpoint, progress = io.start_or_resume(run_dir, run)
-device = prconfig.resolve_device(p.device)
+job = Job(snakemake, Path(snakemake.output.model).parent, run)
+device = job.device
 logging.info("%s: %s (%s) on %d %s tasks (%d test tasks), seed %d, %s, on %s", exp["name"], method, name,
              len(train_tasks), family, len(test_tasks), seed, cfg, device)
-start = time.time()
 log_every = snakemake.config["metatrain"]["log_every"][name]
 x_axis = "train_steps" if offline else "env_steps"  # offline methods count gradient steps, online ones env steps
 if offline:  # each task's buffer, checked to hold that task (a buffer of another task or family is refused)
@@ -54,18 +48,6 @@ if offline:  # each task's buffer, checked to hold that task (a buffer of anothe
     test_data = [algo.test_data(buffers.load_task_buffer(path, family, task), cfg)
                  for path, task in zip(snakemake.input.test_buffers, test_tasks, strict=True)]
     logging.info("loaded %d training and %d test buffers", len(data), len(test_data))
-
-
-def record(kind, row):
-    io.append_rows(progress, [{"kind": kind, **row}])
-
-
-def log(metrics):
-    if metrics["iteration"] % log_every:
-        return
-    metrics = {**metrics, "time/elapsed_s": time.time() - start}
-    record("metrics", metrics)
-    logging.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
 
 
 def on_eval(state, steps):
@@ -78,32 +60,22 @@ def on_eval(state, steps):
     else:
         rows = evaluate.on_test_tasks(algo, state, family, test_tasks, horizon, p.evaluate["adapt_trajectories"],
                                       p.evaluate["episodes"], seed, device=device)
-    for row in rows:
-        record("curve", {x_axis: steps, **row})
+    job.record("curve", [{x_axis: steps, **row} for row in rows])
     logging.info("evaluated %d test tasks at %d %s", len(test_tasks), steps, x_axis)
 
 
 # AdMRL's baselines are evaluated by their own jobs only, with AdMRL's sample schedule: no curve.
 multitask = getattr(p, "multitask", False)  # AdMRL's multi-task baselines see the task parameter
 state = algo.train(lambda task: envs.make(family, task, multitask=multitask), train_tasks, horizon, cfg, seed=seed,
-                   log=log, checkpoint=str(checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
+                   log=job.logger(iterations(cfg), record_every=log_every, line_every=log_every),
+                   checkpoint=str(job.checkpoint), checkpoint_every=snakemake.config["metatrain"]["checkpoint_every"],
                    on_eval=None if exp["paper"] == "AdMRL" else on_eval, eval_every=p.eval_every, device=device,
                    **({"data": data} if offline else {}))
 
-# Rows logged again after a resume replace the ones logged before the crash (they are equal).
-rows = io.read_rows(progress)
-metrics = pd.DataFrame([r for r in rows if r["kind"] == "metrics"]).drop_duplicates("iteration", keep="last")
-curve_rows = [r for r in rows if r["kind"] == "curve"]  # none for AdMRL's baselines (evaluated by their own jobs)
-curve = pd.DataFrame(curve_rows, columns=None if curve_rows else ["kind", x_axis, "task_id", "stage", "steps", "return"]
-                     ).drop_duplicates(
-    [x_axis, "task_id", "stage", "steps"], keep="last")
+curve = job.table("curve", [x_axis, "task_id", "stage", "steps"], columns=[x_axis, "task_id", "stage", "steps", "return"])
 curve = curve.assign(experiment=exp["name"], family=family, method=method, seed=seed)
 if offline:  # what MACAW Fig. 4's panels tell apart: the protocol's training-task count and the data quality
     curve = curve.assign(protocol=exp["protocol"], n_train=len(train_tasks), data_quality=exp.get("data_quality", "all"))
-for table, path in ((metrics, snakemake.output.metrics), (curve, snakemake.output.curve)):
-    with io.atomic_path(path) as tmp:
-        table.drop(columns="kind").to_csv(tmp, index=False)
-io.save_checkpoint(snakemake.output.model, state)
-io.write_job_provenance(snakemake, {"experiment": exp, "method": method, name: cfg, "eval_every": p.eval_every,
-                                   "evaluate": p.evaluate}, seeds={"train": seed}, device=device)
-io.finish_run(run_dir)
+job.finish({snakemake.output.metrics: job.table("metrics", ["iteration"]), snakemake.output.curve: curve},
+           {"experiment": exp, "method": method, name: cfg, "eval_every": p.eval_every, "evaluate": p.evaluate},
+           seeds={"train": seed}, model=(snakemake.output.model, state))

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 
-from paper_repro import plots
+from paper_repro.plots import mier
 
 STYLE = {"dpi": 100, "context": "paper", "palette": "colorblind", "ci": 95, "bootstrap": 200}
 CI, RESAMPLES = 95, 200
@@ -37,7 +37,7 @@ def _rows(table: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 def test_final_adapted_takes_the_last_relabelling_step_per_method():
     evals = _evals({"mier": [0, 10, 20], "pearl": [0]}, value=lambda m, s, t, n: n)
-    final = plots.final_adapted(evals)
+    final = mier.final_adapted(evals)
     assert len(final) == 2 * 2 * 3
     assert set(final[final.method == "mier"]["steps"]) == {20}
     assert set(final[final.method == "pearl"]["steps"]) == {0}
@@ -55,7 +55,7 @@ def _fig4_value(method, seed, task, n):
 
 
 def test_dynamics_extrapolation_table_holds_seed_and_aggregate_rows_per_panel():
-    table = plots.dynamics_extrapolation_table(_evals(STEPS, value=_fig4_value), CI, RESAMPLES)
+    table = mier.dynamics_extrapolation_table(_evals(STEPS, value=_fig4_value), CI, RESAMPLES)
     methods = table[table.panel == "methods"]
     aggregate = _rows(methods, "aggregate").set_index("method")
     assert aggregate["mean"].to_dict() == pytest.approx(MEANS)
@@ -69,8 +69,8 @@ def test_dynamics_extrapolation_table_holds_seed_and_aggregate_rows_per_panel():
 
 
 def test_dynamics_extrapolation_draws_the_tables_numbers_and_every_seed():
-    table = plots.dynamics_extrapolation_table(_evals(STEPS, value=_fig4_value), CI, RESAMPLES)
-    fig = plots.dynamics_extrapolation(table, STYLE, "Fig 4")
+    table = mier.dynamics_extrapolation_table(_evals(STEPS, value=_fig4_value), CI, RESAMPLES)
+    fig = mier.dynamics_extrapolation(table, STYLE, "Fig 4")
     left, right = fig.axes
     aggregate = _rows(table[table.panel == "methods"], "aggregate").set_index("method").loc[["pearl", "maml", "mier"]]
     assert [p.get_height() for p in left.patches] == pytest.approx(aggregate["mean"].tolist())
@@ -88,8 +88,8 @@ def test_dynamics_extrapolation_draws_the_tables_numbers_and_every_seed():
 
 
 def test_more_than_five_seeds_draw_no_seed_points():
-    table = plots.dynamics_extrapolation_table(_evals(STEPS, seeds=6, value=_fig4_value), CI, RESAMPLES)
-    fig = plots.dynamics_extrapolation(table, STYLE, "Fig 4")
+    table = mier.dynamics_extrapolation_table(_evals(STEPS, seeds=6, value=_fig4_value), CI, RESAMPLES)
+    fig = mier.dynamics_extrapolation(table, STYLE, "Fig 4")
     assert all(len(_seed_points(ax)) == 0 for ax in fig.axes)
     assert (_rows(table, "aggregate")["n_seeds"] == 6).all()
 
@@ -99,8 +99,8 @@ def test_reward_extrapolation_draws_one_point_per_velocity_and_method():
               for v in (0.5, 1.0, 1.5, 2.0, 2.5)]
     evals = pd.concat(frames)
     evals["task_id"] += (evals["velocity"] * 100).astype(int)  # each velocity its own test tasks
-    table = plots.reward_extrapolation_table(evals, CI, RESAMPLES)
-    fig = plots.reward_extrapolation(table, STYLE, "Fig 3")
+    table = mier.reward_extrapolation_table(evals, CI, RESAMPLES)
+    fig = mier.reward_extrapolation(table, STYLE, "Fig 3")
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {"MIER (Ours)", "PEARL", "MAML"}
@@ -119,13 +119,13 @@ def test_sample_efficiency_has_a_panel_per_family_and_aligns_evaluations_across_
                         rows.append({"family": family, "method": method, "seed": seed, "task_id": task,
                                      "env_steps": int(k * 1000 * scale + seed), "stage": "adapted", "steps": 0,
                                      "return": float(k + seed)})
-    table = plots.sample_efficiency_table(pd.DataFrame(rows), CI, RESAMPLES)
+    table = mier.sample_efficiency_table(pd.DataFrame(rows), CI, RESAMPLES)
     maml = table[(table.family == "cheetah-vel") & (table.method == "maml")]
     assert _rows(maml, "aggregate")[["evaluation", "env_steps", "mean"]].values.tolist() == [
         [1, 100000.5, 1.5], [2, 200000.5, 2.5], [3, 300000.5, 3.5]]
     assert _rows(maml, "seed")[["seed", "env_steps"]].values.tolist() == [[0, 100000], [1, 100001], [0, 200000],
                                                                           [1, 200001], [0, 300000], [1, 300001]]
-    fig = plots.sample_efficiency(table, STYLE, "Fig 2")
+    fig = mier.sample_efficiency(table, STYLE, "Fig 2")
     assert [ax.get_title() for ax in fig.axes] == ["Cheetah-Velocity Standard Benchmark",
                                                     "Humanoid-Direction Standard Benchmark"]
     line = {line.get_label(): line for line in fig.axes[0].get_lines()}["MAML"]

@@ -60,6 +60,12 @@ def lib(*names):
     return [str(LIB / n) for n in names]
 
 
+# The figures' tables and drawings (paper_repro.plots): its registry (__init__.py) imports every paper's
+# module, so each job that imports the package runs them all; stats.py computes their intervals.
+PLOTS_SOURCES = ["plots/__init__.py", "plots/common.py", "plots/mier.py", "plots/admrl.py", "plots/macaw.py",
+                 "stats.py"]
+
+
 def code(script, *parts):
     """A job's `code` param: its script (workflow/scripts/<script>) and the library files in ``parts``,
     lists of them or functions of the wildcards that return one."""

@@ -154,7 +154,7 @@ rule table_fig6_model_error:
     input:
         errors=[model_error_path(n) for n in config["figures"]["fig6_model_error"]["experiments"]],
     params:
-        code=code("table_model_error.py", lib("plots.py", "stats.py", "io.py")),
+        code=code("table_model_error.py", lib(*PLOTS_SOURCES, "io.py")),
         stats=table_stats(),
     log:
         "results/logs/tables/fig6_model_error.log",

@@ -1,5 +1,6 @@
 """Draw a figure from its table (the numbers it draws, already aggregated): results/figures/<figN>_<what>.{pdf,png}
-by plots.<what>(), with its claims' verdicts (results/claims/<figure>.csv) as a caption line under it."""
+by its drawing in the registry (``plots.figure("<figN>_<what>").plot``, i.e. ``plots.<paper>.<what>``), with its
+claims' verdicts (results/claims/<figure>.csv) as a caption line under it."""
 
 import textwrap
 
@@ -10,7 +11,7 @@ from paper_repro import claims, io, plots
 snakemake = globals()["snakemake"]
 p = snakemake.params[0]
 fig_cfg = p["figure"]
-draw = getattr(plots, fig_cfg["name"].split("_", 1)[1])
+draw = plots.figure(fig_cfg["name"]).plot
 table = pd.read_csv(snakemake.input.table)
 fig = draw(table, p["style"], f"{fig_cfg['paper']}: {fig_cfg['title']} ({p['scale']} scale)")
 caption = "Claims: " + claims.caption_line(pd.read_csv(snakemake.input.claims))

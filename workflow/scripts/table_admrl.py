@@ -1,7 +1,8 @@
-"""The table behind an AdMRL figure (``plots.<what>_table``): every evaluation (model-based, and the
-model-free baselines' on their sample schedule) with its task's reference return A* and gap, the
-worst-case gap per seed and its mean over seeds with an interval; for Fig. 4 also the training tasks
-each run visited; for Fig. 2 the mean returns over test tasks instead of gaps.
+"""The table behind an AdMRL figure (its table in the registry, ``plots.figure("<figN>_<what>").table``, i.e.
+``plots.admrl.<what>_table``): every evaluation (model-based, and the model-free baselines' on their
+sample schedule) with its task's reference return A* and gap, the worst-case gap per seed and its mean
+over seeds with an interval; for Fig. 4 also the training tasks each run visited; for Fig. 2 the mean
+returns over test tasks instead of gaps.
 
 A*_SAC of a test task is the final (deterministic) return of its reference SAC agent
 (results/<scale>/best/<experiment>/sac/seed0/task<id>.curve.csv, last row).
@@ -20,7 +21,7 @@ p = snakemake.params
 evals = pd.concat([pd.read_csv(path) for path in snakemake.input.evals], ignore_index=True)
 tests = pd.concat([pd.read_csv(path).assign(experiment=name) for path, name in zip(snakemake.input.tests, p.test_experiments)],
                   ignore_index=True)
-evals = plots.adaptation_rows(evals, tests)  # the model-free baselines' rows (Figs 1-2) in the model-based form
+evals = plots.admrl.adaptation_rows(evals, tests)  # the model-free baselines' rows (Figs 1-2) in the model-based form
 best = []
 for path in snakemake.input.best:
     experiment, task = re.search(r"best/([^/]+)/sac/seed\d+/task(\d+)\.curve\.csv$", path).groups()
@@ -30,7 +31,8 @@ for path in snakemake.input.best:
     best.append({"experiment": experiment, "task_id": int(task), "a_star_sac": float(curve["eval_return"].iloc[-1])})
 a_star_sac = pd.DataFrame(best, columns=["experiment", "task_id", "a_star_sac"])  # none for Fig. 2 (returns)
 out = snakemake.output[0]
-aggregate = getattr(plots, f"{Path(out).stem.split('_', 1)[1]}_table")
+# results/tables/fig3_worst_case_gap.csv -> plots.admrl.worst_case_gap_table
+aggregate = plots.figure(Path(out).stem).table
 stats = p.stats
 extra = {}
 if "visited" in snakemake.input.keys():
@@ -42,7 +44,7 @@ with io.atomic_path(out) as tmp:
 # The rows, for the figure's claims: every evaluation (with its gap where the figure draws gaps), and for
 # Fig. 4 every visited training task with its distance to the box's boundary (x is the task parameter
 # normalised to [-1, 1] per axis: 1 - max |x_i|), a task of its own per method (they visit different ones)
-rows = (plots.gap_rows(evals, a_star_sac, p.gap_reference) if len(a_star_sac) else evals).assign(kind="evaluation")
+rows = (plots.admrl.gap_rows(evals, a_star_sac, p.gap_reference) if len(a_star_sac) else evals).assign(kind="evaluation")
 if "visited" in extra:
     visited = extra["visited"]
     x = visited.filter(regex=r"^x_\d+$").abs().max(axis=1)

@@ -1,4 +1,4 @@
-"""The table behind fig8: the numbers it draws (``plots.offline_policy_curves_table``): every task's
+"""The table behind fig8: the numbers it draws (``plots.macaw.offline_policy_curves_table``): every task's
 learning curve per seed and as the mean over seeds with its bootstrap interval, with the task's split,
 and the random policy's return per family.
 
@@ -53,7 +53,7 @@ stats = snakemake.params.stats
 
 out = snakemake.output[0]
 with io.atomic_path(out) as tmp:
-    plots.offline_policy_curves_table(curves, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+    plots.macaw.offline_policy_curves_table(curves, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
 with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's claims
     curves.drop(columns="source").to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"collect_algo": snakemake.params.collect_algo, **stats},

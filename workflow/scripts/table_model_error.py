@@ -1,4 +1,4 @@
-"""The table behind AdMRL Fig. 6 (``plots.model_error_table``): each model's error on the
+"""The table behind AdMRL Fig. 6 (``plots.admrl.model_error_table``): each model's error on the
 out-of-distribution dataset per method, seed and snapshot, and the mean over seeds with its interval."""
 
 import pandas as pd
@@ -9,7 +9,7 @@ snakemake = globals()["snakemake"]
 errors = pd.concat([pd.read_csv(path) for path in snakemake.input.errors], ignore_index=True)
 stats = snakemake.params.stats
 with io.atomic_path(snakemake.output[0]) as tmp:
-    plots.model_error_table(errors, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
+    plots.admrl.model_error_table(errors, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)
 with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's claims
     errors.to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, dict(stats), seeds=sorted(errors.seed.unique().tolist()), device="cpu")

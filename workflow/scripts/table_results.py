@@ -1,6 +1,7 @@
-"""The table behind a MIER or MACAW figure: the numbers it draws (``plots.<what>_table``: each seed's mean over
-the test tasks and the mean over seeds with its bootstrap interval), from the result files with each
-test task's parameters (e.g. its target velocity) joined on.
+"""The table behind a MIER or MACAW figure: the numbers it draws (its table in the registry,
+``plots.figure("<figN>_<what>").table``, i.e. ``plots.<paper>.<what>_table``: each seed's mean over the test
+tasks and the mean over seeds with its bootstrap interval), from the result files with each test task's
+parameters (e.g. its target velocity) joined on.
 
 The files are evaluations after adaptation (results/<scale>/eval/<experiment>/<method>/seed<s>.csv: Figs 3
 and 4) or evaluations during meta-training (results/<scale>/runs/<experiment>/<algo>/seed<s>/curve.csv:
@@ -29,8 +30,8 @@ if snakemake.params.test_tables:  # none for a supervised experiment (MACAW Fig.
     table = table.merge(tasks, on=["experiment", "task_id"], how="left", validate="many_to_one")
 
 out = snakemake.output[0]
-# results/tables/fig4_dynamics_extrapolation.csv -> plots.dynamics_extrapolation_table
-aggregate = getattr(plots, f"{Path(out).stem.split('_', 1)[1]}_table")
+# results/tables/fig4_dynamics_extrapolation.csv -> plots.mier.dynamics_extrapolation_table
+aggregate = plots.figure(Path(out).stem).table
 stats = snakemake.params.stats
 with io.atomic_path(out) as tmp:
     aggregate(table, stats["ci"], stats["bootstrap"]).to_csv(tmp, index=False)

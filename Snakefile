@@ -8,6 +8,10 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/paths.smk"
+include: "workflow/rules/params.smk"
+include: "workflow/rules/inputs.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/tasks.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/minari.smk"

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, snakemake
 
 from paper_repro import config as prconfig
-from paper_repro import digests, envs
+from paper_repro import digests, envs, methods, plan
 
 LIB = ROOT / "src" / "paper_repro"
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -43,8 +43,9 @@ RULE_SCRIPTS = [("task_tables", "task_tables.py"), ("collect_", "collect.py"), (
                 ("plot_", "plot_figure.py"), ("claims_", "claims.py")]
 
 
-# methods whose algorithm is not the first word of the method (the workflow's OFFLINE_METHODS and ONLINE_RUNS)
-OFFLINE_ALGOS = {"meta_bc": "macaw", "offline_mt_ft": "mt_awr", "offline_pearl": "offline_pearl", "mt_joint": "maml"}
+# a rule's method (its name after metatrain_, evaluate_ or finetune_, "-" as "_") -> its algorithm
+METHOD_ALGOS = {m.replace("-", "_"): entry[0] for registry in (methods.OFFLINE_METHODS, methods.ONLINE_RUNS)
+                for m, entry in registry.items()}
 
 
 def module_file(dotted: str) -> str | None:
@@ -109,7 +110,7 @@ def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[s
         pass
     elif rule.startswith(("metatrain_", "evaluate_", "finetune_")):
         method = rule.split("_", 1)[1]
-        algo = OFFLINE_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier
+        algo = METHOD_ALGOS.get(method, method.split("_")[0])  # evaluate_mier_no_relabel -> mier
         mods.add(f"paper_repro.algos.{algo}")
         family = family or config["experiments"][wildcards["experiment"]]["family"]
     if family:
@@ -154,6 +155,20 @@ def test_every_job_lists_the_import_closure_of_its_code(jobs):
         if wrong:
             problems.append(f"{rule} {wildcards}: recorded digests differ from the code's: {wrong}")
     assert not problems, "\n".join(dict.fromkeys(problems))
+
+
+def test_every_job_writes_its_declared_log(jobs, tmp_path_factory):
+    """Every job of the smoke run declares a log and its script writes to it (`results/logs/...`)."""
+    from smoke_run import figure_target, smoke_results
+
+    workdir, figures = smoke_results(tmp_path_factory)
+    built = plan.dag_jobs(["all", *map(figure_target, figures)], workdir=workdir, config={"scale": "smoke"},
+                          forceall=True)
+    problems = [f"{job.rule} {job.wildcards}: no log declared" for job in built if not job.logs and job.rule != "all"]
+    problems += [f"{job.rule} {job.wildcards}: {log} is {'empty' if (workdir / log).is_file() else 'missing'}"
+                 for job in built for log in job.logs
+                 if not (workdir / log).is_file() or not (workdir / log).stat().st_size]
+    assert len(built) > 100 and not problems, "\n".join(problems)
 
 
 def test_every_rule_is_checked(jobs, tmp_path_factory):

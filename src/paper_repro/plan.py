@@ -42,6 +42,7 @@ class Job:
     needs: tuple[int, ...]  # the jobs (indices) it waits for
     needrun: bool
     benchmark: str | None = None  # its Snakemake benchmark file, the measured wall time (column s)
+    logs: tuple[str, ...] = ()  # its declared log files
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -101,7 +102,8 @@ def dag_jobs(targets: Iterable[str], *, workdir: Path = ROOT, config: Mapping[st
                     threads=min(int(job.threads), cores), priority=int(job.rule.priority),
                     params=_canonical(dict(job.params.items())),
                     needs=tuple(sorted(index[d] for d in dag.dependencies[job] if d in index)),
-                    needrun=bool(dag.needrun(job)), benchmark=str(job.benchmark) if job.benchmark else None)
+                    needrun=bool(dag.needrun(job)), benchmark=str(job.benchmark) if job.benchmark else None,
+                    logs=tuple(map(str, job.log)))
                 for job in order]
 
 

@@ -606,7 +606,7 @@ def test_return_estimators_on_episodes_that_fall_at_known_steps(estimator, expec
 
 
 def test_only_the_evaluation_reads_the_eval_only_fields():
-    """The training rules leave admrl.EVAL_ONLY out of their params (workflow/rules/common.smk, admrl_learner):
+    """The training rules leave admrl.EVAL_ONLY out of their params (workflow/rules/params.smk, admrl_learner):
     so no function but the test protocol's may read them."""
     import ast
     import inspect

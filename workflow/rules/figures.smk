@@ -62,7 +62,7 @@ for _figure, _results in FIGURE_RESULTS.items():
             "../scripts/table_results.py"
 
 
-for _figure in FIGURES_BUILT:
+for _figure in FIGURES:
 
     rule:
         name:
@@ -127,7 +127,7 @@ for _figure in ADMRL_FIGURES:
 
 # Every figure's claims (config/claims.yaml): estimates, intervals and verdicts from the rows of its table
 # (paper_repro.claims); a figure with no claim gets a file with the header only.
-for _figure in FIGURES_BUILT:
+for _figure in FIGURES:
 
     rule:
         name:

@@ -8,6 +8,7 @@ A*_SAC of a test task is the final (deterministic) return of its reference SAC a
 (results/<scale>/best/<experiment>/sac/seed0/task<id>.curve.csv, last row).
 """
 
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 from paper_repro import io, plots
 
 snakemake = globals()["snakemake"]
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 p = snakemake.params
 
 evals = pd.concat([pd.read_csv(path) for path in snakemake.input.evals], ignore_index=True)
@@ -55,3 +57,4 @@ with io.atomic_path(snakemake.output[1]) as tmp:
     rows.to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"gap_reference": p.gap_reference, **stats},
                         seeds=sorted(evals.seed.unique().tolist()), device="cpu")
+logging.info("%s: %d evaluation rows, seeds %s", snakemake.output[0], len(evals), sorted(evals.seed.unique().tolist()))

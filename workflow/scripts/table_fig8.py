@@ -8,6 +8,7 @@ and the random policy's return per family.
 buffer's random warm-up (NaN when the warm-up is shorter than an episode).
 """
 
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 from paper_repro import buffers, io, plots
 
 snakemake = globals()["snakemake"]
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 
 
 def task_splits(family: str) -> dict[int, str]:
@@ -58,3 +60,4 @@ with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's c
     curves.drop(columns="source").to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"collect_algo": snakemake.params.collect_algo, **stats},
                         seeds=sorted(curves.seed.unique().tolist()), device="cpu", runs=list(snakemake.input.curves))
+logging.info("%s: %d curve rows from %d collections", out, len(curves), len(snakemake.input.curves))

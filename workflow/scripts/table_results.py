@@ -9,6 +9,7 @@ Fig. 2); both have one row per method, seed, test task, stage and step count. MA
 Omniglot runs' curves (results/<scale>/runs/omniglot/<method>/seed<s>/curve.csv), with no task table.
 """
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ import pandas as pd
 from paper_repro import io, plots
 
 snakemake = globals()["snakemake"]
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 
 frames = []
 for path in snakemake.input.results:
@@ -39,3 +41,5 @@ with io.atomic_path(snakemake.output[1]) as tmp:  # the rows, for the figure's c
     table.drop(columns="source").to_csv(tmp, index=False)
 io.write_job_provenance(snakemake, {"results": len(snakemake.input.results), **stats},
                         seeds=sorted(table.seed.unique().tolist()), device="cpu", runs=list(snakemake.input.results))
+logging.info("%s: %d rows from %d result files, seeds %s", out, len(table), len(snakemake.input.results),
+             sorted(table.seed.unique().tolist()))

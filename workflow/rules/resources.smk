@@ -1,0 +1,116 @@
+# Runtime and memory requests, and priorities.
+#
+# Priorities: the longest chain starts first. Whenever cores are free, Snakemake starts the ready job of
+# highest priority. A rule's priority is the minutes of the longest chain of runtime requests it starts:
+# its own request and the longest one waiting on it. So the per-task collection that every offline figure
+# waits on starts first, and MIER's training (then its long relabelling evaluation) before PEARL's and
+# MAML's. Tables and plots keep priority 0.
+
+
+# Measured by benchmarks/collect_throughput.py on 2 idle CPU cores: batched SAC, 10 tasks, fp32,
+# 256-256: 335 task-env-steps/s in all (each with its gradient step); TD3 519.
+COLLECT_TASK_STEPS_PER_S = 330
+
+
+def collect_runtime(family):
+    """Minutes for a job, from its budget and task count; a retry asks for twice as much."""
+    work = config["collect"]["steps_per_task"][family] * len(collect_task_ids(family))
+
+    def runtime(wildcards, attempt):
+        return attempt * max(10, int(1.5 * work / COLLECT_TASK_STEPS_PER_S / 60))
+
+    return runtime
+
+
+@functools.cache
+def obs_dim(family):
+    """The family's observation size (from one env, built once per workflow run)."""
+    return envs.make(family, envs.task_table(family, COLLECT_PROTOCOL)["test"].iloc[0].to_dict()).observation_space.shape[0]
+
+
+def buffers_mb(family, n_tasks):
+    """MB of n_tasks lifetime buffers of the family at this scale (obs and next obs in float32)."""
+    return config["collect"]["steps_per_task"][family] * n_tasks * (2 * obs_dim(family) + 12) * 4 / 1e6
+
+
+def collect_mem_mb(family):
+    """Every task's lifetime buffer plus 4 GB for the rest."""
+    buffer_mb = buffers_mb(family, len(collect_task_ids(family)))
+
+    def mem_mb(wildcards, attempt):
+        return attempt * (4000 + int(1.5 * buffer_mb))
+
+    return mem_mb
+
+
+def offline_mem_mb(wildcards, attempt):
+    """Every buffer of the experiment as loaded, twice over for the arrays derived from it, plus 4 GB;
+    doubled on a retry."""
+    n_tasks = sum(len(experiment_task_ids(wildcards.experiment, s)) for s in ("train", "test"))
+    return attempt * (4000 + int(2 * buffers_mb(config["experiments"][wildcards.experiment]["family"], n_tasks)))
+
+
+def metatrain_runtime(algo):
+    """Minutes: the scale's estimate for one run (config metatrain.runtime), doubled on a retry."""
+    return lambda wildcards, attempt: attempt * config["metatrain"]["runtime"][algo]
+
+
+def metatrain_mem_mb(algo):
+    """MIER and PEARL keep every transition of meta-training in memory; 8 GB covers the paper's
+    budgets (a few million transitions of at most 348 floats); MAML keeps one meta-batch. MAML on Omniglot
+    (maml_classifier): 32k images and a second-order step through 4.9M parameters for 16 tasks."""
+    return lambda wildcards, attempt: attempt * (2000 if algo == "maml" else 8000)
+
+
+def evaluate_runtime(method):
+    """Minutes: the scale's estimate for one method's evaluation (config evaluate.runtime; a method without
+    its own entry takes its algorithm's), doubled on a retry."""
+    runtime = config["evaluate"]["runtime"]
+    return lambda wildcards, attempt: attempt * runtime.get(method, runtime[eval_algo(method)])
+
+
+def finetune_runtime(wildcards, attempt):
+    """Minutes of one fine-tuning job (finetune.runtime), doubled on a retry."""
+    return attempt * config["finetune"]["runtime"]
+
+
+def admrl_runtime(stage):
+    return lambda wildcards, attempt: attempt * config["admrl"]["runtime"][stage]
+
+
+def best_runtime(experiment):
+    work = config["admrl"]["best"]["steps_per_task"] * len(experiment_task_ids(experiment, "test"))
+    return lambda wildcards, attempt: attempt * max(config["admrl"]["runtime"]["best"],
+                                                   int(1.5 * work / COLLECT_TASK_STEPS_PER_S / 60))
+
+
+def minutes(runtime):
+    """A runtime request (a number, or a function of wildcards and attempt) at the first attempt."""
+    return runtime if isinstance(runtime, (int, float)) else runtime(None, 1)
+
+
+def evaluate_chain(method):
+    return int(minutes(evaluate_runtime(method)))
+
+
+def online_chain(run):
+    """metatrain_<run>, then its longest evaluation."""
+    evaluations = [evaluate_chain(m) for m, (r, _) in EVAL_METHODS.items() if r == run]
+    return int(minutes(metatrain_runtime(ONLINE_RUNS[run][0])) + max(evaluations, default=0))
+
+
+def offline_chain(method):
+    """metatrain_<method>, then its online fine-tuning (MACAW Table 1) where it has one."""
+    finetune = minutes(finetune_runtime) if method in FINETUNE_ALGOS else 0
+    return int(minutes(metatrain_runtime(OFFLINE_METHODS[method][0])) + finetune)
+
+
+def collect_chain(family):
+    """A family's collection, then the longest offline method trained on it."""
+    return int(minutes(collect_runtime(family)) + max(offline_chain(m) for m in OFFLINE_METHODS))
+
+
+def admrl_chain(stage):
+    """AdMRL's stages: the shared first task (init), the model-based training (train), its evaluation."""
+    stages = ["init", "train", "evaluate"]
+    return int(sum(minutes(admrl_runtime(s)) for s in stages[stages.index(stage):]))

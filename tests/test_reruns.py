@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import snakemake
 
-from paper_repro import io
+from paper_repro import io, plan
 
 SMOKE = ("--config", "scale=smoke")
 FIG4 = "results/figures/fig4_dynamics_extrapolation.pdf"
@@ -39,13 +39,20 @@ TABLES = [
 TARGETS = [*TABLES, FIG4]
 
 
-def planned(workdir: Path, targets: list[str], *config: str) -> list[str]:
-    """The outputs a dry run would (re)build."""
-    proc = snakemake(workdir, "-n", "--cores", "1", *targets, *(config or SMOKE))
-    outputs = set()
-    for match in re.finditer(r"^\s+output: (.+)$", proc.stdout, flags=re.M):
-        outputs.update(p.strip() for p in match.group(1).split(","))
-    return sorted(outputs)
+def planned(workdir: Path, targets: list[str], *args: str) -> list[str]:
+    """The outputs a dry run would (re)build: Snakemake's own DAG, built in this process (paper_repro.plan), with
+    the command line's ``--config key=value ...`` and ``--configfile file`` (default: the smoke scale)."""
+    config, configfiles, option = {}, [], None
+    for arg in args or SMOKE:
+        if arg.startswith("--"):
+            option = arg
+        elif option == "--config":
+            key, value = arg.split("=", 1)
+            config[key] = yaml.safe_load(value)
+        else:
+            configfiles.append(Path(workdir) / arg)
+    jobs = plan.dag_jobs(targets, workdir=workdir, config=config, configfiles=configfiles, cores=1)
+    return sorted({output for job in jobs if job.needrun for output in job.outputs})
 
 
 @pytest.fixture(scope="module")

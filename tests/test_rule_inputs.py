@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, snakemake
+from conftest import ROOT
 
 from paper_repro import config as prconfig
 from paper_repro import digests, envs, methods, plan
@@ -90,9 +89,8 @@ def closure(modules: set[str]) -> set[str]:
 
 
 def planned_rules(workdir: Path) -> set[str]:
-    """The rules of the whole smoke DAG, from a forced dry run."""
-    out = snakemake(workdir, "-n", "-F", "--cores", "1", "--config", "scale=smoke").stdout
-    return set(re.findall(r"^(?:local)?rule (\S+):", out, flags=re.M))
+    """The rules of the whole smoke DAG (Snakemake's, built in this process)."""
+    return {job.rule for job in plan.dag_jobs(["all"], workdir=workdir, config={"scale": "smoke"}, forceall=True)}
 
 
 def dynamic_modules(rule: str, wildcards: dict[str, str], config: dict) -> set[str]:

@@ -104,7 +104,9 @@ def algo_sources(algo):
     return sources
 
 
-ADMRL_SOURCES = ["algos/admrl.py", "meta.py", "nets.py", "buffers.py", "rollout.py", "io.py", "config.py"]
+# AdMRL's jobs: the algorithm (algos/admrl.py), its parts beside it, and the library modules they import.
+ADMRL_SOURCES = ["algos/admrl.py", "algos/slbo.py", "algos/admrl_envs.py", "algos/admrl_gradient.py",
+                 "algos/admrl_model_error.py", "meta.py", "nets.py", "buffers.py", "rollout.py", "io.py", "config.py"]
 
 
 def admrl_sources(wildcards):

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,8 +77,41 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, han
         time.sleep(0.05)
 
 
-# What a test module imports to run snakemake: this file's helper, or smoke_run's shared smoke run.
-RUNS_SNAKEMAKE = ("snakemake", "smoke_results")
+# What a test calls, itself or through its fixtures and its module's helpers, to run Snakemake: this file's
+# helper, the shared smoke run, Snakemake's DAG built in process (plan.dag_jobs, through evidence too), or a
+# fresh copy of the workflow (the workflow_dir fixture).
+RUNS_SNAKEMAKE = {"snakemake", "smoke_results", "dag_jobs", "rules_markdown", "figure_params", "render", "publish",
+                  "copy_workflow"}
+
+
+def _names(func: Any) -> set[str]:
+    """The global and attribute names ``func``'s code (nested functions included) refers to."""
+    names, todo = set(), [func.__code__] if hasattr(func, "__code__") else []
+    while todo:
+        code = todo.pop()
+        names |= set(code.co_names)
+        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    return names
+
+
+def runs_snakemake(func: Any, module: Any, seen: set | None = None) -> bool:
+    """Whether ``func`` runs Snakemake: it names one of RUNS_SNAKEMAKE, or calls a function of ``module`` that does."""
+    seen = set() if seen is None else seen
+    if func in seen:
+        return False
+    seen.add(func)
+    names = _names(func)
+    return bool(names & RUNS_SNAKEMAKE) or any(
+        runs_snakemake(helper, module, seen) for name in names
+        if inspect.isfunction(helper := getattr(module, name, None)) and helper.__module__ == module.__name__)
+
+
+def _uses_snakemake(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    if module is None or not hasattr(item, "function"):
+        return False
+    fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+    return any(runs_snakemake(f, module) for f in (item.function, *fixtures))
 
 
 LEARNING_TIMEOUT_S = 1800
@@ -84,13 +120,13 @@ several times the slowest one's time on a shared 2-core machine, so it stops onl
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``workflow`` every test of a module that runs snakemake, so that ``make test-fast`` can leave it out;
-    give every ``slow`` test the learning tests' timeout."""
+    """Mark ``workflow`` each test that runs Snakemake (:func:`runs_snakemake`: per test, so that the unit
+    tests of a module that also runs the workflow stay in ``make test-fast``); give every ``slow`` test the
+    learning tests' timeout."""
     for item in items:
         if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(LEARNING_TIMEOUT_S))
-        module = getattr(item, "module", None)
-        if module is not None and any(callable(getattr(module, name, None)) for name in RUNS_SNAKEMAKE):
+        if item.get_closest_marker("workflow") is None and _uses_snakemake(item):
             item.add_marker(pytest.mark.workflow)
 
 

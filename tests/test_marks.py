@@ -1,0 +1,38 @@
+"""The ``workflow`` mark goes to each test that runs Snakemake, itself or through a helper of its module
+(conftest.runs_snakemake), and not to the unit tests beside it."""
+
+import sys
+import types
+
+from conftest import runs_snakemake
+
+
+def _module(source: str) -> types.ModuleType:
+    module = types.ModuleType("fake_tests")
+    sys.modules["fake_tests"] = module
+    try:
+        exec(compile(source, "fake_tests.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules["fake_tests"]
+    return module
+
+
+def test_a_test_that_runs_snakemake_through_a_helper_is_a_workflow_test():
+    module = _module("""
+def planned(workdir):
+    return plan.dag_jobs(["all"], workdir=workdir)
+
+def helper(workdir):
+    return sorted(planned(workdir))
+
+def test_reruns(built):
+    assert helper(built) == []
+
+def test_lint():
+    snakemake(ROOT, "--lint")
+
+def test_unit():
+    assert sorted([2, 1]) == [1, 2]
+""")
+    assert runs_snakemake(module.test_reruns, module) and runs_snakemake(module.test_lint, module)
+    assert not runs_snakemake(module.test_unit, module)

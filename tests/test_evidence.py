@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from paper_repro import claims as prclaims
 from paper_repro import evidence
 from paper_repro import config as prconfig
 
@@ -136,3 +137,24 @@ def test_a_runs_own_seed_is_not_part_of_its_config_digest():
 
     assert evidence.config_digest(side(0)) == evidence.config_digest(side(1))
     assert evidence.config_digest(side(0)) != evidence.config_digest(side(0, task_seed=1))
+
+
+def test_a_finding_sits_beside_its_claim_and_is_flagged_when_other_units_are_pooled(tmp_path):
+    registry = prclaims.load_registry(ROOT / "config" / "claims.yaml")
+    claims = pd.DataFrame([{"claim": "M3", "part": "MIER - PEARL", "paper": "MIER", "figure": "fig3_reward_extrapolation",
+                            "estimate": -48.0, "ci_low": -75.0, "ci_high": -17.0, "n_seeds": 1, "n_tasks": 3,
+                            "verdict": "contradicted", "reason": "", "commit": "668dbd3abcde", "seeds": "0", "stale": ""}])
+    finding = {"seeds": [0], "commit": "668dbd3", "text": "PEARL's\n  extrapolation is better."}
+    text = evidence.results_markdown(claims, registry, [], [], "quick", {"M3": finding})
+    assert "**Finding** (seeds 0 at `668dbd3`): PEARL's extrapolation is better." in text
+    assert "to be checked again" not in text
+    later = evidence.results_markdown(claims.assign(seeds="0,1"), registry, [], [], "quick", {"M3": finding})
+    assert "Written for other units than the ones pooled now (seeds 0, 1 at `668dbd3abcde`)" in later
+
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "findings.yaml").write_text("M99: {seeds: [0], commit: abc, text: t}\n")
+    with pytest.raises(evidence.EvidenceError, match="'M99' is not a claim"):
+        evidence.load_findings(tmp_path, "quick", registry)
+    (tmp_path / "quick" / "findings.yaml").write_text("M3: {seeds: [0], text: t}\n")
+    with pytest.raises(evidence.EvidenceError, match="M3 needs exactly the keys"):
+        evidence.load_findings(tmp_path, "quick", registry)

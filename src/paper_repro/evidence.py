@@ -477,7 +477,8 @@ def figure_costs(figure: str, paper: str, root: Path = ROOT) -> dict[str, str]:
 
 def figures_markdown(claims: pd.DataFrame, units: list[dict], root: Path = ROOT, costs: bool = True) -> str:
     """The README's figures at a glance: each figure's claims with their verdicts, its measured quick wall time
-    (the latest published unit's, from an empty results/), and the runtime requests' estimates."""
+    for one seed (the longest of the latest commit's published units: the first seed's is from an empty
+    results/), and the runtime requests' estimates."""
     figures = prconfig.load_yaml(root / "config" / "config.yaml")["figures"]
     lines = ["| paper | figure (`results/figures/<name>.pdf`) | claims: verdict ([docs/results.md](docs/results.md)) | "
              "quick, 1 seed, 2 cores: measured | quick, 1 seed, by runtime requests (upper bound): 2 / 16 cores | "
@@ -491,9 +492,10 @@ def figures_markdown(claims: pd.DataFrame, units: list[dict], root: Path = ROOT,
             verdicts.append(f"{cid} **{verdict}**{' (stale)' if stale else ''}" if verdict != "not run yet"
                             else f"{cid} not run yet")
         timed = [u for u in units if u["figure"] == name and u.get("wall_time_s")]
-        latest = max(timed, key=lambda u: u["published"]) if timed else None
-        measured = (f"{_duration(latest['wall_time_s'] / 60)} ({latest['cpu']}, `{latest['commit'][:7]}`)"
-                    if latest else "")
+        commit = max(timed, key=lambda u: u["published"])["commit"] if timed else None  # the latest code's units
+        longest = max((u for u in timed if u["commit"] == commit), key=lambda u: u["wall_time_s"], default=None)
+        measured = (f"{_duration(longest['wall_time_s'] / 60)} ({longest['cpu']}, `{longest['commit'][:7]}`)"
+                    if longest else "")
         cost = figure_costs(name, fig["paper"], root) if costs else {"quick": "", "paper": ""}
         lines.append(f"| {fig['paper']} | `{name}` | {', '.join(verdicts) or '—'} | {measured} | {cost['quick']} | "
                      f"{cost['paper']} |")

@@ -7,9 +7,12 @@
 # MAML's. Tables and plots keep priority 0.
 
 
-# Measured by benchmarks/collect_throughput.py on 2 idle CPU cores: batched SAC, 10 tasks, fp32,
-# 256-256: 335 task-env-steps/s in all (each with its gradient step); TD3 519.
-COLLECT_TASK_STEPS_PER_S = 330
+# Task-steps per second of a collection job (each env step with its gradient step), by collecting agent:
+# the slowest measured in whole quick collections on 2 cores (AMD EPYC; docs/quick-runs.md, quick.yaml):
+# SAC 119 (Meta-World: 15 agents x 10k steps in 21 min; walker-params and ant-dir 18-19 min), TD3 330
+# (cheetah-vel: 40 x 50k in 101 min). benchmarks/collect_throughput.py's 335 (SAC) and 519 (TD3) on
+# 10 cheetah tasks are warm-up-heavy and faster than any whole job.
+COLLECT_TASK_STEPS_PER_S = {"sac": 119, "td3": 330}
 
 
 def collect_runtime(family):
@@ -17,7 +20,7 @@ def collect_runtime(family):
     work = config["collect"]["steps_per_task"][family] * len(collect_task_ids(family))
 
     def runtime(wildcards, attempt):
-        return attempt * max(10, int(1.5 * work / COLLECT_TASK_STEPS_PER_S / 60))
+        return attempt * max(10, int(1.5 * work / COLLECT_TASK_STEPS_PER_S[config["collect"]["algo"][family]] / 60))
 
     return runtime
 
@@ -81,7 +84,7 @@ def admrl_runtime(stage):
 def best_runtime(experiment):
     work = config["admrl"]["best"]["steps_per_task"] * len(experiment_task_ids(experiment, "test"))
     return lambda wildcards, attempt: attempt * max(config["admrl"]["runtime"]["best"],
-                                                   int(1.5 * work / COLLECT_TASK_STEPS_PER_S / 60))
+                                                   int(1.5 * work / COLLECT_TASK_STEPS_PER_S["sac"] / 60))
 
 
 def minutes(runtime):

@@ -1,6 +1,6 @@
 """The method registries (paper_repro.methods), checked against the config and the algorithms without
 Snakemake: every method an experiment names exists, every switch is a field of its algorithm's Config, and
-each algorithm's listed imports are the modules it really imports (its code map, workflow/rules/common.smk)."""
+each online algorithm has the shared interface and counts its iterations in a field of its Config."""
 
 import dataclasses
 import importlib
@@ -8,10 +8,9 @@ import importlib
 import pytest
 
 from conftest import ROOT
-from test_rule_inputs import EMPTY_MODULES, closure
 
 from paper_repro import config as prconfig
-from paper_repro import methods
+from paper_repro import job, methods
 
 CONFIG = prconfig.load_yaml(ROOT / "config" / "config.yaml")
 COLLECTORS = {"sac", "td3"}  # MACAW Fig. 8's data-collection agents, drawn as methods
@@ -51,11 +50,14 @@ def test_evaluated_methods_adapt_registered_runs_and_fine_tuned_ones_can_be():
         assert callable(importlib.import_module(f"paper_repro.algos.{module}").finetune)
 
 
-@pytest.mark.parametrize("algo", sorted(methods.ALGO_IMPORTS))
-def test_each_algorithms_listed_imports_are_what_it_imports(algo):
-    """ALGO_IMPORTS is each algorithm's code map besides its own file (io.py comes with every job's)."""
-    imported = closure({f"paper_repro.algos.{algo}"}) - {f"algos/{algo}.py", "io.py"} - EMPTY_MODULES
-    assert set(methods.ALGO_IMPORTS[algo]) == imported
+@pytest.mark.parametrize("algo", sorted({algo for algo, _, _ in methods.ONLINE_RUNS.values()}))
+def test_each_online_algorithm_has_the_interface_and_counts_its_iterations(algo):
+    """An online algorithm trains and adapts through one interface, and job.ITERATIONS (else train_steps)
+    names an int field of its Config: what a job's progress counts."""
+    module = importlib.import_module(f"paper_repro.algos.{algo}")
+    assert callable(module.train) and callable(module.adapt_and_evaluate)
+    assert isinstance(job.iterations(module.Config()), int)
+    assert job.ITERATIONS.get(algo, "train_steps") in config_fields(algo)
 
 
 def test_admrl_figure_lists_name_admrl_figures():

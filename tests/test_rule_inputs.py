@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,43 +51,17 @@ METHOD_ALGOS = {m.replace("-", "_"): entry[0] for registry in (methods.OFFLINE_M
 
 def module_file(dotted: str) -> str | None:
     """'paper_repro.algos.mier' -> 'algos/mier.py' (a package -> its __init__.py); None if not a module."""
-    parts = dotted.split(".")[1:]
-    for candidate in (LIB.joinpath(*parts).with_suffix(".py"), LIB.joinpath(*parts, "__init__.py")):
-        if parts and candidate.is_file() or not parts and candidate.name == "__init__.py" and candidate.is_file():
-            return candidate.relative_to(LIB).as_posix()
-    return None
+    path = digests.module_file(dotted, LIB)
+    return path.relative_to(LIB).as_posix() if path else None
 
 
 def imports(path: Path, package: str) -> set[str]:
-    """The paper_repro modules a file imports (``from paper_repro import x`` counts x where it is a module)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("paper_repro")}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: resolve against the file's package
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            if base.startswith("paper_repro"):
-                found.add(base)
-                found |= {f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}")}
-    return {m for m in found if module_file(m)}
+    return digests.imports(path, package, LIB)
 
 
 def closure(modules: set[str]) -> set[str]:
     """Library files (relative to src/paper_repro) reached from ``modules`` through imports."""
-    seen, todo = set(), list(modules)
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
-        todo += imports(LIB / path, package)
-        if "." in name.removeprefix("paper_repro."):  # importing a.b runs a/__init__.py first
-            todo.append(name.rsplit(".", 1)[0])
-    return seen
+    return {p.relative_to(LIB).as_posix() for p in digests.closure(modules, LIB)}
 
 
 def planned_rules(workdir: Path) -> set[str]:
@@ -179,9 +155,43 @@ def test_every_rule_is_checked(jobs, tmp_path_factory):
 
 
 def test_closure_follows_imports():
-    """The walker itself: mier imports sac, which imports nets and buffers; envs pulls in every robot."""
+    """The walker (paper_repro.digests.closure) itself: mier imports sac, which imports nets and buffers;
+    envs pulls in every robot."""
     assert {"algos/mier.py", "algos/sac.py", "nets.py", "buffers.py", "meta.py", "io.py"} <= closure({"paper_repro.algos.mier"})
     assert {"envs/__init__.py", "envs/tasks.py", "envs/ant.py", "envs/cheetah.py"} <= closure({"paper_repro.envs"})
     # every module that defines a registered family's env is in the registry's closure
     defining = {module_file(envs.get_family(f).env_cls.__module__) for f in envs.FAMILIES}
     assert defining and None not in defining and defining <= closure({"paper_repro.envs"})
+
+
+# Run in a fresh interpreter: imports every library module with builtins.__import__ wrapped, and prints
+# each import that a library module's code makes (importer, then the absolute names it imported).
+RECORD_IMPORTS = """
+import builtins, importlib, importlib.util, json, sys
+edges, real = set(), builtins.__import__
+
+def record(name, globals=None, locals=None, fromlist=(), level=0):
+    module = real(name, globals, locals, fromlist, level)
+    importer = (globals or {}).get("__name__", "")
+    base = importlib.util.resolve_name("." * level + name, globals["__package__"]) if level else name
+    if importer.startswith("paper_repro"):
+        edges.update((importer, m) for m in [base, *(f"{base}.{f}" for f in fromlist or ())] if m in sys.modules)
+    return module
+
+builtins.__import__ = record
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted(edges)))
+"""
+
+
+def test_closure_holds_every_module_an_import_really_loads():
+    """The static walker against Python's own imports: every library module that a library module's code
+    imports when it runs lies in that module's closure."""
+    modules = [".".join(("paper_repro", *p.relative_to(LIB).with_suffix("").parts)).removesuffix(".__init__")
+               for p in sorted(LIB.rglob("*.py"))]
+    edges = json.loads(subprocess.run([sys.executable, "-c", RECORD_IMPORTS, *modules], capture_output=True,
+                                      text=True, check=True).stdout)
+    assert len(edges) > 50, "too few imports recorded"
+    missed = [(a, b) for a, b in edges if module_file(b) and module_file(b) not in closure({a})]
+    assert not missed, f"imports the walker misses: {missed}"

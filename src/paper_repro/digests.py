@@ -7,6 +7,10 @@ when a param changes, so editing a module's code reruns exactly the jobs that li
 or a ``touch`` reruns nothing. The same map goes into the job's provenance, and ``evidence`` compares it
 with the current checkout to tell fresh evidence from stale.
 
+Which files a job lists is derived, not written by hand: ``closure`` follows the ``import`` statements of a
+script and of the modules it loads by name, through the library (``paper_repro``), wherever in a file they
+sit (a function-level import counts).
+
 Only the standard library: the Snakefile imports this module.
 """
 
@@ -61,3 +65,55 @@ def digest_of_map(code: dict[str, str]) -> str:
     for rel in sorted(code):
         h.update(f"{rel}\0{code[rel]}\0".encode())
     return h.hexdigest()
+
+
+def has_code(path: Path) -> bool:
+    """Whether a module holds any code: a package marker (empty, or a docstring) holds none."""
+    body = ast.parse(Path(path).read_text(), str(path)).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
+
+
+def module_file(dotted: str, lib: Path) -> Path | None:
+    """``'paper_repro.algos.mier'`` -> ``lib/algos/mier.py`` (a package -> its ``__init__.py``), where ``lib``
+    is the ``paper_repro`` folder; None for a name that is not one of its modules (a function, a class)."""
+    top, *parts = dotted.split(".")
+    if top != lib.name:
+        return None
+    for candidate in (lib.joinpath(*parts).with_suffix(".py") if parts else None, lib.joinpath(*parts, "__init__.py")):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def imports(path: Path, package: str, lib: Path) -> set[str]:
+    """The library modules that the file ``path`` (of the dotted ``package``; "" for a script) imports:
+    ``import paper_repro.x``, ``from paper_repro.x import y`` (x, and y where y is a module) and relative
+    imports."""
+    found = set()
+    for node in ast.walk(ast.parse(Path(path).read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the file's package
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return {name for name in found if module_file(name, lib)}
+
+
+def closure(modules: Iterable[str], lib: Path, skip: Iterable[Path] = ()) -> set[Path]:
+    """The library files that importing ``modules`` (dotted names) runs: each module, the packages above it
+    and, recursively, what they import; files in ``skip`` are neither listed nor followed."""
+    skip, seen, todo = set(skip), set(), list(modules)
+    while todo:
+        name = todo.pop()
+        path = module_file(name, lib)
+        if path is None or path in seen or path in skip:
+            continue
+        seen.add(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        todo += imports(path, package, lib)
+        if "." in name:  # importing a.b runs a/__init__.py first
+            todo.append(name.rsplit(".", 1)[0])
+    return seen

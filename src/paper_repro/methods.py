@@ -22,21 +22,6 @@ OFFLINE_METHODS = {
     "offline-pearl": ("offline_pearl", {}),  # Offline PEARL (Fig. 3; not in the authors' code)
 }
 
-# The online meta-RL algorithms (src/paper_repro/algos/<algo>.py, one interface: train and
-# adapt_and_evaluate) and the library modules each imports besides its own file.
-META_ALGOS = {
-    "maml": ["meta.py", "buffers.py", "nets.py", "rollout.py"],
-    "mier": ["meta.py", "buffers.py", "nets.py", "rollout.py", "algos/sac.py"],
-    "pearl": ["buffers.py", "nets.py", "rollout.py"],
-}
-# ... and the offline ones (OFFLINE_METHODS), which learn from collected buffers.
-ALGO_IMPORTS = {
-    **META_ALGOS,
-    "macaw": ["meta.py", "buffers.py", "nets.py", "rollout.py"],
-    "mt_awr": ["algos/macaw.py", "meta.py", "buffers.py", "nets.py", "rollout.py"],
-    "offline_pearl": ["algos/pearl.py", "buffers.py", "nets.py", "rollout.py"],
-}
-
 # Online meta-training runs, results/<scale>/runs/<experiment>/<run>/: run -> (algorithm, its Config
 # switches, multitask). AdMRL's multi-task baselines (AdMRL Sec. 5) are the same algorithms seeing the
 # normalised task parameter after the observation (envs.TaskParameterObservation): MAML-MT, PEARL-MT,

@@ -17,7 +17,7 @@ from snakemake.logging import logger
 from paper_repro import config as prconfig
 from paper_repro import digests
 from paper_repro import envs, omniglot
-from paper_repro.methods import (ADMRL_FIGURES, ALGO_IMPORTS, COLLECT_PROTOCOL, EVAL_METHODS, FINETUNE_ALGOS,
+from paper_repro.methods import (ADMRL_FIGURES, COLLECT_PROTOCOL, EVAL_METHODS, FINETUNE_ALGOS,
                                   MB_METHODS, OFFLINE_METHODS, OMNIGLOT_METHODS, ONLINE_RUNS, RETURNS_ONLY,
                                   VISITED_ONLY, eval_algo)
 
@@ -47,42 +47,49 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os
 
 # --- library code behind each result (so editing one reruns what it feeds) ---
 # A job's code is not among its inputs but its `code` param, {file: digest of its AST, docstrings aside}
-# (paper_repro.digests) of its script and the library files it runs: editing a module's code reruns
-# exactly the jobs that list it; a comment, a docstring or a touch of a library file reruns nothing
-# (Snakemake itself reruns a script's jobs when the script is newer). Each output's provenance records it.
+# (paper_repro.digests) of its script and every library file it runs: the import closure of the script
+# and of the modules it loads by name (its algorithm, its family's robot module), derived from the import
+# statements, never listed by hand. Editing a module's code reruns exactly the jobs that import it; a
+# comment, a docstring or a touch of a library file reruns nothing (Snakemake itself reruns a script's
+# jobs when the script is newer). Each output's provenance records the map. Package markers without code
+# (empty __init__.py files) are left out. The one deliberate exception: the family registry
+# (envs/__init__.py) imports every robot module, but a job depends only on its own family's (editing
+# ant.py must not rerun cheetah jobs).
 
-ENVS_SHARED = [str(LIB / "envs" / n) for n in ("__init__.py", "registration.py", "tasks.py")]
-ROBOT_MODULE = {"metaworld": "meta_world.py"}  # robot -> module where it is not <robot>.py
+LIB_DIR = ROOT / LIB
+ROBOT_FILES = set((LIB_DIR / "envs").glob("*.py")) - {LIB_DIR / "envs" / n for n in ("__init__.py", "registration.py", "tasks.py")}
+ROBOT_MODULE = {"metaworld": "meta_world"}  # robot -> module where it is not <robot>
 FAMILY_DATA = {"cheetah-highdim": ["admrl_cheetah_highdim_stats.json"]}  # family -> files in envs/data/ it reads
 
 
 def family_sources(family):
-    """The family's own module and data plus the shared registry and task sampling."""
+    """The family's robot module (which the registry loads) and the data files it reads."""
     robot = family.split("-")[0]
-    data = [str(LIB / "envs" / "data" / name) for name in FAMILY_DATA.get(family, [])]
-    return ENVS_SHARED + [str(LIB / "envs" / ROBOT_MODULE.get(robot, f"{robot}.py"))] + data
+    return [f"paper_repro.envs.{ROBOT_MODULE.get(robot, robot)}"] + [str(LIB / "envs" / "data" / name)
+                                                                     for name in FAMILY_DATA.get(family, [])]
 
 
-def lib(*names):
-    return [str(LIB / n) for n in names]
-
-
-# The figures' tables and drawings (paper_repro.plots): its registry (__init__.py) imports every paper's
-# module, so each job that imports the package runs them all; stats.py computes their intervals.
-PLOTS_SOURCES = ["plots/__init__.py", "plots/common.py", "plots/mier.py", "plots/admrl.py", "plots/macaw.py",
-                 "stats.py"]
+def algo_module(algo):
+    return f"paper_repro.algos.{algo}"
 
 
 def code(script, *parts):
-    """A job's `code` param: its script (workflow/scripts/<script>) and the library files in ``parts``,
-    lists of them or functions of the wildcards that return one."""
+    """A job's `code` param: its script (workflow/scripts/<script>), the import closure of the script and of
+    the modules named in ``parts`` (dotted names: those it loads by name) and the data files named there
+    (paths). Each part is a list of them, or a function of the wildcards that returns one."""
     if any(callable(part) for part in parts):
         return lambda wildcards: code(script, *(part(wildcards) if callable(part) else part for part in parts))
-    return digests.code_map([f"workflow/scripts/{script}", *(f for part in parts for f in part)], ROOT)
+    names = [name for part in parts for name in part]
+    modules = {name for name in names if "/" not in name}
+    script_path = ROOT / "workflow" / "scripts" / script
+    own = {digests.module_file(m, LIB_DIR) for m in modules}
+    files = digests.closure(digests.imports(script_path, "", LIB_DIR) | modules, LIB_DIR, skip=ROBOT_FILES - own)
+    return digests.code_map([f"workflow/scripts/{script}", *(str(f.relative_to(ROOT)) for f in files if digests.has_code(f)),
+                             *(name for name in names if "/" in name)], ROOT)
 
 
 def task_table_sources(wildcards):
-    return family_sources(wildcards.family) + lib("io.py")
+    return family_sources(wildcards.family)
 
 
 def collect_sources(family):
@@ -90,33 +97,26 @@ def collect_sources(family):
 
 
 def collect_sources_for(family, algo):
-    return family_sources(family) + lib(f"algos/{algo}.py", "nets.py", "buffers.py", "rollout.py", "collect.py", "io.py",
-                                        "config.py", "progress.py")
+    return family_sources(family) + [algo_module(algo)]
 
 
 def algo_sources(algo):
-    """A function of wildcards: the algorithm's module, the library modules it imports, and the family's modules."""
+    """A function of wildcards: the algorithm's module and the experiment's family."""
 
     def sources(wildcards):
-        family = config["experiments"][wildcards.experiment]["family"]
-        return family_sources(family) + lib(f"algos/{algo}.py", "io.py", "evaluate.py", "progress.py", *ALGO_IMPORTS[algo])
+        return family_sources(config["experiments"][wildcards.experiment]["family"]) + [algo_module(algo)]
 
     return sources
 
 
-# AdMRL's jobs: the algorithm (algos/admrl.py), its parts beside it, and the library modules they import.
-ADMRL_SOURCES = ["algos/admrl.py", "algos/slbo.py", "algos/admrl_envs.py", "algos/admrl_gradient.py",
-                 "algos/admrl_model_error.py", "meta.py", "nets.py", "buffers.py", "rollout.py", "io.py", "config.py"]
-
-
 def admrl_sources(wildcards):
-    return family_sources(wildcards.family) + lib(*ADMRL_SOURCES)
+    return family_sources(wildcards.family)
 
 
 def admrl_experiment_sources(wildcards):
-    return family_sources(config["experiments"][wildcards.experiment]["family"]) + lib(*ADMRL_SOURCES)
+    return family_sources(config["experiments"][wildcards.experiment]["family"])
 
 
 def minari_sources():
-    """The export's code: every exported family's env (a dataset's spaces and env spec) and the writer."""
-    return sorted({s for f in COLLECT_FAMILIES for s in family_sources(f)}) + lib("datasets.py", "buffers.py", "io.py")
+    """The export's code: every exported family's env (a dataset's spaces and env spec)."""
+    return sorted({s for f in COLLECT_FAMILIES for s in family_sources(f)})

@@ -15,7 +15,7 @@ for _method, (_run, _) in EVAL_METHODS.items():
             tasks=experiment_test_table,
         params:
             # the script resolves the device with config.resolve_device
-            code=code("evaluate.py", algo_sources(_algo), lib("config.py")),
+            code=code("evaluate.py", algo_sources(_algo)),
             algo=_algo,
             method=_method,
             options=eval_options(_method),
@@ -125,8 +125,7 @@ for _experiment in ADMRL_MODEL_ERROR:
             tasks=task_table_path(config["experiments"][_experiment]["family"],
                                   config["experiments"][_experiment]["protocol"], "test"),
         params:
-            code=code("admrl_model_error.py",
-                      family_sources(config["experiments"][_experiment]["family"]) + lib(*ADMRL_SOURCES)),
+            code=code("admrl_model_error.py", family_sources(config["experiments"][_experiment]["family"])),
             experiment=_experiment,
             family=config["experiments"][_experiment]["family"],
             task_ids=experiment_task_ids(_experiment, "test"),
@@ -154,7 +153,7 @@ rule table_fig6_model_error:
     input:
         errors=[model_error_path(n) for n in config["figures"]["fig6_model_error"]["experiments"]],
     params:
-        code=code("table_model_error.py", lib(*PLOTS_SOURCES, "io.py")),
+        code=code("table_model_error.py"),
         stats=table_stats(),
     log:
         "results/logs/tables/fig6_model_error.log",
@@ -185,7 +184,7 @@ for _method, _algo in FINETUNE_ALGOS.items():
             model=f"{SCALE_DIR}/runs/{{experiment}}/{_method}/seed{{seed}}/model.pt",
             tasks=experiment_test_table,
         params:
-            code=code("finetune.py", algo_sources(_algo), lib("config.py", "job.py")),
+            code=code("finetune.py", algo_sources(_algo)),
             algo=_algo,
             method=_method,
             experiment=experiment_params,

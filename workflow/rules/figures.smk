@@ -12,7 +12,7 @@ rule table_fig8_offline_policy_curves:
         tasks=[t for f in figure_collect_algos("fig8_offline_policy_curves") for t in collect_task_tables(f).values()],
     params:
         # buffers.warmup_returns: each task's random-policy return
-        code=code("table_fig8.py", lib("buffers.py", *PLOTS_SOURCES, "io.py")),
+        code=code("table_fig8.py"),
         collect_algo=figure_collect_algos("fig8_offline_policy_curves"),
         task_tables={f: collect_task_tables(f) for f in figure_collect_algos("fig8_offline_policy_curves")},
         stats=table_stats(),
@@ -45,7 +45,7 @@ for _figure, _results in FIGURE_RESULTS.items():
             results=_results(_figure),
             tasks=list(figure_test_tables(_figure).values()),
         params:
-            code=code("table_results.py", lib(*PLOTS_SOURCES, "io.py")),
+            code=code("table_results.py"),
             test_tables=figure_test_tables(_figure),
             stats=table_stats(),
         log:
@@ -74,7 +74,7 @@ for _figure in FIGURES:
             claims=f"results/claims/{_figure}.csv",
         params:
             plot_params(_figure),
-            code=code("plot_figure.py", lib(*PLOTS_SOURCES, "io.py", "claims.py")),
+            code=code("plot_figure.py"),
         log:
             f"results/logs/plots/{_figure}.log",
         benchmark:
@@ -106,7 +106,7 @@ for _figure in ADMRL_FIGURES:
             **({"visited": admrl_task_files(_figure)} if _figure == "fig4_adversarial_tasks" else {}),
             tests=[figure_test_tables(_figure)[n] for n in admrl_eval_experiments(_figure)],
         params:
-            code=code("table_admrl.py", lib(*PLOTS_SOURCES, "io.py")),
+            code=code("table_admrl.py"),
             test_experiments=admrl_eval_experiments(_figure),
             gap_reference=config["admrl"]["gap_reference"],
             visited_experiments=[f for f in admrl_task_experiments(_figure)],
@@ -138,7 +138,7 @@ for _figure in FIGURES:
             rows=figure_rows(_figure),
             registry=CLAIMS_REGISTRY,
         params:
-            code=code("claims.py", lib("claims.py", "io.py")),
+            code=code("claims.py"),
             figure=_figure,
             scale=SCALE,
             stats=table_stats(),

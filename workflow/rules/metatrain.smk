@@ -16,7 +16,7 @@ for _run, (_algo, _switches, _multitask) in ONLINE_RUNS.items():
             test=experiment_test_table,
         params:
             # the script builds the algorithm's Config with config.from_dict
-            code=code("metatrain.py", algo_sources(_algo), lib("config.py", "job.py")),
+            code=code("metatrain.py", algo_sources(_algo)),
             algo=_algo,
             method=_run,
             multitask=_multitask,
@@ -60,7 +60,7 @@ for _method, (_algo, _) in OFFLINE_METHODS.items():
             train=experiment_train_table,
             test=experiment_test_table,
         params:
-            code=code("metatrain.py", algo_sources(_algo), lib("config.py", "job.py")),
+            code=code("metatrain.py", algo_sources(_algo)),
             algo=_algo,
             method=_method,
             experiment=experiment_params,
@@ -98,7 +98,7 @@ rule metatrain_admrl_init:
         metrics=f"{admrl_run_dir('{family}', 'init')}/metrics.csv",
     input:
     params:
-        code=code("admrl_train.py", admrl_sources, lib("job.py", "progress.py")),
+        code=code("admrl_train.py", admrl_sources),
         family=lambda wildcards: wildcards.family,
         method="init",
         sampler="adversarial",  # task 0 is the same for every sampler (x = 0.3)
@@ -133,7 +133,7 @@ for _method, _sampler in MB_METHODS.items():
         input:
             init=f"{admrl_run_dir('{family}', 'init')}/run.pt",
         params:
-            code=code("admrl_train.py", admrl_sources, lib("job.py", "progress.py")),
+            code=code("admrl_train.py", admrl_sources),
             family=lambda wildcards: wildcards.family,
             method=_method,
             sampler=_sampler,
@@ -167,7 +167,7 @@ rule omniglot_data:
     input:
         sources=omniglot_sources,
     params:
-        code=code("omniglot_data.py", lib("omniglot.py", "io.py")),
+        code=code("omniglot_data.py"),
         root=None if config["omniglot"]["fixture"] else omniglot_root(),  # the stand-in reads no user data
         split_seed=config["omniglot"]["split_seed"],
         fixture=config["omniglot"]["fixture"],
@@ -194,9 +194,7 @@ rule metatrain_omniglot:
     input:
         data=f"{SCALE_DIR}/omniglot/omniglot28.npz",
     params:
-        code=code("omniglot_train.py",
-                  lib("algos/maml_classifier.py", "omniglot.py", "meta.py", "nets.py", "io.py", "config.py", "job.py",
-                      "progress.py") + ENVS_SHARED),
+        code=code("omniglot_train.py"),
         experiment=omniglot_experiment(),
         run=omniglot_run,
         eval_every=config["metatrain"]["eval_every"]["maml_classifier"],

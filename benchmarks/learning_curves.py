@@ -14,9 +14,18 @@ with its 95% confidence interval, Welch's t interval (unequal variances), and
 Welch's p-value beside it. The last line is JSON; ``--csv`` also writes the raw
 curves.
 
+Narrower collection agents (``--widths``, a quick-scale saving: MACAW's collectors are not the paper's,
+MACAW spec 1.4) are compared with ours at the default width (``--reference``) on the data they leave:
+each agent's mean return over the last ``--last-episodes`` training episodes of its replay buffer
+(exploration noise included: what the offline learners read), beside the evaluation curves, and the wall
+time and task-steps per second of each. ``--tasks`` trains one agent per task index (seed = its
+position) instead of ``--seeds`` agents on one task; then the intervals are paired over tasks (paired t).
+
     python benchmarks/learning_curves.py --algo sac --steps 15000 --seeds 4
     python benchmarks/learning_curves.py --algo td3 --steps 15000 --seeds 4 --precision fp32,bf16
     python benchmarks/learning_curves.py --algo sac --family Pendulum-v1 --steps 8000 --eval-every 1000 --seeds 8
+    python benchmarks/learning_curves.py --algo td3 --family cheetah-vel --tasks 0,13,26,39 --steps 50000 \
+        --precision fp32 --widths 256x256,64x64 --reference ours-fp32-256x256 --eval-every 5000
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +43,8 @@ import pandas as pd
 from scipy import stats
 
 from collect_throughput import env_factory, sb3_model
+
+from paper_repro.config import cpu_model
 
 
 def evaluate_sb3(model, env, seed: int, episodes: int) -> float:
@@ -71,43 +83,64 @@ def curves_sb3(args, seeds) -> list[dict]:
     return rows
 
 
-def curves_ours(args, seeds, bf16: bool) -> list[dict]:
-    from paper_repro import collect
+def curves_ours(args, seeds, bf16: bool, hidden: tuple[int, ...] | None) -> tuple[list[dict], list[dict]]:
+    """Our agents' evaluation curves, and each one's mean return over its buffer's last episodes."""
+    from paper_repro import buffers, collect
     from paper_repro.algos import sac, td3
 
     algo = {"sac": sac, "td3": td3}[args.algo]
     cfg = algo.Config(total_steps=args.steps, learning_starts=args.warmup, amp_bf16=bf16, eval_every=args.eval_every,
-                      eval_episodes=args.eval_episodes)
+                      eval_episodes=args.eval_episodes, **({"hidden": hidden} if hidden else {}))
+    tasks = args.tasks or [args.task] * len(seeds)
     with tempfile.TemporaryDirectory() as d:
-        out = collect.train([env_factory(args.family, args.task, s) for s in seeds], algo, cfg, d, seeds=seeds,
+        out = collect.train([env_factory(args.family, t, s) for t, s in zip(tasks, seeds)], algo, cfg, d, seeds=seeds,
                             write_outputs=False, checkpoint_every=10**9, log_every=10**9)
-    impl = "ours-bf16" if bf16 else "ours-fp32"
+    impl = f"ours-{'bf16' if bf16 else 'fp32'}" + (f"-{'x'.join(map(str, hidden))}" if hidden else "")
+    data = []
+    for s, buffer in zip(seeds, out["buffers"]):
+        arrays = buffer.arrays()
+        done = arrays["terminated"] | arrays["truncated"]
+        starts, ends = buffers.episode_bounds(arrays["terminated"], arrays["truncated"])
+        returns = [float(arrays["reward"][a:b].sum()) for a, b in zip(starts, ends) if done[b - 1]][-args.last_episodes:]
+        data.append({"impl": impl, "seed": s, "buffer_return": float(np.mean(returns)), "episodes": len(returns)})
     return [{"impl": impl, "seed": s, "env_steps": n, "eval_return": r}
-            for s, curve in zip(seeds, out["curves"]) for n, r in curve]
+            for s, curve in zip(seeds, out["curves"]) for n, r, *_ in curve], data
 
 
 def _worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    seeds = list(range(args.seeds))
-    rows = curves_sb3(args, seeds) if args.worker == "sb3" else curves_ours(args, seeds, args.worker == "ours-bf16")
-    print(json.dumps(rows))
+    seeds = list(range(len(args.tasks) if args.tasks else args.seeds))
+    start = time.perf_counter()
+    if args.worker == "sb3":
+        rows, data = curves_sb3(args, seeds), []
+    else:
+        _, precision, *width = args.worker.split("-")
+        rows, data = curves_ours(args, seeds, precision == "bf16", tuple(map(int, width[0].split("x"))) if width else None)
+    print(json.dumps({"curves": rows, "buffers": data, "seconds": time.perf_counter() - start}))
 
 
-def compare(curves: pd.DataFrame, impl: str, ref: str = "sb3") -> dict:
-    """``impl`` - ``ref`` on per-seed mean return and final return: difference of means, 95% Welch CI, p-value."""
+def interval(a: np.ndarray, b: np.ndarray, paired: bool) -> dict:
+    """mean(a) - mean(b) with its 95% interval: paired t (the same tasks) or Welch's t."""
+    test = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
+    ci = test.confidence_interval(confidence_level=0.95)
+    return {"ours": [float(a.mean()), float(a.std(ddof=1))], "reference": [float(b.mean()), float(b.std(ddof=1))],
+            "difference": float(a.mean() - b.mean()), "ci95": [float(ci.low), float(ci.high)], "p": float(test.pvalue)}
+
+
+def compare(curves: pd.DataFrame, data: pd.DataFrame, impl: str, ref: str, paired: bool) -> dict:
+    """``impl`` - ``ref`` on per-seed mean return, final return and (ours alone) the buffer's last episodes."""
     per_seed = curves.groupby(["impl", "seed"]).eval_return
     last = curves[curves.env_steps == curves.env_steps.max()].set_index(["impl", "seed"]).eval_return
+    metrics = [("auc", per_seed.mean()), ("final", last)]
+    if not data.empty and ref in set(data.impl):
+        metrics.append(("buffer", data.set_index(["impl", "seed"]).buffer_return))
     out = {}
-    for name, values in (("auc", per_seed.mean()), ("final", last)):
-        a, b = values.loc[impl].to_numpy(), values.loc[ref].to_numpy()
-        welch = stats.ttest_ind(a, b, equal_var=False)
-        ci = welch.confidence_interval(confidence_level=0.95)
-        out[name] = {"ours": [float(a.mean()), float(a.std(ddof=1))], "sb3": [float(b.mean()), float(b.std(ddof=1))],
-                     "difference": float(a.mean() - b.mean()), "ci95": [float(ci.low), float(ci.high)],
-                     "p": float(welch.pvalue)}
-        print(f"{impl} - {ref}, {name}: {a.mean() - b.mean():+.1f}, 95% CI [{ci.low:.1f}, {ci.high:.1f}]")
+    for name, values in metrics:
+        out[name] = interval(values.loc[impl].sort_index().to_numpy(), values.loc[ref].sort_index().to_numpy(), paired)
+        print(f"{impl} - {ref}, {name}: {out[name]['difference']:+.1f}, 95% CI "
+              f"[{out[name]['ci95'][0]:.1f}, {out[name]['ci95'][1]:.1f}]")
     return out
 
 
@@ -124,24 +157,45 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=2)
     p.add_argument("--precision", default="fp32,bf16", help="our precisions: fp32, bf16 or fp32,bf16")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--widths", help="our agents' hidden sizes, e.g. 256x256,64x64 (default: the Config's)")
+    p.add_argument("--reference", default="sb3", help="what the others are compared with (default sb3; or e.g. "
+                   "ours-fp32-256x256, and then SB3 does not run)")
+    p.add_argument("--tasks", type=lambda v: [int(t) for t in v.split(",")],
+                   help="one agent per task index (seed = position) instead of --seeds agents on --task")
+    p.add_argument("--last-episodes", type=int, default=10, help="buffer episodes averaged per agent (default 10)")
     p.add_argument("--csv", type=Path, help="also write the raw curves here")
-    p.add_argument("--worker", choices=["sb3", "ours-fp32", "ours-bf16"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return _worker(args)
 
-    rows = []
-    for kind in ["sb3", *(f"ours-{prec}" for prec in args.precision.split(","))]:
+    widths = [f"-{w}" for w in args.widths.split(",")] if args.widths else [""]
+    kinds = [f"ours-{prec}{w}" for prec in args.precision.split(",") for w in widths]
+    if args.reference == "sb3":
+        kinds = ["sb3", *kinds]
+    if args.reference not in kinds:
+        sys.exit(f"--reference {args.reference} is none of the runs: {', '.join(kinds)}")
+    rows, data, seconds = [], [], {}
+    for kind in kinds:
         cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--worker", kind]
-        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-        rows += json.loads(out.strip().splitlines()[-1])
-    curves = pd.DataFrame(rows)
+        out = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
+        rows += out["curves"]
+        data += out["buffers"]
+        seconds[kind] = out["seconds"]
+    curves, data = pd.DataFrame(rows), pd.DataFrame(data)
     if args.csv:
         curves.to_csv(args.csv, index=False)
     table = curves.groupby(["env_steps", "impl"]).eval_return.agg(["mean", "std"]).unstack("impl")
     print(table.round(1).to_string())
-    result = {"family": args.family, "task": args.task, "algo": args.algo, "steps": args.steps, "seeds": args.seeds,
-              "comparisons": {impl: compare(curves, impl) for impl in curves.impl.unique() if impl != "sb3"}}
+    agents = len(args.tasks) if args.tasks else args.seeds
+    for kind, s in seconds.items():
+        print(f"{kind}: {s:.0f} s, {agents * args.steps / s:.0f} task-steps/s")
+    if not data.empty:
+        print(data.groupby("impl").buffer_return.agg(["mean", "std"]).round(1).to_string())
+    result = {"family": args.family, "task": args.tasks or args.task, "algo": args.algo, "steps": args.steps,
+              "agents": agents, "reference": args.reference, "seconds": seconds, "cpu": cpu_model(),
+              "comparisons": {impl: compare(curves, data, impl, args.reference, bool(args.tasks))
+                              for impl in curves.impl.unique() if impl != args.reference}}
     print(json.dumps(result))
 
 

@@ -67,9 +67,18 @@ def digest_of_map(code: dict[str, str]) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=1024)
+def _tree(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    """A module's AST, parsed once per version (the workflow asks for each file for every job it plans);
+    callers never change it."""
+    return ast.parse(path.read_text(), str(path))
+
+
 def has_code(path: Path) -> bool:
     """Whether a module holds any code: a package marker (empty, or a docstring) holds none."""
-    body = ast.parse(Path(path).read_text(), str(path)).body
+    path = Path(path).resolve()
+    stat = path.stat()
+    body = _tree(path, stat.st_mtime_ns, stat.st_size).body
     return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
 
 
@@ -89,8 +98,16 @@ def imports(path: Path, package: str, lib: Path) -> set[str]:
     """The library modules that the file ``path`` (of the dotted ``package``; "" for a script) imports:
     ``import paper_repro.x``, ``from paper_repro.x import y`` (x, and y where y is a module) and relative
     imports."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return set(_imports(path, stat.st_mtime_ns, stat.st_size, package, Path(lib)))
+
+
+@lru_cache(maxsize=4096)
+def _imports(path: Path, mtime_ns: int, size: int, package: str, lib: Path) -> frozenset[str]:
+    """imports(), computed once per version of the file (the workflow asks for it for every job it plans)."""
     found = set()
-    for node in ast.walk(ast.parse(Path(path).read_text(), str(path))):
+    for node in ast.walk(_tree(path, mtime_ns, size)):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -99,7 +116,7 @@ def imports(path: Path, package: str, lib: Path) -> set[str]:
                 parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([base] if base else []))
             found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
-    return {name for name in found if module_file(name, lib)}
+    return frozenset(name for name in found if module_file(name, lib))
 
 
 def closure(modules: Iterable[str], lib: Path, skip: Iterable[Path] = ()) -> set[Path]:

@@ -88,8 +88,10 @@ def code(script, *parts):
                              *(name for name in names if "/" in name)], ROOT)
 
 
-def task_table_sources(wildcards):
-    return family_sources(wildcards.family)
+def job_family_sources(wildcards):
+    """family_sources of a job's family: its {family} wildcard's, or its {experiment}'s."""
+    family = wildcards.family if "family" in wildcards.keys() else config["experiments"][wildcards.experiment]["family"]
+    return family_sources(family)
 
 
 def collect_sources(family):
@@ -102,19 +104,7 @@ def collect_sources_for(family, algo):
 
 def algo_sources(algo):
     """A function of wildcards: the algorithm's module and the experiment's family."""
-
-    def sources(wildcards):
-        return family_sources(config["experiments"][wildcards.experiment]["family"]) + [algo_module(algo)]
-
-    return sources
-
-
-def admrl_sources(wildcards):
-    return family_sources(wildcards.family)
-
-
-def admrl_experiment_sources(wildcards):
-    return family_sources(config["experiments"][wildcards.experiment]["family"])
+    return lambda wildcards: job_family_sources(wildcards) + [algo_module(algo)]
 
 
 def minari_sources():

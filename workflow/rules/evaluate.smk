@@ -53,7 +53,7 @@ for _method in MB_METHODS:
             run=admrl_eval_run(_method),
             tasks=experiment_test_table,
         params:
-            code=code("admrl_evaluate.py", admrl_experiment_sources),
+            code=code("admrl_evaluate.py", job_family_sources),
             method=_method,
             experiment=experiment_params,
             learner=admrl_learner(),
@@ -84,7 +84,7 @@ rule evaluate_admrl_snapshot:
         run=admrl_eval_run("admrl"),
         tasks=experiment_test_table,
     params:
-        code=code("admrl_evaluate.py", admrl_experiment_sources),
+        code=code("admrl_evaluate.py", job_family_sources),
         method="admrl",
         experiment=experiment_params,
         learner=admrl_learner(),

@@ -98,7 +98,7 @@ rule metatrain_admrl_init:
         metrics=f"{admrl_run_dir('{family}', 'init')}/metrics.csv",
     input:
     params:
-        code=code("admrl_train.py", admrl_sources),
+        code=code("admrl_train.py", job_family_sources),
         family=lambda wildcards: wildcards.family,
         method="init",
         sampler="adversarial",  # task 0 is the same for every sampler (x = 0.3)
@@ -133,7 +133,7 @@ for _method, _sampler in MB_METHODS.items():
         input:
             init=f"{admrl_run_dir('{family}', 'init')}/run.pt",
         params:
-            code=code("admrl_train.py", admrl_sources),
+            code=code("admrl_train.py", job_family_sources),
             family=lambda wildcards: wildcards.family,
             method=_method,
             sampler=_sampler,

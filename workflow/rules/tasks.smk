@@ -9,7 +9,7 @@ rule task_tables:
         train="results/tasks/{family}/{protocol}/train.csv",
         test="results/tasks/{family}/{protocol}/test.csv",
     params:
-        code=code("task_tables.py", task_table_sources),
+        code=code("task_tables.py", job_family_sources),
         seed=config["task_seed"],
     log:
         "results/logs/task_tables/{family}/{protocol}.log",

@@ -4,14 +4,15 @@ then the experiment's authors' values (experiments.<name>.hyper), then its budge
 
 from __future__ import annotations
 
-import pytest
-
+import json
 from functools import cache
+
+import pytest
 
 from conftest import ROOT
 
 from paper_repro import config as prconfig
-from paper_repro import scales
+from paper_repro import plan, scales
 
 pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each scale
 
@@ -65,3 +66,18 @@ def test_the_scales_table_is_current():
     """docs/scales.md is what `python -m paper_repro.scales` writes from today's config."""
 
     assert (ROOT / "docs" / "scales.md").read_text() == scales.markdown(), "run python -m paper_repro.scales"
+
+
+def test_a_familys_own_agent_keys_reach_its_collection_only():
+    """collect.family_agent.<family> goes over collect.agent for that family's collection job and no other (the
+    quick scale's 64-64 cheetah-vel agents); a key that family's collecting algorithm lacks stops the workflow
+    at start-up, naming it."""
+    jobs = plan.dag_jobs(["all"], workdir=ROOT, config={"scale": "quick"}, forceall=True)
+    agents = {job.rule: json.loads(job.params)["collect"] for job in jobs if job.rule.startswith("collect_")}
+    assert agents["collect_cheetah-vel"]["hidden"] == [64, 64]
+    assert agents["collect_cheetah-vel"]["eval_every"] == 1000  # collect.agent's keys still reach it
+    others = {rule: agent for rule, agent in agents.items() if rule != "collect_cheetah-vel"}
+    assert len(others) == 4 and all("hidden" not in agent for agent in others.values())
+    typo = {"scale": "smoke", "collect": {"family_agent": {"walker-params": {"hiden": [8, 8]}}}}
+    with pytest.raises(Exception, match=r"collect\.family_agent\.walker-params.*unknown key\(s\) \['hiden'\]"):
+        plan.dag_jobs(["all"], workdir=ROOT, config=typo)

@@ -28,6 +28,8 @@ HYPERPARAMETERS = {
     ("maml", "meta_batch"): "10 tasks x 10 trajectories per meta-step instead of 40 x 20: a meta-step's rollouts",
     ("maml", "trajectories"): "(with meta_batch) dominate MAML-TRPO's cost",
     ("admrl.learner", "model_hidden"): "a 200-200 dynamics model instead of 1000-1000 (AdMRL spec 2.6's quick column)",
+    ("collect.family_agent.cheetah-vel", "hidden"): "64-64 TD3 agents instead of 256-256 for MACAW's data: 4.3x "
+                                                    "faster, buffers no worse at 50k steps (docs/benchmarks.md)",
 }
 SECTIONS = ["seeds", "task_limit", "collect", "evaluate", "finetune", "admrl", "metatrain"]
 SKIP = {"runtime", "checkpoint_every", "log_every", "run"}  # run control and cluster requests, not results

@@ -5,6 +5,7 @@
 # src/paper_repro/methods.py.
 
 import functools
+import importlib
 import os
 import sys
 from pathlib import Path

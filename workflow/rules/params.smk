@@ -17,9 +17,17 @@ def table_stats():
 
 
 def collect_params(family):
-    """This family's slice of the collection config."""
+    """This family's slice of the collection config: collect.agent, then the family's own collect.family_agent.
+    Built here as its job will build it (prconfig.from_dict), so that a key its algorithm's Config lacks stops
+    the workflow at start-up, naming the key, rather than when that job starts."""
     c = config["collect"]
-    return {"algo": c["algo"][family], "total_steps": c["steps_per_task"][family], **c["agent"]}
+    own = c.get("family_agent", {}).get(family, {})
+    params = {"algo": c["algo"][family], "total_steps": c["steps_per_task"][family], **c["agent"], **own}
+    if own:
+        algo = importlib.import_module(f"paper_repro.algos.{params['algo']}")
+        prconfig.from_dict(algo.Config, {k: v for k, v in params.items() if k != "algo"},
+                           f"collect.family_agent.{family} (with collect.agent)")
+    return params
 
 
 # Keys of an experiment entry that no single job depends on as a whole: each job gets its own part

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -349,7 +350,7 @@ def copy_workflow(dest: Path, root: Path = ROOT) -> Path:
 
 
 def _snakemake(workdir: Path, *args: str) -> None:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--quiet", "rules", *args]
+    cmd = [os.path.abspath(sys.executable), "-m", "snakemake", "--cores", "1", "--quiet", "rules", *args]
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if out.returncode:
         raise EvidenceError(f"rendering failed in {workdir}: {' '.join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -406,7 +407,8 @@ def render(evidence: Path = ROOT / "evidence", docs: Path = ROOT / "docs", scale
     problems = [p for u in units for p in check_unit(u)]
     if problems:
         raise EvidenceError("evidence does not check:\n" + "\n".join(problems))
-    out = docs / "results"
+    # Built aside and swapped in at the end: a render that fails half-way leaves the published results as they were
+    final, out = docs / "results", docs / ".results.partial"
     if out.exists():
         shutil.rmtree(out)
     rows, notes = [], []
@@ -437,10 +439,14 @@ def render(evidence: Path = ROOT / "evidence", docs: Path = ROOT / "docs", scale
     out.mkdir(parents=True, exist_ok=True)
     claims.to_csv(out / "claims.csv", index=False)
     text = results_markdown(claims, registry, units, notes, scale, load_findings(evidence, scale, registry))
-    (docs / "results.md").write_text(text)
     readme = docs.parent / "README.md"
-    if readme.is_file():
-        replace_between(readme, FIGURES_START, FIGURES_END, figures_markdown(claims, units, root, costs))
+    figures = figures_markdown(claims, units, root, costs) if readme.is_file() else None
+    if final.exists():
+        shutil.rmtree(final)
+    out.rename(final)
+    io.write_text(docs / "results.md", text)
+    if figures is not None:
+        replace_between(readme, FIGURES_START, FIGURES_END, figures)
     return claims
 
 

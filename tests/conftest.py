@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import subprocess
@@ -94,24 +95,36 @@ def _names(func: Any) -> set[str]:
     return names
 
 
-def runs_snakemake(func: Any, module: Any, seen: set | None = None) -> bool:
-    """Whether ``func`` runs Snakemake: it names one of RUNS_SNAKEMAKE, or calls a function of ``module`` that does."""
+def calls(func: Any, module: Any, names: set[str], seen: set | None = None) -> bool:
+    """Whether ``func`` names one of ``names`` or calls a function of ``module`` that does (followed through)."""
     seen = set() if seen is None else seen
     if func in seen:
         return False
     seen.add(func)
-    names = _names(func)
-    return bool(names & RUNS_SNAKEMAKE) or any(
-        runs_snakemake(helper, module, seen) for name in names
+    found = _names(func)
+    return bool(found & names) or any(
+        calls(helper, module, names, seen) for name in found
         if inspect.isfunction(helper := getattr(module, name, None)) and helper.__module__ == module.__name__)
 
 
-def _uses_snakemake(item: pytest.Item) -> bool:
+def runs_snakemake(func: Any, module: Any) -> bool:
+    """Whether ``func`` runs Snakemake: it names one of RUNS_SNAKEMAKE, or calls a function of ``module`` that does."""
+    return calls(func, module, RUNS_SNAKEMAKE)
+
+
+def uses(item: pytest.Item, names: set[str]) -> bool:
+    """Whether the test, its fixtures or its module's helpers they call name one of ``names``."""
     module = getattr(item, "module", None)
     if module is None or not hasattr(item, "function"):
         return False
     fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
-    return any(runs_snakemake(f, module) for f in (item.function, *fixtures))
+    return any(calls(f, module, names) for f in (item.function, *fixtures))
+
+
+@functools.cache
+def reads_smoke_run(item: pytest.Item) -> bool:
+    """Whether the test reads the shared smoke run (tests/smoke_run.py)."""
+    return uses(item, {"smoke_results"})
 
 
 LEARNING_TIMEOUT_S = 1800
@@ -122,12 +135,34 @@ several times the slowest one's time on a shared 2-core machine, so it stops onl
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``workflow`` each test that runs Snakemake (:func:`runs_snakemake`: per test, so that the unit
     tests of a module that also runs the workflow stay in ``make test-fast``); give every ``slow`` test the
-    learning tests' timeout."""
+    learning tests' timeout; put the smoke run's readers last, so that the others run while it builds."""
     for item in items:
         if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(LEARNING_TIMEOUT_S))
-        if item.get_closest_marker("workflow") is None and _uses_snakemake(item):
+        if item.get_closest_marker("workflow") is None and uses(item, RUNS_SNAKEMAKE):
             item.add_marker(pytest.mark.workflow)
+    items.sort(key=reads_smoke_run)  # stable: each group keeps its order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the smoke run in the background where a selected test reads it (tests/smoke_run.py)."""
+    if not session.config.option.collectonly and any(map(reads_smoke_run, session.items)):
+        import smoke_run
+
+        smoke_run.start(session.config._tmp_path_factory)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if "smoke_run" in sys.modules:
+        sys.modules["smoke_run"].stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The smoke run's wall time, beside the slowest tests (its first reader's duration is only its wait)."""
+    run = getattr(sys.modules.get("smoke_run"), "RUN", None)
+    if run is not None and run.seconds is not None:
+        how = "in the background, from the end of collection" if run.log is not None else "in its first reader"
+        terminalreporter.write_line(f"smoke run (tests/smoke_run.py): {run.seconds:.0f} s, {how}")
 
 
 def in_ci() -> bool:

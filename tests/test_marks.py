@@ -4,7 +4,7 @@
 import sys
 import types
 
-from conftest import runs_snakemake
+from conftest import calls, runs_snakemake
 
 
 def _module(source: str) -> types.ModuleType:
@@ -36,3 +36,25 @@ def test_unit():
 """)
     assert runs_snakemake(module.test_reruns, module) and runs_snakemake(module.test_lint, module)
     assert not runs_snakemake(module.test_unit, module)
+
+
+def test_a_reader_of_the_smoke_run_is_found_through_its_fixture_or_a_helper():
+    """conftest.reads_smoke_run (which puts those tests last and starts the smoke run in the background) follows
+    a test's fixtures and its module's helpers, as the workflow mark does."""
+    module = _module("""
+def built(tmp_path_factory):
+    from smoke_run import smoke_results
+    return smoke_results(tmp_path_factory)[0]
+
+def figures(tmp_path_factory):
+    return smoke_results(tmp_path_factory)[1]
+
+def test_reads_through_a_helper(tmp_path_factory):
+    assert figures(tmp_path_factory)
+
+def test_unit(tmp_path):
+    assert tmp_path.exists()
+""")
+    reads = {"smoke_results"}
+    assert calls(module.built, module, reads) and calls(module.test_reads_through_a_helper, module, reads)
+    assert not calls(module.test_unit, module, reads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,17 @@ def check_export(workdir: Path, scale: str = "smoke") -> pd.DataFrame:
     return index
 
 
-def test_export_minari_at_smoke_scale(workflow_dir, monkeypatch):
+def test_export_minari_at_smoke_scale(tmp_path_factory, tmp_path, monkeypatch):
+    """The export, run on a copy of the shared smoke run (tests/smoke_run.py): its buffers are reused, not rebuilt."""
+    from smoke_run import SMOKE, smoke_results
+
+    built, _ = smoke_results(tmp_path_factory)
+    workdir = tmp_path / "wf"
+    shutil.copytree(built, workdir, symlinks=True)  # copy2: mtimes kept, so Snakemake sees the buffers as current
+    buffers_before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "smoke" / "data").rglob("*.npz")}
     monkeypatch.setenv("MINARI_DATASETS_PATH", "")  # check_export sets it; monkeypatch restores it
-    snakemake(workflow_dir, "--cores", "2", "export_minari", "--config", "scale=smoke", timeout=1200)
-    index = check_export(workflow_dir)
+    snakemake(workdir, "--cores", "2", "export_minari", *SMOKE, timeout=1200)
+    assert buffers_before and {p: p.stat().st_mtime_ns for p in buffers_before} == buffers_before
+    index = check_export(workdir)
     assert set(index.family) == {"cheetah-vel", "cheetah-dir", "ant-dir", "walker-params", "metaworld-ml45-env"}
-    assert (workflow_dir / "results" / "smoke" / "minari.provenance.json").is_file()
+    assert (workdir / "results" / "smoke" / "minari.provenance.json").is_file()

@@ -6,8 +6,8 @@ figures built on top of ``rule all``: every figure in ``config/config.yaml``.
 
 Where the session will read it, the run starts in the background as soon as the tests are collected
 (:func:`start`, from ``conftest.pytest_collection_finish``), at the lowest CPU priority, and its readers
-run last (``conftest.pytest_collection_modifyitems``): it takes the CPU the other tests leave idle, the
-learning tests' waits on one thread, the Slurm test's polling, instead of running after them.
+run last (``conftest.pytest_collection_modifyitems``): it takes the CPU the other tests leave idle
+instead of running after them (the Slurm tests pause it: :func:`paused`).
 :func:`smoke_results` waits for it.
 """
 

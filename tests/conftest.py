@@ -144,6 +144,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=reads_smoke_run)  # stable: each group keeps its order
 
 
+TORCH_THREADS = 1
+"""Torch's threads in the test session: the tests' networks are small, and a second thread gains them little
+while it takes the core the background smoke build would use (tests/smoke_run.py)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the smoke run in the background where a selected test reads it (tests/smoke_run.py)."""
     if not session.config.option.collectonly and any(map(reads_smoke_run, session.items)):

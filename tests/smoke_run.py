@@ -6,8 +6,8 @@ figures built on top of ``rule all``: every figure in ``config/config.yaml``.
 
 Where the session will read it, the run starts in the background as soon as the tests are collected
 (:func:`start`, from ``conftest.pytest_collection_finish``), at the lowest CPU priority, and its readers
-run last (``conftest.pytest_collection_modifyitems``): it takes the CPU the other tests leave idle
-instead of running after them (the Slurm tests pause it: :func:`paused`).
+run last (``conftest.pytest_collection_modifyitems``): it takes the CPU the other tests (and Slurm's jobs)
+leave idle instead of running after them.
 :func:`smoke_results` waits for it.
 """
 
@@ -18,8 +18,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake, snakemake_env
@@ -76,11 +74,12 @@ def start(tmp_path_factory) -> None:
     RUN.workdir = _workdir(tmp_path_factory)
     RUN.log = RUN.workdir.parent / "smoke.log"
     with open(RUN.log, "w") as out:
-        # A process group of its own (stop() ends it whole) but not a session: Linux's autogroup scheduling gives
-        # each session an equal share of the CPU whatever its processes' nice values, so a new session would
-        # take half the CPU from the tests
+        # A session of its own (stop() ends its process group whole). Linux's autogroup scheduling shares the CPU
+        # equally between sessions whatever their processes' nice values, so the session's own nice value is set
+        # too (lowest_priority): it then yields to this session's tests and to Slurm's jobs (under slurmd) alike.
         RUN.proc = subprocess.Popen(["nice", "-n", str(NICE), SNAKEMAKE, *ARGS], cwd=RUN.workdir, stdout=out,
-                                    stderr=subprocess.STDOUT, env=snakemake_env(), process_group=0)
+                                    stderr=subprocess.STDOUT, env=snakemake_env(), start_new_session=True)
+    lowest_priority(RUN.proc.pid)
     RUN.started = time.monotonic()
 
     def watch(proc: subprocess.Popen) -> None:
@@ -90,29 +89,20 @@ def start(tmp_path_factory) -> None:
     threading.Thread(target=watch, args=(RUN.proc,), daemon=True).start()
 
 
+def lowest_priority(pid: int) -> None:
+    """Give the autogroup (session) of ``pid`` the nice value ``NICE``, where the kernel schedules by autogroup
+    (``/proc/<pid>/autogroup``; without it, each process's own nice value already counts)."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(NICE))
+    except OSError:
+        pass  # no autogroup scheduling here (or no /proc): the processes' own nice value applies
+
+
 def stop() -> None:
     """End a background run that no test waited for (the session stopped early)."""
     if RUN.proc is not None and RUN.proc.poll() is None:
         os.killpg(RUN.proc.pid, signal.SIGTERM)
-        os.killpg(RUN.proc.pid, signal.SIGCONT)  # were it paused
         RUN.proc.wait()
-
-
-@contextmanager
-def paused() -> Iterator[None]:
-    """Stop the background run while the block runs, then let it go on: for a test whose work runs outside this
-    session (Slurm's jobs, under slurmd), which Linux's autogroup scheduling would otherwise give only an equal
-    share of the CPU with this session, however nice the background run (the Slurm workflow test took 176 s
-    beside it, 81 s alone)."""
-    proc = RUN.proc
-    running = proc is not None and proc.poll() is None
-    if running:
-        os.killpg(proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        if running and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGCONT)
 
 
 def _wait() -> None:

@@ -68,12 +68,8 @@ def slurm() -> str:
 
 
 def run_through_slurm(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run snakemake in ``workdir`` through the Slurm workflow profile, the background smoke run paused
-    (smoke_run.paused: Slurm's jobs run outside this session)."""
-    from smoke_run import paused
-
-    with paused():
-        return snakemake(workdir, "--workflow-profile", str(PROFILE), *FAST, *args, timeout=600, slurm=True)
+    """Run snakemake in ``workdir`` through the Slurm workflow profile."""
+    return snakemake(workdir, "--workflow-profile", str(PROFILE), *FAST, *args, timeout=600, slurm=True)
 
 
 def slurm_jobs(proc: subprocess.CompletedProcess) -> dict[str, tuple[str, str]]:

@@ -7,20 +7,34 @@
 # MAML's. Tables and plots keep priority 0.
 
 
-# Task-steps per second of a collection job (each env step with its gradient step), by collecting agent:
-# the slowest measured in whole quick collections on 2 cores (AMD EPYC; docs/quick-runs.md, quick.yaml):
-# SAC 119 (Meta-World: 15 agents x 10k steps in 21 min; walker-params and ant-dir 18-19 min), TD3 330
-# (cheetah-vel: 40 x 50k in 101 min). benchmarks/collect_throughput.py's 335 (SAC) and 519 (TD3) on
-# 10 cheetah tasks are warm-up-heavy and faster than any whole job.
-COLLECT_TASK_STEPS_PER_S = {"sac": 119, "td3": 330}
+# Measured costs (config/costs.yaml, with where each was measured), and the margin a request adds to them.
+COSTS = prconfig.load_yaml(ROOT / "config" / "costs.yaml")
+MARGIN = 1.5
+
+
+def task_steps_per_s(algo, hidden):
+    """A collection job's task-steps per second (config/costs.yaml) with agent ``algo`` at widths ``hidden``;
+    a width not measured takes the agent's slowest rate."""
+    rates = COSTS["collect"][algo]
+    return rates.get("x".join(map(str, hidden)), min(rates.values()))
+
+
+def agent_hidden(agent, algo):
+    """The hidden widths of a collecting agent: its config's, else its algorithm's default."""
+    if "hidden" in agent:
+        return agent["hidden"]
+    fields = importlib.import_module(f"paper_repro.algos.{algo}").Config.__dataclass_fields__
+    return fields["hidden"].default
 
 
 def collect_runtime(family):
-    """Minutes for a job, from its budget and task count; a retry asks for twice as much."""
-    work = config["collect"]["steps_per_task"][family] * len(collect_task_ids(family))
+    """Minutes for a job, from its budget, task count and agent (config/costs.yaml); a retry asks for twice as much."""
+    params = collect_params(family)
+    rate = task_steps_per_s(params["algo"], agent_hidden(params, params["algo"]))
+    work = params["total_steps"] * len(collect_task_ids(family))
 
     def runtime(wildcards, attempt):
-        return attempt * max(10, int(1.5 * work / COLLECT_TASK_STEPS_PER_S[config["collect"]["algo"][family]] / 60))
+        return attempt * max(10, int(MARGIN * work / rate / 60))
 
     return runtime
 
@@ -82,9 +96,10 @@ def admrl_runtime(stage):
 
 
 def best_runtime(experiment):
+    """A* (SAC per test task, config admrl.best): from SAC's rate at its widths (config/costs.yaml)."""
     work = config["admrl"]["best"]["steps_per_task"] * len(experiment_task_ids(experiment, "test"))
-    return lambda wildcards, attempt: attempt * max(config["admrl"]["runtime"]["best"],
-                                                   int(1.5 * work / COLLECT_TASK_STEPS_PER_S["sac"] / 60))
+    rate = task_steps_per_s("sac", agent_hidden(config["admrl"]["best"]["agent"], "sac"))
+    return lambda wildcards, attempt: attempt * max(config["admrl"]["runtime"]["best"], int(MARGIN * work / rate / 60))
 
 
 def minutes(runtime):

@@ -100,7 +100,10 @@ def test_render_from_evidence_gives_the_workflows_own_table(tmp_path_factory, tm
     unit = evidence.publish(workdir, figure, 0, tmp_path / "evidence", code_root=workdir)
     record = json.loads((unit / "unit.json").read_text())
     assert record["scale"] == "smoke" and any(r.endswith("metrics.csv") for r in record["files"])
-    assert any(r.endswith(".tsv") for r in record["files"])
+    # every published job's benchmark, the task tables' (under results/benchmarks/, not the scale's) included
+    tsvs = {r for r in record["files"] if r.endswith(".tsv")}
+    assert any(r.startswith("results/benchmarks/task_tables/") for r in tsvs)
+    assert any("/benchmarks/metatrain_mier/" in r for r in tsvs) and any("/benchmarks/evaluate_mier/" in r for r in tsvs)
     claims = evidence.render(tmp_path / "evidence", tmp_path / "docs", "smoke", root=workdir)
     ours = pd.read_csv(tmp_path / "docs" / "results" / "tables" / f"{figure}.csv")
     pd.testing.assert_frame_equal(ours, pd.read_csv(workdir / "results" / "tables" / f"{figure}.csv"))

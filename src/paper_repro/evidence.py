@@ -128,23 +128,12 @@ def unit_files(workdir: Path, figure: str, seed: int) -> list[str]:
     return sorted(files)
 
 
-def _benchmarks(workdir: Path, scale: str, sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The benchmark TSVs of the jobs that wrote ``sides``' files: results/<scale>/benchmarks/<rule>/..., the
-    folder named as the rule (a method's hyphens kept), every wildcard value a component of the path (bare,
-    or after its name: seed0)."""
-    root = workdir / "results" / scale / "benchmarks"
-    folders = {d.name.replace("-", "_"): d for d in root.iterdir() if d.is_dir()} if root.is_dir() else {}
-    out = set()
-    for side in sides.values():
-        rule, wildcards = str(side.get("rule", "")), side.get("wildcards") or {}
-        folder = folders.get(rule.replace("-", "_"))
-        if folder is None:
-            continue
-        for tsv in folder.rglob("*.tsv"):
-            parts = set(tsv.relative_to(folder).with_suffix("").parts)
-            if all(str(v) in parts or f"{k}{v}" in parts for k, v in wildcards.items()):
-                out.add(str(tsv.relative_to(workdir)))
-    return sorted(out)
+def _benchmarks(workdir: Path, jobs: Iterable[plan.Job], sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The benchmark TSVs (as the DAG ``jobs`` name them) of the jobs that wrote ``sides``' files, where they exist:
+    a run's and, for the small files published beside its data, the collection's."""
+    wrote = {job_key(s.get("rule"), s.get("wildcards")) for s in sides.values()}
+    return sorted(j.benchmark for j in jobs if j.benchmark and job_key(j.rule, j.wildcards) in wrote
+                  and (Path(workdir) / j.benchmark).is_file())
 
 
 def git_commit(root: Path) -> str:
@@ -176,8 +165,9 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
     if stale:
         raise EvidenceError(f"{figure} seed {seed}: the files were made at {sorted(described)}, the code at "
                             f"{code_root} is {commit[:12]}: publish from a checkout of the commit that ran them")
-    files += _benchmarks(workdir, scale, sides)
-    params = figure_params(workdir, figure, scale, seed + 1, configfiles)
+    jobs = figure_jobs(workdir, figure, scale, seed + 1, configfiles)
+    files += _benchmarks(workdir, jobs, sides)
+    params = {job_key(j.rule, j.wildcards): plan.params_digest(j.params) for j in jobs}
     dest = Path(evidence) / scale / figure / f"seed{seed}"
     if dest.exists():
         shutil.rmtree(dest)
@@ -251,14 +241,21 @@ def job_key(rule: str, wildcards: Mapping[str, Any] | None) -> tuple[str, tuple[
     return rule, tuple(sorted((k, str(v)) for k, v in (wildcards or {}).items()))
 
 
+def figure_jobs(workdir: Path, figure: str, scale: str, seeds: int,
+                configfiles: list[Path] | tuple = ()) -> list[plan.Job]:
+    """Every job of ``figure`` with ``seeds`` seeds, as the workflow at ``workdir`` defines them (Snakemake's
+    DAG, nothing runs)."""
+    paper = prconfig.load_yaml(Path(workdir) / "config" / "config.yaml")["figures"][figure]["paper"]
+    return plan.dag_jobs([f"results/figures/{figure}.pdf"], workdir=workdir, forceall=True, configfiles=configfiles,
+                         config={"scale": scale, "seeds": {paper: seeds}})
+
+
 def figure_params(workdir: Path, figure: str, scale: str, seeds: int,
                   configfiles: list[Path] | tuple = ()) -> dict[tuple, str]:
     """(rule, wildcards) -> digest of the job's params (its config slice, the code map aside) for every job of
-    ``figure`` with ``seeds`` seeds, as the workflow at ``workdir`` defines them (Snakemake's DAG, nothing runs)."""
-    paper = prconfig.load_yaml(Path(workdir) / "config" / "config.yaml")["figures"][figure]["paper"]
-    jobs = plan.dag_jobs([f"results/figures/{figure}.pdf"], workdir=workdir, forceall=True, configfiles=configfiles,
-                         config={"scale": scale, "seeds": {paper: seeds}})
-    return {job_key(j.rule, j.wildcards): plan.params_digest(j.params) for j in jobs}
+    ``figure`` with ``seeds`` seeds (:func:`figure_jobs`)."""
+    return {job_key(j.rule, j.wildcards): plan.params_digest(j.params)
+            for j in figure_jobs(workdir, figure, scale, seeds, configfiles)}
 
 
 def changed_config(unit: Mapping[str, Any], current: Mapping[tuple, str] | None) -> list[str]:

@@ -11,7 +11,6 @@ import pandas as pd
 
 from conftest import ROOT
 
-from paper_repro import config as prconfig
 from paper_repro import evidence, plan
 
 pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each scale
@@ -32,14 +31,11 @@ def uncovered(jobs: list[plan.Job], measured: dict[str, float]) -> list[str]:
 
 
 def test_requests_cover_the_published_runs():
-    figures = prconfig.load_yaml(ROOT / "config" / "config.yaml")["figures"]
     units = [u for scale in ("quick", "paper") for u in evidence.load_units(ROOT / "evidence", scale)]
     assert units, "evidence/ holds no unit"
     problems = []
     for unit in units:
-        seeds = {figures[unit["figure"]]["paper"]: unit["seed"] + 1}
-        jobs = plan.dag_jobs([f"results/figures/{unit['figure']}.pdf"], forceall=True,
-                             config={"scale": unit["scale"], "seeds": seeds})
+        jobs = evidence.figure_jobs(ROOT, unit["figure"], unit["scale"], unit["seed"] + 1)
         measured = {rel: float(pd.read_csv(unit["path"] / rel, sep="\t")["s"].max())
                     for rel in unit["files"] if rel.endswith(".tsv")}
         problems += uncovered(jobs, measured)

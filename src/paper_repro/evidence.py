@@ -241,13 +241,19 @@ def job_key(rule: str, wildcards: Mapping[str, Any] | None) -> tuple[str, tuple[
     return rule, tuple(sorted((k, str(v)) for k, v in (wildcards or {}).items()))
 
 
+def seeds_config(paper: str, seeds: int) -> dict[str, Any]:
+    """The config of ``seeds`` pooled seeds of ``paper``: seeds 0..n-1 meta-trained and, where a figure fine-tunes
+    (MACAW Table 1; ``finetune.seeds``, 1 at the quick scale), every one of them fine-tuned."""
+    return {"seeds": {paper: seeds}, "finetune": {"seeds": seeds}}
+
+
 def figure_jobs(workdir: Path, figure: str, scale: str, seeds: int,
                 configfiles: list[Path] | tuple = ()) -> list[plan.Job]:
     """Every job of ``figure`` with ``seeds`` seeds, as the workflow at ``workdir`` defines them (Snakemake's
     DAG, nothing runs)."""
     paper = prconfig.load_yaml(Path(workdir) / "config" / "config.yaml")["figures"][figure]["paper"]
     return plan.dag_jobs([f"results/figures/{figure}.pdf"], workdir=workdir, forceall=True, configfiles=configfiles,
-                         config={"scale": scale, "seeds": {paper: seeds}})
+                         config={"scale": scale, **seeds_config(paper, seeds)})
 
 
 def figure_params(workdir: Path, figure: str, scale: str, seeds: int,
@@ -367,7 +373,7 @@ def render_figure(units: list[dict[str, Any]], figure: str, scale: str, out: Pat
                 side = io.provenance_path(Path(unit["path"]) / rel)
                 if side.exists():
                     shutil.copy2(side, io.provenance_path(target))
-        (work / "render.yaml").write_text(json.dumps({"scale": scale, "seeds": {paper: len(units)}}))
+        (work / "render.yaml").write_text(json.dumps({"scale": scale, **seeds_config(paper, len(units))}))
         targets = [f"results/tables/{figure}.csv", f"results/claims/{figure}.csv", f"results/figures/{figure}.png"]
         _snakemake(work, "--configfile", "config/config.yaml", "render.yaml", "--allowed-rules",
                    f"table_{figure}", f"claims_{figure}", f"plot_{figure}", "--", *targets)

@@ -315,7 +315,7 @@ def test_admrl_changes_rerun_only_what_they_touch(built):
         rebuilt = planned(built, ADMRL_FIGURES)
     assert not [p for p in rebuilt if "/best/" in p]
     assert "results/smoke/runs/admrl/ant-2d/init/seed0/run.pt" in rebuilt
-    assert "results/smoke/model_error/admrl-ant-2d-ood.csv" in rebuilt
+    assert "results/smoke/model_error/admrl-ant-2d-ood/seed0.csv" in rebuilt
     (built / "reference.yaml").write_text("scale: smoke\nadmrl: {gap_reference: sac}\n")
     gaps = ("fig3_worst_case_gap", "fig4_adversarial_tasks", "fig5_ood_gap")
     assert planned(built, ADMRL_FIGURES, "--configfile", "reference.yaml") == sorted(

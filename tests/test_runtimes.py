@@ -5,12 +5,15 @@ twice as much and resumes from its checkpoint."""
 
 from __future__ import annotations
 
-import pytest
+import math
 
 import pandas as pd
+import pytest
+import yaml
 
 from conftest import ROOT
 
+from paper_repro import config as prconfig
 from paper_repro import evidence, plan
 
 pytestmark = pytest.mark.workflow  # Snakemake's DAG, built in-process for each scale
@@ -31,13 +34,24 @@ def uncovered(jobs: list[plan.Job], measured: dict[str, float]) -> list[str]:
 
 
 def test_requests_cover_the_published_runs():
+    """One DAG per scale holds every published figure, with as many seeds of each paper as its units pool."""
     units = [u for scale in ("quick", "paper") for u in evidence.load_units(ROOT / "evidence", scale)]
     assert units, "evidence/ holds no unit"
+    figures = prconfig.load_yaml(ROOT / "config" / "config.yaml")["figures"]
     problems = []
-    for unit in units:
-        jobs = evidence.figure_jobs(ROOT, unit["figure"], unit["scale"], unit["seed"] + 1)
-        measured = {rel: float(pd.read_csv(unit["path"] / rel, sep="\t")["s"].max())
-                    for rel in unit["files"] if rel.endswith(".tsv")}
+    for scale in sorted({u["scale"] for u in units}):
+        mine = [u for u in units if u["scale"] == scale]
+        seeds: dict[str, int] = {}
+        for u in mine:
+            paper = figures[u["figure"]]["paper"]
+            seeds[paper] = max(seeds.get(paper, 0), u["seed"] + 1)
+        jobs = plan.dag_jobs(sorted({f"results/figures/{u['figure']}.pdf" for u in mine}), forceall=True,
+                             config={"scale": scale, "seeds": seeds, "finetune": {"seeds": max(seeds.values())}})
+        measured: dict[str, float] = {}
+        for unit in mine:
+            for rel in (r for r in unit["files"] if r.endswith(".tsv")):
+                seconds = float(pd.read_csv(unit["path"] / rel, sep="\t")["s"].max())
+                measured[rel] = max(measured.get(rel, 0.0), seconds)
         problems += uncovered(jobs, measured)
     assert not problems, "\n".join(problems)
 
@@ -52,3 +66,23 @@ def test_requests_cover_the_smoke_run(tmp_path_factory):
                 for j in jobs if j.benchmark and (workdir / j.benchmark).is_file()}
     assert len(measured) > 100, "the smoke run wrote too few benchmark files"
     assert not uncovered(jobs, measured)
+
+
+def test_offline_requests_are_meta_steps_times_the_measured_cost_per_network():
+    """At the paper scale (1e6 meta-steps), an offline job asks for its meta-steps times config/costs.yaml's seconds
+    per meta-step of its network, times the margin: MACAW without weight transform at equal parameters (720 wide
+    on cheetah) its own measured rate; Offline PEARL at Meta-World's width 512, unmeasured, its slowest measured
+    rate scaled by the square of the widths."""
+    costs = yaml.safe_load((ROOT / "config" / "costs.yaml").read_text())["metatrain"]
+    jobs = plan.dag_jobs(["results/figures/fig4_macaw_ablations.pdf", "results/figures/fig7_metaworld_ml45.pdf"],
+                         config={"scale": "paper"}, forceall=True)
+    request = {(j.rule, j.wildcards["experiment"]): j.runtime_min for j in jobs if "experiment" in j.wildcards}
+    steps = 1_000_000
+
+    def minutes(seconds_per_step):
+        return math.ceil(1.5 * steps * seconds_per_step / 60)
+
+    assert request["metatrain_macaw_wide", "macaw-cheetah-vel"] == minutes(costs["macaw"]["bias720"])
+    assert request["metatrain_macaw", "macaw-cheetah-vel"] == minutes(costs["macaw"]["wt100"])
+    pearl = max(costs["offline_pearl"].items(), key=lambda kv: kv[1])
+    assert request["metatrain_offline_pearl", "macaw-metaworld"] == minutes(pearl[1] * (512 / int(pearl[0][3:])) ** 2)

@@ -6,8 +6,10 @@
 
 import functools
 import importlib
+import math
 import os
 import sys
+import types
 from pathlib import Path
 
 from snakemake.utils import min_version

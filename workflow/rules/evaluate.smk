@@ -109,9 +109,10 @@ rule evaluate_admrl_snapshot:
         "../scripts/admrl_evaluate.py"
 
 
-# AdMRL Fig. 6: every snapshot of every model-based run scored on one out-of-distribution dataset
-# (the experiment's test tasks under their reference agents).
+# AdMRL Fig. 6: every snapshot of every model-based run of a seed scored on one out-of-distribution dataset
+# (the experiment's test tasks under their reference agents; the same for every seed).
 for _experiment in ADMRL_MODEL_ERROR:
+    _family = config["experiments"][_experiment]["family"]
 
     rule:
         name:
@@ -119,22 +120,21 @@ for _experiment in ADMRL_MODEL_ERROR:
         output:
             model_error_path(_experiment),
         input:
-            runs=[f"{admrl_run_dir(config['experiments'][_experiment]['family'], m, s)}/run.pt"
-                  for m, s in model_error_runs(_experiment)],
+            runs=lambda wildcards, e=_experiment, f=_family: [f"{admrl_run_dir(f, m, wildcards.seed)}/run.pt"
+                                                             for m in model_error_methods(e)],
             policies=[f"{best_dir(_experiment)}/task{i}.policy.pt" for i in experiment_task_ids(_experiment, "test")],
-            tasks=task_table_path(config["experiments"][_experiment]["family"],
-                                  config["experiments"][_experiment]["protocol"], "test"),
+            tasks=task_table_path(_family, config["experiments"][_experiment]["protocol"], "test"),
         params:
-            code=code("admrl_model_error.py", family_sources(config["experiments"][_experiment]["family"])),
+            code=code("admrl_model_error.py", family_sources(_family)),
             experiment=_experiment,
-            family=config["experiments"][_experiment]["family"],
+            family=_family,
             task_ids=experiment_task_ids(_experiment, "test"),
-            runs=model_error_runs(_experiment),
+            methods=model_error_methods(_experiment),
             samples=config["admrl"]["model_error_samples"],
         log:
-            f"{SCALE_DIR}/logs/model_error/{_experiment}.log",
+            f"{SCALE_DIR}/logs/model_error/{_experiment}/seed{{seed}}.log",
         benchmark:
-            f"{SCALE_DIR}/benchmarks/model_error/{_experiment}.tsv"
+            f"{SCALE_DIR}/benchmarks/model_error/{_experiment}/seed{{seed}}.tsv"
         threads: 1
         resources:
             runtime=admrl_runtime("evaluate"),
@@ -151,7 +151,8 @@ rule table_fig6_model_error:
         figure_table("fig6_model_error"),
         figure_rows("fig6_model_error"),
     input:
-        errors=[model_error_path(n) for n in config["figures"]["fig6_model_error"]["experiments"]],
+        errors=[model_error_path(n, s) for n in config["figures"]["fig6_model_error"]["experiments"]
+                for s in experiment_seeds(n)],
     params:
         code=code("table_model_error.py"),
         stats=table_stats(),

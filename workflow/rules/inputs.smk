@@ -296,10 +296,9 @@ ADMRL_EXPERIMENTS = sorted({name for figure in ADMRL_FIGURES
 ADMRL_MODEL_ERROR = config["figures"]["fig6_model_error"]["experiments"]
 
 
-def model_error_runs(experiment):
-    """(method, seed) of every model-based run whose models Fig. 6 scores."""
-    return [(m, s) for m in figure_methods("fig6_model_error", experiment) if m in MB_METHODS
-            for s in experiment_seeds(experiment)]
+def model_error_methods(experiment):
+    """The model-based methods whose models Fig. 6 scores, one run each per seed."""
+    return [m for m in figure_methods("fig6_model_error", experiment) if m in MB_METHODS]
 
 
 def minari_exports():

@@ -75,7 +75,7 @@ for _method, (_algo, _) in OFFLINE_METHODS.items():
         threads: 1
         priority: offline_chain(_method)
         resources:
-            runtime=metatrain_runtime(_algo),
+            runtime=offline_runtime(_method),
             mem_mb=offline_mem_mb,
             cpus_per_task=1,
             gpu=1 if config["device"] == "cuda" else 0,

@@ -66,5 +66,5 @@ def best_dir(experiment, seed=0):
     return f"{SCALE_DIR}/best/{experiment}/sac/seed{seed}"
 
 
-def model_error_path(experiment):
-    return f"{SCALE_DIR}/model_error/{experiment}.csv"
+def model_error_path(experiment, seed="{seed}"):
+    return f"{SCALE_DIR}/model_error/{experiment}/seed{seed}.csv"

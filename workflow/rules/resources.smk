@@ -40,9 +40,14 @@ def collect_runtime(family):
 
 
 @functools.cache
+def env_dims(family):
+    """The family's observation and action sizes (from one env, built once per workflow run)."""
+    env = envs.make(family, envs.task_table(family, COLLECT_PROTOCOL)["test"].iloc[0].to_dict())
+    return env.observation_space.shape[0], env.action_space.shape[0]
+
+
 def obs_dim(family):
-    """The family's observation size (from one env, built once per workflow run)."""
-    return envs.make(family, envs.task_table(family, COLLECT_PROTOCOL)["test"].iloc[0].to_dict()).observation_space.shape[0]
+    return env_dims(family)[0]
 
 
 def buffers_mb(family, n_tasks):
@@ -77,6 +82,46 @@ def metatrain_mem_mb(algo):
     budgets (a few million transitions of at most 348 floats); MAML keeps one meta-batch. MAML on Omniglot
     (maml_classifier): 32k images and a second-order step through 4.9M parameters for 16 tasks."""
     return lambda wildcards, attempt: attempt * (2000 if algo == "maml" else 8000)
+
+
+def offline_network(algo, cfg, family):
+    """The cost key of an offline method's networks (config/costs.yaml metatrain): its layer kind and hidden
+    width, e.g. ``wt100`` (MACAW), ``bias720`` (MACAW without weight transform at equal parameters),
+    ``mlp300`` (Offline PEARL)."""
+    if algo == "macaw":
+        macaw = importlib.import_module("paper_repro.algos.macaw")
+        width = macaw.hidden_width(*env_dims(family), cfg) if cfg.equal_params and not cfg.weight_transform else cfg.width
+        return f"{macaw.kind(cfg)}{width}"
+    if algo == "mt_awr":
+        return f"{cfg.layer}{cfg.width}"
+    return f"mlp{max(cfg.hidden)}"
+
+
+def seconds_per_meta_step(algo, network):
+    """config/costs.yaml's seconds per meta-step of ``algo`` with ``network``; an unmeasured network takes the
+    algorithm's slowest measured rate, times (its width / that one's)² where it is wider."""
+    rates = COSTS["metatrain"][algo]
+    if network in rates:
+        return rates[network]
+    slowest = max(rates, key=rates.get)
+    width = lambda key: int("".join(filter(str.isdigit, key)))
+    return rates[slowest] * max(1.0, (width(network) / width(slowest)) ** 2)
+
+
+def offline_runtime(method):
+    """Minutes for an offline meta-training job: its meta-steps times its network's measured seconds per
+    meta-step (config/costs.yaml), times MARGIN, at least 10; a retry asks for twice as much."""
+    algo = OFFLINE_METHODS[method][0]
+    hyper = offline_config(method)
+    Config = importlib.import_module(f"paper_repro.algos.{algo}").Config
+
+    def runtime(wildcards, attempt):
+        cfg = prconfig.from_dict(Config, hyper(wildcards), f"{method} on {wildcards.experiment}")
+        family = config["experiments"][wildcards.experiment]["family"]
+        seconds = cfg.train_steps * seconds_per_meta_step(algo, offline_network(algo, cfg, family))
+        return attempt * max(10, math.ceil(MARGIN * seconds / 60))
+
+    return runtime
 
 
 def evaluate_runtime(method):
@@ -118,9 +163,13 @@ def online_chain(run):
 
 
 def offline_chain(method):
-    """metatrain_<method>, then its online fine-tuning (MACAW Table 1) where it has one."""
+    """metatrain_<method> on the experiment where it takes longest, then its online fine-tuning (MACAW Table 1)
+    where it has one."""
     finetune = minutes(finetune_runtime) if method in FINETUNE_ALGOS else 0
-    return int(minutes(metatrain_runtime(OFFLINE_METHODS[method][0])) + finetune)
+    runtime = offline_runtime(method)
+    longest = max((runtime(types.SimpleNamespace(experiment=name), 1) for name, exp in config["experiments"].items()
+                   if method in exp["methods"] and "family" in exp), default=0)
+    return int(longest + finetune)
 
 
 def collect_chain(family):

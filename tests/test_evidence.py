@@ -161,3 +161,13 @@ def test_a_finding_sits_beside_its_claim_and_is_flagged_when_other_units_are_poo
     (tmp_path / "quick" / "findings.yaml").write_text("M3: {seeds: [0], text: t}\n")
     with pytest.raises(evidence.EvidenceError, match="M3 needs exactly the keys"):
         evidence.load_findings(tmp_path, "quick", registry)
+
+
+def test_a_file_of_another_commit_is_publishable_while_its_code_is_unchanged(tmp_path):
+    """publish accepts a file made at an earlier commit when every file its job ran has the same digest now."""
+    (tmp_path / "a.py").write_text("x = 1\n")
+    side = {"git_describe": "abc1234", "code": {"a.py": evidence.source_digest(tmp_path / "a.py")}}
+    assert evidence._same_code(side, tmp_path)
+    (tmp_path / "a.py").write_text("x = 22\n")
+    assert not evidence._same_code(side, tmp_path)
+    assert not evidence._same_code({"code": {"gone.py": "d"}}, tmp_path) and not evidence._same_code({}, tmp_path)

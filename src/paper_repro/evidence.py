@@ -42,7 +42,7 @@ import pandas as pd
 from paper_repro import claims as prclaims
 from paper_repro import config as prconfig
 from paper_repro import io, plan
-from paper_repro.digests import digest_of_map, source_digest
+from paper_repro.digests import code_map, digest_of_map, source_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "src")
@@ -146,7 +146,8 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
             configfiles: list[Path] | tuple = ()) -> Path:
     """Copy the unit (``figure``, ``seed``) of the built ``workdir`` into ``evidence/<scale>/<figure>/seed<s>/``
     with its ``unit.json``; digests from the library under ``code_root`` (default: ``workdir``), which must be
-    the code that ran: a file whose provenance names another commit is refused. Each job's params digest is
+    the code that ran: a file whose provenance names another commit is refused unless its job's code map (the
+    digest of every file it ran) is the same at ``code_root``. Each job's params digest is
     the workflow's at ``workdir`` (with the run's extra ``configfiles``, if any changed a job's config)."""
     workdir, code_root = Path(workdir), Path(code_root or workdir)
     files = unit_files(workdir, figure, seed)
@@ -160,11 +161,11 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
     if scale is None:
         raise EvidenceError(f"{figure} seed {seed}: the files' scales are {sorted(map(str, scales))}; pass --scale")
     commit = git_commit(code_root)
-    described = {s.get("git_describe") for s in sides.values()} - {None}
-    stale = [d for d in described if not _same_commit(d, commit)]
+    stale = {s["git_describe"] for s in sides.values() if s.get("git_describe") and not _same_commit(s["git_describe"], commit)
+             and not _same_code(s, code_root)}
     if stale:
-        raise EvidenceError(f"{figure} seed {seed}: the files were made at {sorted(described)}, the code at "
-                            f"{code_root} is {commit[:12]}: publish from a checkout of the commit that ran them")
+        raise EvidenceError(f"{figure} seed {seed}: files were made at {sorted(stale)} by code that differs from "
+                            f"{code_root}'s ({commit[:12]}): publish from a checkout of the commit that ran them")
     jobs = figure_jobs(workdir, figure, scale, seed + 1, configfiles)
     files += _benchmarks(workdir, jobs, sides)
     params = {job_key(j.rule, j.wildcards): plan.params_digest(j.params) for j in jobs}
@@ -192,6 +193,16 @@ def publish(workdir: Path, figure: str, seed: int, evidence: Path, *, scale: str
             "files": record}
     io.save_json(dest / "unit.json", unit)
     return dest
+
+
+def _same_code(side: dict[str, Any], code_root: Path) -> bool:
+    """A file's job ran the code at ``code_root``: every file of its recorded code map has the same digest there
+    (a file made at an earlier commit whose job's closure has not changed since; DESIGN.md's rule for reruns)."""
+    code = side.get("code")
+    try:
+        return bool(code) and code_map(code, code_root) == code
+    except FileNotFoundError:
+        return False
 
 
 def _same_commit(describe: str, commit: str) -> bool:

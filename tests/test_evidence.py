@@ -142,6 +142,16 @@ def test_a_runs_own_seed_is_not_part_of_its_config_digest():
     assert evidence.config_digest(side(0)) != evidence.config_digest(side(0, task_seed=1))
 
 
+def test_an_inputs_digest_in_a_runs_config_is_not_part_of_its_config_digest():
+    """An AdMRL run names its seed's shared first task by the file's digest: the input, not the config."""
+    def side(seed, init, epochs=3):
+        return {"rule": "metatrain_admrl", "wildcards": {"family": "ant-2d", "seed": str(seed)}, "scale": "quick",
+                "inputs": {f"results/init/seed{seed}/run.pt": init}, "config": {"init": init, "epochs": epochs}}
+
+    assert evidence.config_digest(side(0, "aa11")) == evidence.config_digest(side(1, "bb22"))
+    assert evidence.config_digest(side(0, "aa11")) != evidence.config_digest(side(1, "bb22", epochs=4))
+
+
 def test_a_finding_sits_beside_its_claim_and_is_flagged_when_other_units_are_pooled(tmp_path):
     registry = prclaims.load_registry(ROOT / "config" / "claims.yaml")
     claims = pd.DataFrame([{"claim": "M3", "part": "MIER - PEARL", "paper": "MIER", "figure": "fig3_reward_extrapolation",

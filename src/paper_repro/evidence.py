@@ -69,21 +69,25 @@ def library_inputs(side: Mapping[str, Any]) -> list[str]:
     return sorted(p[p.index("src/paper_repro/"):] for p in side.get("inputs", {}) if "src/paper_repro/" in p)
 
 
-def _without_seed(value: Any, seed: str) -> Any:
-    """``value`` without the entries ``seed: <the job's seed>`` (a run's config records its own seed)."""
+def _own_config(value: Any, seed: str, inputs: frozenset[str]) -> Any:
+    """``value`` without the entries ``seed: <the job's seed>`` (a run's config records its own seed) and without
+    those whose value is the digest of one of the job's inputs (an AdMRL run names its seed's shared first task
+    by its digest): an input is the job's data, checked through its own provenance, not its config."""
     if isinstance(value, dict):
-        return {k: _without_seed(v, seed) for k, v in value.items() if not (k == "seed" and str(v) == seed)}
+        return {k: _own_config(v, seed, inputs) for k, v in value.items()
+                if not (k == "seed" and str(v) == seed) and not (isinstance(v, str) and v in inputs)}
     if isinstance(value, list):
-        return [_without_seed(v, seed) for v in value]
+        return [_own_config(v, seed, inputs) for v in value]
     return value
 
 
 def config_digest(side: Mapping[str, Any]) -> str:
-    """The digest of what a job ran with, its seed aside: config slice (without the job's own seed), rule,
-    other wildcards, scale."""
+    """The digest of what a job ran with, its seed aside: config slice (without the job's own seed and its inputs'
+    digests), rule, other wildcards, scale."""
     wildcards = {k: v for k, v in (side.get("wildcards") or {}).items() if k != "seed"}
     seed = str((side.get("wildcards") or {}).get("seed"))
-    key = {"config": _without_seed(side.get("config"), seed), "rule": side.get("rule"), "wildcards": wildcards,
+    inputs = frozenset(v for v in (side.get("inputs") or {}).values() if isinstance(v, str))
+    key = {"config": _own_config(side.get("config"), seed, inputs), "rule": side.get("rule"), "wildcards": wildcards,
            "scale": side.get("scale")}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 

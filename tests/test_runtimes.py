@@ -86,3 +86,32 @@ def test_offline_requests_are_meta_steps_times_the_measured_cost_per_network():
     assert request["metatrain_macaw", "macaw-cheetah-vel"] == minutes(costs["macaw"]["wt100"])
     pearl = max(costs["offline_pearl"].items(), key=lambda kv: kv[1])
     assert request["metatrain_offline_pearl", "macaw-metaworld"] == minutes(pearl[1] * (512 / int(pearl[0][3:])) ** 2)
+
+
+def test_online_requests_are_the_papers_work_times_the_measured_cost_per_unit():
+    """At the paper scale, an online job asks for its work (PEARL 500 iterations x 2,000 gradient steps; MIER 400
+    epochs x 1,000 meta-steps, 200 on humanoid-dir; MAML 500 x 40 tasks x 20 trajectories x 2) times config/
+    costs.yaml's seconds per unit of its family, scaled from the quick batches and widths where they were
+    measured (PEARL 16 x 256 transitions at width 300 against 8 x 128 at 200; MIER 10 x 256 against 5 x 128),
+    times the margin; humanoid-dir, not measured, takes the slowest family's rate. MIER's evaluation asks for
+    its last relabelling step count (20,000) times the test tasks times the measured seconds per update."""
+    costs = yaml.safe_load((ROOT / "config" / "costs.yaml").read_text())
+    jobs = plan.dag_jobs(["results/figures/fig4_dynamics_extrapolation.pdf", "results/figures/fig2_sample_efficiency.pdf"],
+                         config={"scale": "paper"}, forceall=True)
+    request = {(j.rule, j.wildcards["experiment"]): j.runtime_min for j in jobs if "experiment" in j.wildcards}
+    online, per_update = costs["online"], costs["evaluate"]
+
+    def minutes(seconds):
+        return max(10, math.ceil(1.5 * seconds / 60))
+
+    pearl = online["pearl"]["cheetah-negated-joints"] * (16 * 256 / 1024) * (300 / 200) ** 2
+    assert request["metatrain_pearl", "mier-negated-joints"] == minutes(500 * 2000 * pearl)
+    mier = 10 * 256 / 640
+    assert request["metatrain_mier", "mier-cheetah-vel"] == minutes(400 * 1000 * online["mier"]["cheetah-vel"] * mier)
+    slowest = max(v for k, v in online["mier"].items() if k != "at")
+    assert request["metatrain_mier", "mier-humanoid-dir"] == minutes(200 * 1000 * slowest * mier)
+    assert request["metatrain_maml", "mier-cheetah-vel"] == minutes(500 * 40 * 20 * 2 * online["maml"]["cheetah-vel"])
+    # the 10 negated-joint test tasks (TASKS.md: the masks that negate joint 6 and exactly 2 of joints 1-5)
+    evaluate = [j for j in jobs if j.rule == "evaluate_mier" and j.wildcards["experiment"] == "mier-negated-joints"]
+    assert evaluate and all(j.runtime_min == minutes(20000 * 10 * per_update["mier"]["cheetah-negated-joints"])
+                            for j in evaluate)

@@ -32,7 +32,7 @@ for _run, (_algo, _switches, _multitask) in ONLINE_RUNS.items():
         threads: 1
         priority: online_chain(_run)
         resources:
-            runtime=metatrain_runtime(_algo),
+            runtime=online_runtime(_run),
             mem_mb=metatrain_mem_mb(_algo),
             cpus_per_task=1,
             gpu=1 if config["device"] == "cuda" else 0,

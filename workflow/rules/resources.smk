@@ -73,8 +73,54 @@ def offline_mem_mb(wildcards, attempt):
 
 
 def metatrain_runtime(algo):
-    """Minutes: the scale's estimate for one run (config metatrain.runtime), doubled on a retry."""
+    """Minutes: the scale's estimate for one run (config metatrain.runtime: MAML on Omniglot, which this
+    machine cannot measure), doubled on a retry."""
     return lambda wildcards, attempt: attempt * config["metatrain"]["runtime"][algo]
+
+
+def online_work(algo, cfg):
+    """An online meta-training run's work in config/costs.yaml's units (online.<algo>), its samples per unit and
+    its widest layer: MIER's meta-steps (epochs x train_steps) of meta_batch x adapt_batch transitions; PEARL's
+    gradient steps of meta_batch x batch_size; MAML's trajectories (meta_iterations x meta_batch x trajectories,
+    inner and outer: inner_steps + 1), one each."""
+    if algo == "mier":
+        return cfg.epochs * cfg.train_steps, cfg.meta_batch * cfg.adapt_batch, max(*cfg.sac_hidden, *cfg.model_hidden)
+    if algo == "pearl":
+        return cfg.num_iterations * cfg.num_train_steps_per_itr, cfg.meta_batch * cfg.batch_size, max(cfg.hidden)
+    return cfg.meta_iterations * cfg.meta_batch * cfg.trajectories * (cfg.inner_steps + 1), 1, max(cfg.hidden)
+
+
+def seconds_per_unit(costs, family, samples=None, width=None):
+    """config/costs.yaml's seconds per unit for ``family`` (a family not measured: the slowest measured), scaled
+    up where a unit holds more samples or wider layers than where it was measured (its ``at``, where it has
+    one): linearly in the samples, with the width squared (a layer's multiply-adds). Never scaled down: a
+    smaller unit keeps its fixed costs."""
+    rates = {k: v for k, v in costs.items() if k != "at"}
+    rate = rates.get(family, max(rates.values()))
+    if "at" not in costs:
+        return rate
+    return rate * max(1.0, samples / costs["at"]["samples"]) * max(1.0, (width / costs["at"]["width"]) ** 2)
+
+
+def request(seconds, attempt):
+    """Minutes for ``seconds`` of measured work: times MARGIN, at least 10; a retry asks for twice as much."""
+    return attempt * max(10, math.ceil(MARGIN * seconds / 60))
+
+
+def online_runtime(run):
+    """Minutes for an online meta-training job: its work (online_work) times its family's measured seconds per
+    unit (config/costs.yaml online), times MARGIN, at least 10; a retry asks for twice as much."""
+    algo, switches, _ = ONLINE_RUNS[run]
+    hyper = algo_config(algo, switches)
+    Config = importlib.import_module(f"paper_repro.algos.{algo}").Config
+
+    def runtime(wildcards, attempt):
+        cfg = prconfig.from_dict(Config, hyper(wildcards), f"{run} on {wildcards.experiment}")
+        units, samples, width = online_work(algo, cfg)
+        family = config["experiments"][wildcards.experiment]["family"]
+        return request(units * seconds_per_unit(COSTS["online"][algo], family, samples, width), attempt)
+
+    return runtime
 
 
 def metatrain_mem_mb(algo):
@@ -118,15 +164,23 @@ def offline_runtime(method):
     def runtime(wildcards, attempt):
         cfg = prconfig.from_dict(Config, hyper(wildcards), f"{method} on {wildcards.experiment}")
         family = config["experiments"][wildcards.experiment]["family"]
-        seconds = cfg.train_steps * seconds_per_meta_step(algo, offline_network(algo, cfg, family))
-        return attempt * max(10, math.ceil(MARGIN * seconds / 60))
+        return request(cfg.train_steps * seconds_per_meta_step(algo, offline_network(algo, cfg, family)), attempt)
 
     return runtime
 
 
 def evaluate_runtime(method):
-    """Minutes: the scale's estimate for one method's evaluation (config evaluate.runtime; a method without
-    its own entry takes its algorithm's), doubled on a retry."""
+    """Minutes for one method's evaluation. MIER's (and its ablation's): the policy updates after adaptation
+    (the last of evaluate.relabel_steps) on every test task, times the measured seconds per update
+    (config/costs.yaml evaluate), times MARGIN, at least 10. The others': the scale's estimate (config
+    evaluate.runtime; a method without its own entry takes its algorithm's). A retry asks for twice as much."""
+    if method in COSTS["evaluate"]:
+        def runtime(wildcards, attempt):
+            exp = config["experiments"][wildcards.experiment]
+            updates = max(config["evaluate"]["relabel_steps"]) * len(experiment_task_ids(wildcards.experiment, "test"))
+            return request(updates * seconds_per_unit(COSTS["evaluate"][method], exp["family"]), attempt)
+
+        return runtime
     runtime = config["evaluate"]["runtime"]
     return lambda wildcards, attempt: attempt * runtime.get(method, runtime[eval_algo(method)])
 
@@ -152,24 +206,27 @@ def minutes(runtime):
     return runtime if isinstance(runtime, (int, float)) else runtime(None, 1)
 
 
+def longest(runtime, methods):
+    """A per-experiment runtime's request on the experiment of ``methods``' where it is longest."""
+    return max((runtime(types.SimpleNamespace(experiment=name), 1) for name, exp in config["experiments"].items()
+                if set(methods) & set(exp["methods"]) and "family" in exp), default=0)
+
+
 def evaluate_chain(method):
-    return int(minutes(evaluate_runtime(method)))
+    return int(longest(evaluate_runtime(method), [method]))
 
 
 def online_chain(run):
-    """metatrain_<run>, then its longest evaluation."""
-    evaluations = [evaluate_chain(m) for m, (r, _) in EVAL_METHODS.items() if r == run]
-    return int(minutes(metatrain_runtime(ONLINE_RUNS[run][0])) + max(evaluations, default=0))
+    """metatrain_<run> on the experiment where it takes longest, then its longest evaluation."""
+    evaluated = [m for m, (r, _) in EVAL_METHODS.items() if r == run]
+    return int(longest(online_runtime(run), evaluated) + max(map(evaluate_chain, evaluated), default=0))
 
 
 def offline_chain(method):
     """metatrain_<method> on the experiment where it takes longest, then its online fine-tuning (MACAW Table 1)
     where it has one."""
     finetune = minutes(finetune_runtime) if method in FINETUNE_ALGOS else 0
-    runtime = offline_runtime(method)
-    longest = max((runtime(types.SimpleNamespace(experiment=name), 1) for name, exp in config["experiments"].items()
-                   if method in exp["methods"] and "family" in exp), default=0)
-    return int(longest + finetune)
+    return int(longest(offline_runtime(method), [method]) + finetune)
 
 
 def collect_chain(family):

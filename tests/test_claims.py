@@ -84,6 +84,21 @@ def test_worst_case_over_tasks():
     assert claims.contrast_ci([a], [b], "max")["estimate"] == pytest.approx((5 + 3) / 2 - 4)
 
 
+def test_where_only_seeds_vary_the_interval_is_students_t_over_the_seeds():
+    """A worst case (or one task) varies only with the seed: two seeds that agree in sign but not in size no
+    longer make an interval that excludes 0 (a bootstrap of two values gives their range, [1, 3] here); the
+    t interval with one degree of freedom is mean ± 12.71 × sem. Ten seeds of the same spread do."""
+    a = pd.DataFrame([[1.0, 0.0], [3.0, 0.0]], index=[0, 1], columns=[0, 1])
+    b = pd.DataFrame(0.0, index=[0, 1], columns=[0, 1])
+    ci = claims.contrast_ci([a], [b], "max")
+    assert ci["estimate"] == pytest.approx(2.0)
+    assert (ci["ci_low"], ci["ci_high"]) == pytest.approx((2 - 12.7062 * 1.0, 2 + 12.7062 * 1.0), abs=1e-3)
+    assert claims.verdict(ci["ci_low"], ci["ci_high"], "greater") == "not shown"
+    ten = pd.DataFrame([[v, 0.0] for v in [1.0, 3.0] * 5], index=range(10), columns=[0, 1])
+    ci = claims.contrast_ci([ten], [pd.DataFrame(0.0, index=range(10), columns=[0, 1])], "max")
+    assert ci["n_seeds"] == 10 and ci["ci_low"] > 1.0 and claims.verdict(ci["ci_low"], ci["ci_high"], "greater") == "holds"
+
+
 def test_per_final_and_equivalence():
     """A contrast repeated per value of a column, the rows at the largest step, and a claim of equivalence."""
     df = pd.concat([rows({"a": 1.0, "b": 0.0}, noise=0.1).assign(steps=s, family=f) for s in (0, 10) for f in ("x", "y")])

@@ -25,6 +25,14 @@ def test_critical_path_is_the_longest_chain():
     assert [j.rule for j in path] == ["tables", "train_long", "evaluate_long", "plot"]
 
 
+def test_upstream_is_one_targets_dag_within_a_bigger_one():
+    """evaluate_long's DAG within the diamond: tables, train_long and itself, each waiting for the one before."""
+    jobs = [plan.Job(**{**j.__dict__, "outputs": (f"{j.rule}.out",)}) for j in DIAMOND]
+    sub = plan.upstream(jobs, "evaluate_long.out")
+    assert [(j.rule, j.needs) for j in sub] == [("tables", ()), ("train_long", (0,)), ("evaluate_long", (1,))]
+    assert len(plan.upstream(jobs, "plot.out")) == len(DIAMOND)
+
+
 def test_wall_time_on_one_core_is_the_sum_and_on_two_the_critical_path():
     assert plan.wall_time(DIAMOND, cores=1) == 120
     assert plan.wall_time(DIAMOND, cores=2) == 110
@@ -71,17 +79,19 @@ def test_dag_jobs_are_the_dry_runs_jobs(workflow_dir):
 
 
 def test_the_longest_chains_have_the_highest_priorities():
-    """At the quick scale MIER's training (then its relabelling evaluation) starts before PEARL's and MAML's,
-    and the cheetah-vel collection before the MACAW training that waits on it; tables and plots last. A rule's
-    priority is its longest chain over the experiments: at least each of its jobs' request plus the longest
-    evaluation of the same experiment."""
+    """At the quick scale MIER's training (then its relabelling evaluation) starts before PEARL's and MAML's
+    on the same experiment, and the cheetah-vel collection before the MACAW training that waits on it; tables
+    and plots last. An online job's priority is its own chain: its request plus its experiment's longest
+    evaluation of the run."""
     targets = ["results/figures/fig4_dynamics_extrapolation.pdf", "results/figures/fig3_offline_meta_rl.pdf"]
     all_jobs = plan.dag_jobs(targets, config={"scale": "quick"}, forceall=True)
     jobs = {j.rule: j for j in all_jobs}
-    assert jobs["metatrain_mier"].priority > jobs["metatrain_pearl"].priority > jobs["metatrain_maml"].priority
-    evaluation = {j.wildcards["experiment"]: j.runtime_min for j in all_jobs if j.rule.startswith("evaluate_mier")}
-    for j in (j for j in all_jobs if j.rule == "metatrain_mier"):
-        assert j.priority >= j.runtime_min + evaluation[j.wildcards["experiment"]]
+    joints = {j.rule: j for j in all_jobs if j.wildcards.get("experiment") == "mier-negated-joints"
+              and j.wildcards.get("seed") == "0"}
+    assert joints["metatrain_mier"].priority > joints["metatrain_pearl"].priority > joints["metatrain_maml"].priority
+    assert joints["metatrain_mier"].priority == joints["metatrain_mier"].runtime_min + max(
+        joints["evaluate_mier"].runtime_min, joints["evaluate_mier_no_relabel"].runtime_min)
+    assert joints["evaluate_mier"].priority == joints["evaluate_mier"].runtime_min
     assert jobs["collect_cheetah-vel"].priority > jobs["metatrain_macaw"].priority > jobs["evaluate_mier"].priority
     assert jobs["plot_fig4_dynamics_extrapolation"].priority == 0
 

@@ -8,9 +8,13 @@ that seed and task, e.g. the evaluations of a learning curve), then over tasks (
 :func:`paper_repro.stats.bootstrap_ci` extended to contrasts: seeds are resampled once for every term
 (methods share their seeds), test tasks once for every term where the terms share their tasks (a paired
 difference) and independently per term where they do not (different protocols, or the corners against the
-centre of a grid). A worst case (``over_tasks: max``) resamples the seeds only, as AdMRL's own statistic
-does: a resample of the tasks can only lower a maximum. Where nothing can be resampled (one seed, and one
-task or a worst case) there is no interval, and the contrast is ``not shown`` with that reason.
+centre of a grid). Where only the seeds vary (a worst case, ``over_tasks: max``, as AdMRL's own statistic:
+a resample of the tasks can only lower a maximum; or one task) the interval is Student's t over the seeds'
+contrast values instead: a bootstrap of a few seeds is the range of their values (2 seeds: 3 distinct
+resamples), which claims far more than two draws can say; t with n − 1 degrees of freedom widens it as
+few seeds must (12.7 standard errors either side at 2 seeds, 4.3 at 3). Where nothing can be resampled
+(one seed, and one task or a worst case) there is no interval, and the contrast is ``not shown`` with that
+reason.
 
 A contrast's verdict, for ``direction: greater`` (``less`` mirrors it):
 
@@ -34,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import yaml
 
 VERDICTS = ("holds", "contradicted", "not shown", "not testable")
@@ -111,10 +116,11 @@ def task_key(rows: pd.DataFrame) -> pd.Series:
 
 def contrast_ci(plus: Sequence[pd.DataFrame], minus: Sequence[pd.DataFrame], over_tasks: str = "mean",
                 level: float = 95.0, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Σ plus − Σ minus of the terms' means over seeds of their ``over_tasks`` over tasks, and its percentile
-    bootstrap interval: seeds resampled jointly (the seeds every term has), tasks jointly where all terms
-    have the same tasks and independently per term otherwise. Where nothing can be resampled (one seed, and
-    one task or a worst case) the interval is NaN."""
+    """Σ plus − Σ minus of the terms' means over seeds of their ``over_tasks`` over tasks, and its interval: the
+    percentile bootstrap with seeds resampled jointly (the seeds every term has), tasks jointly where all
+    terms have the same tasks and independently per term otherwise; where only the seeds vary (a worst case,
+    or one task), Student's t over the seeds' contrast values (module docstring). Where nothing can be
+    resampled (one seed, and one task or a worst case) the interval is NaN."""
     terms = [(1.0, m) for m in plus] + [(-1.0, m) for m in minus]
     seeds = sorted(set.intersection(*(set(m.index) for _, m in terms)))
     if not seeds:
@@ -127,14 +133,19 @@ def contrast_ci(plus: Sequence[pd.DataFrame], minus: Sequence[pd.DataFrame], ove
     reduce = {"mean": np.mean, "max": np.max}[over_tasks]
     estimate = float(sum(w * reduce(m, axis=1).mean() for w, m in mats))
     n_tasks = max(m.shape[1] for _, m in mats)
-    if len(seeds) == 1 and (n_tasks == 1 or over_tasks == "max"):
-        return {"estimate": estimate, "ci_low": float("nan"), "ci_high": float("nan"), "n_seeds": 1,
-                "n_tasks": n_tasks}
+    out = {"estimate": estimate, "n_seeds": len(seeds), "n_tasks": n_tasks}
+    if n_tasks == 1 or over_tasks == "max":  # only the seeds vary (a resample's max over tasks can only fall)
+        if len(seeds) == 1:
+            return {**out, "ci_low": float("nan"), "ci_high": float("nan")}
+        per_seed = sum(w * reduce(m, axis=1) for w, m in mats)
+        sem = float(np.std(per_seed, ddof=1) / np.sqrt(len(seeds)))
+        if sem == 0:
+            return {**out, "ci_low": estimate, "ci_high": estimate}
+        low, high = scipy.stats.t.interval(level / 100, len(seeds) - 1, loc=estimate, scale=sem)
+        return {**out, "ci_low": float(low), "ci_high": float(high)}
     rng = np.random.default_rng(seed)
     rows = rng.integers(len(seeds), size=(resamples, len(seeds), 1))
-    if over_tasks == "max":  # a worst case over the tasks is not resampled (a resample's max can only fall): seeds only
-        cols = [np.arange(m.shape[1])[None, None, :] for _, m in mats]
-    elif paired:
+    if paired:
         shared = rng.integers(mats[0][1].shape[1], size=(resamples, 1, mats[0][1].shape[1]))
         cols = [shared] * len(mats)
     else:
@@ -142,8 +153,7 @@ def contrast_ci(plus: Sequence[pd.DataFrame], minus: Sequence[pd.DataFrame], ove
     values = sum(w * reduce(m[rows, c], axis=-1).mean(axis=-1) for (w, m), c in zip(mats, cols))
     tail = (100.0 - level) / 2
     low, high = np.percentile(values, [tail, 100.0 - tail])
-    return {"estimate": estimate, "ci_low": float(low), "ci_high": float(high), "n_seeds": len(seeds),
-            "n_tasks": n_tasks}
+    return {**out, "ci_low": float(low), "ci_high": float(high)}
 
 
 def verdict(ci_low: float, ci_high: float, direction: str, margin: float | None = None,

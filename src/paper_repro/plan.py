@@ -99,7 +99,8 @@ def dag_jobs(targets: Iterable[str], *, workdir: Path = ROOT, config: Mapping[st
         index = {job: i for i, job in enumerate(order)}
         return [Job(rule=job.rule.name, wildcards={k: str(v) for k, v in job.wildcards_dict.items()},
                     outputs=tuple(map(str, job.output)), runtime_min=float(job.resources.get("runtime", 0) or 0),
-                    threads=min(int(job.threads), cores), priority=int(job.rule.priority),
+                    threads=min(int(job.threads), cores),
+                    priority=int(job.rule.expand_priority(job.wildcards_dict, job.input, job.attempt)),
                     params=_canonical(dict(job.params.items())),
                     needs=tuple(sorted(index[d] for d in dag.dependencies[job] if d in index)),
                     needrun=bool(dag.needrun(job)), benchmark=str(job.benchmark) if job.benchmark else None,
@@ -122,11 +123,28 @@ def rules_markdown(workdir: Path = ROOT) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_run(jobs: list[Job]) -> list[Job]:
-    """The jobs that would run, each waiting only for others that would run."""
-    keep = [i for i, job in enumerate(jobs) if job.needrun]
+def _subset(jobs: list[Job], keep: list[int]) -> list[Job]:
+    """The jobs at indices ``keep`` (in order), each waiting only for others kept."""
     new = {old: i for i, old in enumerate(keep)}
     return [Job(**{**jobs[i].__dict__, "needs": tuple(new[d] for d in jobs[i].needs if d in new)}) for i in keep]
+
+
+def to_run(jobs: list[Job]) -> list[Job]:
+    """The jobs that would run, each waiting only for others that would run."""
+    return _subset(jobs, [i for i, job in enumerate(jobs) if job.needrun])
+
+
+def upstream(jobs: list[Job], output: str) -> list[Job]:
+    """The job that writes ``output`` and every job it waits for, from a bigger DAG's ``jobs``: the DAG of that
+    one target."""
+    wanted = {i for i, job in enumerate(jobs) if output in job.outputs}
+    stack = list(wanted)
+    while stack:
+        for d in jobs[stack.pop()].needs:
+            if d not in wanted:
+                wanted.add(d)
+                stack.append(d)
+    return _subset(jobs, sorted(wanted))
 
 
 def dependents(jobs: list[Job]) -> dict[int, list[int]]:

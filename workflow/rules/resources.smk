@@ -1,8 +1,9 @@
 # Runtime and memory requests, and priorities.
 #
 # Priorities: the longest chain starts first. Whenever cores are free, Snakemake starts the ready job of
-# highest priority. A rule's priority is the minutes of the longest chain of runtime requests it starts:
-# its own request and the longest one waiting on it. So the per-task collection that every offline figure
+# highest priority. A job's priority is the minutes of the longest chain of runtime requests it starts:
+# its own request and the longest one waiting on it (per job where the chain depends on the experiment:
+# online meta-training and evaluation; per rule, over every experiment, for the rest). So the per-task collection that every offline figure
 # waits on starts first, and MIER's training (then its long relabelling evaluation) before PEARL's and
 # MAML's. Tables and plots keep priority 0.
 
@@ -213,13 +214,22 @@ def longest(runtime, methods):
 
 
 def evaluate_chain(method):
-    return int(longest(evaluate_runtime(method), [method]))
+    """A job's priority: its own request."""
+    runtime = evaluate_runtime(method)
+    return lambda wildcards: int(runtime(wildcards, 1))
 
 
 def online_chain(run):
-    """metatrain_<run> on the experiment where it takes longest, then its longest evaluation."""
+    """A job's priority: metatrain_<run> on its experiment, then the longest evaluation of the run there."""
+    runtime = online_runtime(run)
     evaluated = [m for m, (r, _) in EVAL_METHODS.items() if r == run]
-    return int(longest(online_runtime(run), evaluated) + max(map(evaluate_chain, evaluated), default=0))
+
+    def priority(wildcards):
+        methods = config["experiments"][wildcards.experiment]["methods"]
+        evaluations = [evaluate_runtime(m)(wildcards, 1) for m in evaluated if m in methods]
+        return int(runtime(wildcards, 1) + max(evaluations, default=0))
+
+    return priority
 
 
 def offline_chain(method):

@@ -83,6 +83,10 @@ def test_offline_requests_are_meta_steps_times_the_measured_cost_per_network():
         return math.ceil(1.5 * steps * seconds_per_step / 60)
 
     assert request["metatrain_macaw_wide", "macaw-cheetah-vel"] == minutes(costs["macaw"]["bias720"])
+    slurm = (ROOT / "docs" / "slurm.md").read_text()  # the requests docs/slurm.md quotes are today's
+    for key in [("metatrain_macaw", "macaw-cheetah-vel"), ("metatrain_macaw_wide", "macaw-cheetah-vel"),
+                ("metatrain_offline_pearl", "macaw-cheetah-vel")]:
+        assert f"{request[key]:,.0f} min" in slurm, key
     assert request["metatrain_macaw", "macaw-cheetah-vel"] == minutes(costs["macaw"]["wt100"])
     pearl = max(costs["offline_pearl"].items(), key=lambda kv: kv[1])
     assert request["metatrain_offline_pearl", "macaw-metaworld"] == minutes(pearl[1] * (512 / int(pearl[0][3:])) ** 2)
@@ -114,6 +118,10 @@ def test_online_requests_are_the_papers_work_times_the_measured_cost_per_unit():
     assert "humanoid-dir" not in online["maml"]
     slowest = max(v for k, v in online["maml"].items() if k != "at")
     assert request["metatrain_maml", "mier-humanoid-dir"] == minutes(500 * 40 * 20 * 2 * slowest)
+    slurm = (ROOT / "docs" / "slurm.md").read_text()  # the requests docs/slurm.md quotes are today's
+    for key in [("metatrain_mier", "mier-cheetah-vel"), ("metatrain_pearl", "mier-negated-joints"),
+                ("metatrain_maml", "mier-cheetah-vel")]:
+        assert f"{request[key]:,.0f} min" in slurm, key
     # the 10 negated-joint test tasks (TASKS.md: the masks that negate joint 6 and exactly 2 of joints 1-5)
     evaluate = [j for j in jobs if j.rule == "evaluate_mier" and j.wildcards["experiment"] == "mier-negated-joints"]
     assert evaluate and all(j.runtime_min == minutes(20000 * 10 * per_update["mier"]["cheetah-negated-joints"])

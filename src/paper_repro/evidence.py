@@ -525,7 +525,7 @@ def figures_markdown(claims: pd.DataFrame, units: list[dict], root: Path = ROOT,
              "quick, 1 seed, 2 cores: measured | quick, 1 seed, by runtime requests (upper bound): 2 / 16 cores | "
              "paper: core-hours requested |",
              "| --- | --- | --- | --- | --- | --- |"]
-    costs = figure_costs(figures, root) if costs else {name: {"quick": "", "paper": ""} for name in figures}
+    estimates = figure_costs(figures, root) if costs else {name: {"quick": "", "paper": ""} for name in figures}
     for name, fig in figures.items():
         verdicts = []
         for cid, g in claims[claims["figure"] == name].groupby("claim", sort=False):
@@ -538,7 +538,7 @@ def figures_markdown(claims: pd.DataFrame, units: list[dict], root: Path = ROOT,
         longest = max((u for u in timed if u["commit"] == commit), key=lambda u: u["wall_time_s"], default=None)
         measured = (f"{_duration(longest['wall_time_s'] / 60)} ({longest['cpu']}, `{longest['commit'][:7]}`)"
                     if longest else "")
-        cost = costs[name]
+        cost = estimates[name]
         lines.append(f"| {fig['paper']} | `{name}` | {', '.join(verdicts) or '—'} | {measured} | {cost['quick']} | "
                      f"{cost['paper']} |")
     return "\n".join(lines)

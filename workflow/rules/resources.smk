@@ -2,10 +2,10 @@
 #
 # Priorities: the longest chain starts first. Whenever cores are free, Snakemake starts the ready job of
 # highest priority. A job's priority is the minutes of the longest chain of runtime requests it starts:
-# its own request and the longest one waiting on it (per job where the chain depends on the experiment:
-# online meta-training and evaluation; per rule, over every experiment, for the rest). So the per-task collection that every offline figure
-# waits on starts first, and MIER's training (then its long relabelling evaluation) before PEARL's and
-# MAML's. Tables and plots keep priority 0.
+# its own request and the longest one waiting on it (per job for online meta-training and evaluation, whose
+# chains depend on the experiment; per rule, over every experiment, for the rest). So the per-task
+# collection that every offline figure waits on starts first, and MIER's training (then its long
+# relabelling evaluation) before PEARL's and MAML's on the same experiment. Tables and plots keep priority 0.
 
 
 # Measured costs (config/costs.yaml, with where each was measured), and the margin a request adds to them.

@@ -34,9 +34,11 @@ def test_the_paper_scale_keeps_each_experiments_paper_numbers():
 
 def test_the_quick_scale_sets_budgets_per_experiment_and_keeps_the_authors_hyperparameters():
     quick = runs("quick")
-    assert quick[("mier", "mier-humanoid-dir")]["epochs"] == 100  # its budget at this scale
+    assert quick[("mier", "mier-humanoid-dir")]["epochs"] == 60  # its budget at this scale
     assert quick[("mier", "mier-humanoid-dir")]["initial_repeats"] == 1  # the authors' humanoid value
     assert quick[("pearl", "mier-humanoid-dir")]["num_train_steps_per_itr"] == 500
+    assert quick[("pearl", "mier-humanoid-dir")]["num_iterations"] == 30
+    assert quick[("pearl", "mier-cheetah-vel")]["num_iterations"] == 65  # the quick section's
     assert quick[("pearl", "mier-humanoid-dir")]["embedding_batch_size"] == 256
     assert quick[("macaw", "macaw-vel-ood")]["train_steps"] == 2000
     # AdMRL's PEARL keeps the authors' meta-batch (not the quick section's 8); its budget is admrl.baselines'

@@ -117,6 +117,24 @@ def test_per_final_and_equivalence():
     assert claims.evaluate(far, "X3", eq, "quick")[0]["verdict"] == "contradicted"
 
 
+def test_common_keeps_the_range_every_term_reaches():
+    """A mean over a learning curve's evaluations compares methods over the same steps: b's evaluations past
+    a's last one (in each family's contrast) are left out, so b's late rise does not count; a third method's
+    shorter curve does not cut a contrast it is not in."""
+    df = pd.concat([rows({"a": 1.0, "b": 1.0}, noise=0.1).assign(env_steps=s, family=f)
+                    for s in (0, 100, 200) for f in ("x", "y")])
+    df = df[~((df.method == "a") & (df.family == "x") & (df.env_steps == 200))]  # a reaches 100 on x, 200 on y
+    df.loc[(df.method == "b") & (df.env_steps == 200), "return"] += 30.0
+    df = pd.concat([df, rows({"c": 0.0}, noise=0.1).assign(env_steps=0, family="y")])  # c stops at 0 on y
+    spec = {**SPEC, "contrasts": [{"per": "family", "plus": ["method == 'b' and family == {family}"],
+                                   "minus": ["method == 'a' and family == {family}"]}]}
+    assert [r["estimate"] for r in claims.evaluate(df, "X4", spec, "quick")] == pytest.approx([10, 10], abs=0.5)
+    common = claims.evaluate(df, "X4", {**spec, "common": "env_steps"}, "quick")
+    assert [r["estimate"] for r in common] == pytest.approx([0, 10], abs=0.5)  # x: steps 0 and 100 only
+    with pytest.raises(claims.ClaimError, match="common"):
+        claims.evaluate(df.drop(columns="env_steps"), "X4", {**spec, "common": "env_steps"}, "quick")
+
+
 def test_claim_verdict_from_its_contrasts():
     assert claims.claim_verdict(["holds", "holds"]) == "holds"
     assert claims.claim_verdict(["holds", "not shown"]) == "not shown"

@@ -24,6 +24,11 @@ A contrast's verdict, for ``direction: greater`` (``less`` mirrors it):
 - ``not testable``: the data cannot say, with the reason (no rows for a term; every value identical, e.g.
   every method's success rate 0).
 
+``common: <column>`` (a learning curve's ``env_steps``) keeps, in each contrast, only the rows at values of the
+column that every term reaches (up to the smallest of the terms' largest): a mean over the evaluations of a
+curve is then taken over the same range of the x-axis for every method compared, and a method trained longer
+is not credited with returns the others never had the steps to reach.
+
 ``direction: equivalent`` (a claim that two methods are "about" equal) holds when the interval lies inside
 ±``margin`` times the magnitude of the last term, is contradicted when it lies outside, and is not shown
 otherwise. A claim holds when every contrast holds; it is contradicted when any is; it is not testable when
@@ -43,8 +48,8 @@ import yaml
 
 VERDICTS = ("holds", "contradicted", "not shown", "not testable")
 DIRECTIONS = ("greater", "less", "equivalent")
-CLAIM_KEYS = {"paper", "figure", "claim", "value", "where", "final", "over_tasks", "contrasts", "direction",
-              "margin", "paper_value", "requires", "note"}
+CLAIM_KEYS = {"paper", "figure", "claim", "value", "where", "final", "common", "over_tasks", "contrasts",
+              "direction", "margin", "paper_value", "requires", "note"}
 CONTRAST_KEYS = {"label", "plus", "minus", "per", "per_where", "direction", "margin"}
 COLUMNS = ["claim", "part", "paper", "figure", "scale", "estimate", "ci_low", "ci_high", "n_seeds", "n_tasks",
            "verdict", "reason", "direction", "paper_value"]
@@ -87,6 +92,15 @@ def _select(rows: pd.DataFrame, query: str | None, where: str) -> pd.DataFrame:
         return rows.query(query, engine="python")
     except Exception as err:  # a column the rows lack, or a malformed expression
         raise ClaimError(f"{where}: query {query!r} on columns {sorted(rows.columns)}: {err}") from err
+
+
+def common_range(rows: pd.DataFrame, queries: Sequence[str], column: str, where: str) -> pd.DataFrame:
+    """``rows`` at values of ``column`` that the rows of every term (query) reach: up to the smallest of the
+    terms' largest values."""
+    if column not in rows.columns:
+        raise ClaimError(f"{where}: common: column {column!r} not among {sorted(rows.columns)}")
+    reach = [_select(rows, q, where)[column].max() for q in queries]
+    return rows[rows[column] <= np.nanmin(reach)] if not np.isnan(reach).all() else rows
 
 
 def term_matrix(rows: pd.DataFrame, query: str, value: str, final: str | None, where: str) -> pd.DataFrame:
@@ -212,8 +226,12 @@ def evaluate(rows: pd.DataFrame, cid: str, spec: Mapping[str, Any], scale: str, 
             def fmt(q, fill=fill):
                 return q.format(**fill) if fill else q
             where = f"claim {cid} ({label})"
-            plus = [term_matrix(rows, fmt(q), spec["value"], spec.get("final"), where) for q in contrast["plus"]]
-            minus = [term_matrix(rows, fmt(q), spec["value"], spec.get("final"), where)
+            terms = rows
+            if spec.get("common"):
+                queries = [fmt(q) for q in [*contrast["plus"], *contrast.get("minus", [])]]
+                terms = common_range(rows, queries, spec["common"], where)
+            plus = [term_matrix(terms, fmt(q), spec["value"], spec.get("final"), where) for q in contrast["plus"]]
+            minus = [term_matrix(terms, fmt(q), spec["value"], spec.get("final"), where)
                      for q in contrast.get("minus", [])]
             direction = contrast.get("direction", spec.get("direction", "greater"))
             row = {**base, "part": label, "direction": direction}

@@ -61,6 +61,7 @@ def expected_reward(family: str, task: dict, a: np.ndarray, s0: dict, s1: dict, 
             return r + 5.05
         return r - 30 * abs(s1["qpos"][2] - task["goal_z"]) + 3.05
     if family == "humanoid-dir":
+        a = 0.4 * np.clip(a, -1, 1)  # the unit box onto the motors' ctrlrange ±0.4 (the authors' NormalizedBoxEnv)
         v = (s1["com"][:2] - s0["com"][:2]) / dt
         th = task["theta"]
         return 1.25 * (v @ [np.cos(th), np.sin(th)]) - 0.1 * l2(a) - min(0.5e-6 * l2(s1["cfrc_ext"]), 10) + 5
@@ -113,6 +114,24 @@ def test_reward_and_termination_match_tasks_md(family):
             done = term or trunc
             steps += 1
         assert trunc == (not term)
+
+
+@pytest.mark.parametrize("family", envs.FAMILIES)
+def test_policies_act_in_the_unit_box(family):
+    """Every family takes actions in [-1, 1]^A, as the authors' envs do (rllab's and rlkit's NormalizedBoxEnv):
+    SAC's log-probabilities, and so its target entropy, are measured in the box the policy acts in."""
+    env = envs.make(family, first_task(family), seed=0)
+    assert (env.action_space.low == -1).all() and (env.action_space.high == 1).all()
+
+
+def test_humanoid_maps_the_unit_box_onto_its_motors():
+    env = envs.make("humanoid-dir", first_task("humanoid-dir"), seed=0)
+    env.reset(seed=0)
+    ctrl = env.unwrapped.model.actuator_ctrlrange
+    assert np.allclose(ctrl, [-0.4, 0.4])
+    a = np.linspace(-1.5, 1.5, 17)
+    env.step(a)
+    np.testing.assert_allclose(env.unwrapped.data.ctrl, 0.4 * np.clip(a, -1, 1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("family", ADMRL_FAMILIES)

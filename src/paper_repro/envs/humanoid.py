@@ -5,11 +5,19 @@ Reward ``1.25·(dir·v_com_xy) - 0.1‖a‖² - min(0.5e-6‖cfrc_ext‖², 10) 
 centre-of-mass displacement by the 0.003 s timestep and multiply by 0.25, which with frame skip 5 is
 1.25 × the displacement over ``dt`` (0.015 s). The episode ends when the torso height ``qpos[2]``
 leaves (1, 2).
+
+Actions are in the unit box [-1, 1]^17, mapped onto the motors' range ±0.4 before the step, as the
+authors' ``NormalizedBoxEnv`` does (``mier_public`` metalearning_envs/wrappers.py; oyster, rlkit): the
+learners' policies live in the unit box, so SAC's log-probabilities and its target entropy (MIER: -1)
+are measured there. In gymnasium's ±0.4 units every log-probability would be 17·ln 0.4 = -15.6 lower,
+and MIER's target entropy of -1 beyond the highest entropy a squashed policy can reach (17·ln 0.8 = -3.8):
+its temperature then grows without bound. The reward's control cost is on the motors' action.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from gymnasium.spaces import Box
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv, mass_center
 
 from .tasks import Family, TaskEnv, by_index
@@ -20,8 +28,14 @@ HORIZON = 200
 class HumanoidDir(TaskEnv, HumanoidEnv):
     task_keys = ("theta",)
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.ctrl_low, self.ctrl_high = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
+        self.action_space = Box(-1.0, 1.0, self.action_space.shape, np.float32)
+
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64)
+        unit = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        action = self.ctrl_low + (unit + 1.0) * 0.5 * (self.ctrl_high - self.ctrl_low)
         com_before = mass_center(self.model, self.data)
         self.do_simulation(action, self.frame_skip)
         v_com = (mass_center(self.model, self.data) - com_before) / self.dt

@@ -58,6 +58,8 @@ def test_report_names_jobs_time_and_the_path():
     assert text.startswith("5 jobs; requested 2.0 core-hours")
     assert "critical path 1 h 50 min: tables -> train_long -> evaluate_long -> plot" in text
     assert "estimated wall time on 2 cores: 1 h 50 min" in text
+    assert "expected wall time on 2 cores: about 55 min" in plan.report(DIAMOND, cores=2, factor=2)
+    assert f"divided by its margin of {plan.margin():g}" in text
     assert plan.report([], cores=2).startswith("Nothing to run")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -211,8 +212,22 @@ def _minutes(m: float) -> str:
     return f"{m:.0f} min" if m < 90 else f"{int(m // 60)} h {m % 60:02.0f} min"
 
 
-def report(jobs: list[Job], cores: int) -> str:
-    """The plan in words: jobs per rule with their requests, core-hours, critical path and wall time."""
+def margin() -> float:
+    """The factor a runtime request adds to the measured cost (config/costs.yaml ``margin``)."""
+    import yaml
+
+    return float(yaml.safe_load((ROOT / "config" / "costs.yaml").read_text())["margin"])
+
+
+def expected(jobs: list[Job], factor: float) -> list[Job]:
+    """The jobs at their measured costs: each request divided by the margin ``factor``."""
+    return [dataclasses.replace(job, runtime_min=job.runtime_min / factor) for job in jobs]
+
+
+def report(jobs: list[Job], cores: int, factor: float | None = None) -> str:
+    """The plan in words: jobs per rule with their requests, core-hours, critical path and wall time, at the
+    requests and at the measured costs (the requests divided by the ``factor``, default the costs' margin)."""
+    factor = margin() if factor is None else factor
     run = to_run(jobs)
     if not run:
         return "Nothing to run: every target is up to date."
@@ -223,7 +238,10 @@ def report(jobs: list[Job], cores: int) -> str:
     lines = [f"{len(run)} jobs; requested {sum(j.runtime_min * j.threads for j in run) / 60:.1f} core-hours",
              f"critical path {_minutes(length)}: {' -> '.join(j.rule for j in path)}",
              f"estimated wall time on {cores} cores: {_minutes(wall_time(run, cores))} "
-             "(each job at its runtime request; longest chains first)", "",
+             "(each job at its runtime request, a cluster's time limit; longest chains first)",
+             f"expected wall time on {cores} cores: about {_minutes(wall_time(expected(run, factor), cores))} "
+             f"(each request divided by its margin of {factor:g}: the measured costs; looser where a request is "
+             "a scale's estimate or the 10-min floor)", "",
              f"{'rule':<40} {'jobs':>5} {'request each (min)':>20}"]
     for rule, js in sorted(rules.items(), key=lambda kv: -max(j.runtime_min for j in kv[1])):
         each = sorted({j.runtime_min for j in js})

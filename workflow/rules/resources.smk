@@ -10,7 +10,7 @@
 
 # Measured costs (config/costs.yaml, with where each was measured), and the margin a request adds to them.
 COSTS = prconfig.load_yaml(ROOT / "config" / "costs.yaml")
-MARGIN = 1.5
+MARGIN = COSTS["margin"]
 
 
 def task_steps_per_s(algo, hidden):

@@ -126,3 +126,30 @@ def test_online_requests_are_the_papers_work_times_the_measured_cost_per_unit():
     evaluate = [j for j in jobs if j.rule == "evaluate_mier" and j.wildcards["experiment"] == "mier-negated-joints"]
     assert evaluate and all(j.runtime_min == minutes(20000 * 10 * per_update["mier"]["cheetah-negated-joints"])
                             for j in evaluate)
+
+
+def test_admrl_requests_are_iterations_times_the_measured_cost_per_iteration():
+    """At the paper scale, AdMRL's jobs ask for their iterations of virtual training (AdMRL App. C: 40 zero-shot
+    and 3 x 20 inner iterations per later task, 20 SLBO stages of 20 on the ants' first task, 10 on hopper's;
+    the test protocol's 40 + 3 x 20 per test task) times config/costs.yaml's seconds per iteration at the
+    paper's 1000-1000 model, times the margin; Fig. 6's model errors keep the scale's estimate."""
+    costs = yaml.safe_load((ROOT / "config" / "costs.yaml").read_text())["admrl"]
+    paper = {kind: next(e["s"] for e in entries if e["width"] == 1000) for kind, entries in costs.items()}
+    jobs = plan.dag_jobs(["results/figures/fig3_worst_case_gap.pdf", "results/figures/fig6_model_error.pdf"],
+                         config={"scale": "paper", "seeds": {"AdMRL": 1}}, forceall=True)
+    request = {(j.rule, *j.wildcards.get("family", j.wildcards.get("experiment", "")).split()): j.runtime_min for j in jobs}
+
+    def minutes(seconds):
+        return max(10, math.ceil(1.5 * seconds / 60))
+
+    assert request["metatrain_admrl", "ant-2d"] == minutes(19 * (40 + 3 * 20) * paper["train"])
+    assert request["metatrain_mb_unif", "hopper-2d"] == minutes(19 * (40 + 3 * 20) * paper["train"])
+    assert request["metatrain_admrl_init", "ant-2d"] == minutes(20 * 20 * paper["train"])
+    assert request["metatrain_admrl_init", "hopper-2d"] == minutes(10 * 20 * paper["train"])
+    assert request["evaluate_admrl", "admrl-ant-2d"] == minutes(36 * (40 + 3 * 20) * paper["evaluate"])
+    model_error = [j for j in jobs if j.rule.startswith("model_error")]
+    assert model_error and all(j.runtime_min == 720 for j in model_error)
+    slurm = (ROOT / "docs" / "slurm.md").read_text()  # the requests docs/slurm.md quotes are today's
+    for key in [("metatrain_admrl", "ant-2d"), ("metatrain_admrl_init", "ant-2d"), ("evaluate_admrl", "admrl-ant-2d")]:
+        assert f"{request[key]:,.0f} min" in slurm, key
+

@@ -137,7 +137,7 @@ for _experiment in ADMRL_MODEL_ERROR:
             f"{SCALE_DIR}/benchmarks/model_error/{_experiment}/seed{{seed}}.tsv"
         threads: 1
         resources:
-            runtime=admrl_runtime("evaluate"),
+            runtime=model_error_runtime,
             mem_mb=4000,
             cpus_per_task=1,
         conda:

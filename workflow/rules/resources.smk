@@ -191,8 +191,50 @@ def finetune_runtime(wildcards, attempt):
     return attempt * config["finetune"]["runtime"]
 
 
+def admrl_iterations(stage, cfg, family, n_test=0):
+    """AdMRL's iterations of virtual training in one job, each n_model model steps and n_policy TRPO updates
+    (admrl.virtual_training): the first task's SLBO stages (init), the later tasks' zero-shot and SLBO stages
+    (train), or every test task's zero-shot and test stages (evaluate)."""
+    if stage == "init":
+        return importlib.import_module("paper_repro.algos.admrl").first_stages(cfg, family) * cfg.n_inner
+    if stage == "train":
+        return (cfg.n_tasks - 1) * (cfg.n_zeroshot + cfg.n_slbo * cfg.n_inner)
+    return n_test * (cfg.test_zeroshot + cfg.test_stages * cfg.test_inner)
+
+
+def admrl_iteration_s(kind, cfg):
+    """config/costs.yaml admrl.<kind>'s seconds per iteration: the entry of the narrowest measured model at least
+    as wide as the job's (wider than all: the widest, times the square of the widths' ratio), scaled up linearly
+    where an iteration holds more samples (TRPO's virtual samples and the model steps' batches) than it did."""
+    entries = COSTS["admrl"][kind]
+    width = max(cfg.model_hidden)
+    samples = cfg.n_policy * cfg.virtual_envs * cfg.horizon + cfg.n_model * cfg.model_batch
+    wide_enough = [e for e in entries if e["width"] >= width]
+    e = min(wide_enough, key=lambda e: e["width"]) if wide_enough else max(entries, key=lambda e: e["width"])
+    return e["s"] * max(1.0, samples / e["samples"]) * max(1.0, (width / e["width"]) ** 2)
+
+
 def admrl_runtime(stage):
-    return lambda wildcards, attempt: attempt * config["admrl"]["runtime"][stage]
+    """Minutes for an AdMRL job of ``stage`` (init, train or evaluate): its iterations (admrl_iterations) times
+    the measured seconds per iteration (config/costs.yaml admrl), times MARGIN, at least 10; a retry asks for
+    twice as much."""
+    cfg = prconfig.from_dict(importlib.import_module("paper_repro.algos.admrl").Config, admrl_learner(), "admrl.learner")
+    kind = "evaluate" if stage == "evaluate" else "train"
+
+    def runtime(wildcards, attempt):
+        if stage == "evaluate":
+            exp = config["experiments"][wildcards.experiment]
+            iterations = admrl_iterations(stage, cfg, exp["family"], len(experiment_task_ids(wildcards.experiment, "test")))
+        else:
+            iterations = admrl_iterations(stage, cfg, wildcards.family)
+        return request(iterations * admrl_iteration_s(kind, cfg), attempt)
+
+    return runtime
+
+
+def model_error_runtime(wildcards, attempt):
+    """Minutes of AdMRL Fig. 6's model-error job: the scale's estimate (admrl.runtime.model_error), doubled on a retry."""
+    return attempt * config["admrl"]["runtime"]["model_error"]
 
 
 def best_runtime(experiment):
@@ -245,6 +287,16 @@ def collect_chain(family):
 
 
 def admrl_chain(stage):
-    """AdMRL's stages: the shared first task (init), the model-based training (train), its evaluation."""
+    """AdMRL's stages: the shared first task (init), the model-based training (train), its evaluation; each at
+    its longest, over the families and experiments of the model-based methods."""
     stages = ["init", "train", "evaluate"]
-    return int(sum(minutes(admrl_runtime(s)) for s in stages[stages.index(stage):]))
+    experiments = [n for n, e in config["experiments"].items() if set(MB_METHODS) & set(e.get("methods", []))]
+
+    def longest_stage(s):
+        runtime = admrl_runtime(s)
+        if s == "evaluate":
+            return max((runtime(types.SimpleNamespace(experiment=n), 1) for n in experiments), default=0)
+        families = {config["experiments"][n]["family"] for n in experiments}
+        return max((runtime(types.SimpleNamespace(family=f), 1) for f in families), default=0)
+
+    return int(sum(longest_stage(s) for s in stages[stages.index(stage):]))

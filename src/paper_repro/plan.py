@@ -214,9 +214,9 @@ def _minutes(m: float) -> str:
 
 def margin() -> float:
     """The factor a runtime request adds to the measured cost (config/costs.yaml ``margin``)."""
-    import yaml
+    from paper_repro.config import load_yaml
 
-    return float(yaml.safe_load((ROOT / "config" / "costs.yaml").read_text())["margin"])
+    return float(load_yaml(ROOT / "config" / "costs.yaml")["margin"])
 
 
 def expected(jobs: list[Job], factor: float) -> list[Job]:
